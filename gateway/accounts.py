@@ -1,0 +1,153 @@
+"""Teams and keys as people manage them: input models, operations and their JSON view.
+
+The admin API and the CLI both call these functions, so the two can never disagree about what a
+valid budget is or how a key is shown.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.auth import IssuedKey, issue_key
+from gateway.money import nanos_to_usd, usd_to_nanos
+from gateway.store import ApiKey, Store, Team
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+BudgetPeriod = Literal["day", "week", "month", "total"]
+
+
+class NotFound(Exception):
+    """The named team or key does not exist."""
+
+
+class Limits(BaseModel):
+    """Budget and rate limits; on PATCH only the fields present change (null clears one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget_usd: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    budget_period: BudgetPeriod | None = None
+    rpm: int | None = Field(default=None, ge=0)
+    ipm: int | None = Field(default=None, ge=0)
+
+    @field_validator("budget_usd")
+    @classmethod
+    def _at_most_nano_precision(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value.as_tuple().exponent < -9:  # type: ignore[operator]
+            raise ValueError("budget_usd has more than 9 decimal places")
+        return value
+
+    def store_changes(self) -> dict[str, Any]:
+        """The fields that were given, as store columns."""
+        changes: dict[str, Any] = {}
+        for name in self.model_fields_set & {"budget_usd", "budget_period", "rpm", "ipm"}:
+            value = getattr(self, name)
+            if name == "budget_usd":
+                changes["budget_nanos"] = None if value is None else usd_to_nanos(value)
+            elif name == "budget_period":
+                changes["budget_period"] = value or "total"
+            else:
+                changes[name] = value
+        return changes
+
+
+class TeamCreate(Limits):
+    name: str = Field(pattern=NAME_PATTERN)
+
+
+class KeyCreate(Limits):
+    team: str
+    name: str | None = Field(default=None, max_length=200)
+
+
+class KeyPatch(Limits):
+    name: str | None = Field(default=None, max_length=200)
+
+    def store_changes(self) -> dict[str, Any]:
+        changes = super().store_changes()
+        if "name" in self.model_fields_set:
+            changes["name"] = self.name
+        return changes
+
+
+def _money(nanos: int | None) -> str | None:
+    return None if nanos is None else nanos_to_usd(nanos)
+
+
+def team_view(team: Team) -> dict[str, Any]:
+    return {
+        "name": team.name,
+        "budget_usd": _money(team.budget_nanos),
+        "budget_period": team.budget_period,
+        "rpm": team.rpm,
+        "ipm": team.ipm,
+        "created_at": team.created_at,
+    }
+
+
+def key_view(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "team": key.team_name,
+        "name": key.name,
+        "prefix": key.prefix,
+        "budget_usd": _money(key.budget_nanos),
+        "budget_period": key.budget_period,
+        "rpm": key.rpm,
+        "ipm": key.ipm,
+        "created_at": key.created_at,
+        "revoked": key.revoked,
+        "revoked_at": key.revoked_at,
+    }
+
+
+async def create_team(store: Store, spec: TeamCreate) -> Team:
+    return await store.create_team(spec.name, **spec.store_changes())
+
+
+async def get_team(store: Store, name: str) -> Team:
+    team = await store.get_team(name)
+    if team is None:
+        raise NotFound(f"No team named {name!r}.")
+    return team
+
+
+async def update_team(store: Store, name: str, changes: Limits) -> Team:
+    team = await store.update_team(name, **changes.store_changes())
+    if team is None:
+        raise NotFound(f"No team named {name!r}.")
+    return team
+
+
+async def create_key(store: Store, spec: KeyCreate) -> IssuedKey:
+    team = await get_team(store, spec.team)
+    return await issue_key(store, team, spec.name, **spec.store_changes())
+
+
+async def get_key(store: Store, key_id: str) -> ApiKey:
+    key = await store.get_key(key_id)
+    if key is None:
+        raise NotFound(f"No key with id {key_id!r}.")
+    return key
+
+
+async def list_keys(store: Store, team_name: str | None = None) -> list[ApiKey]:
+    team_id = (await get_team(store, team_name)).id if team_name else None
+    return await store.list_keys(team_id)
+
+
+async def update_key(store: Store, key_id: str, changes: KeyPatch) -> ApiKey:
+    await get_key(store, key_id)
+    key = await store.update_key(key_id, **changes.store_changes())
+    assert key is not None
+    return key
+
+
+async def revoke_key(store: Store, key_id: str) -> ApiKey:
+    await get_key(store, key_id)
+    key = await store.revoke_key(key_id)
+    assert key is not None
+    return key

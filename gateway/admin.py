@@ -1,0 +1,128 @@
+"""The admin API under /admin, behind `Authorization: Bearer $GATEWAY_ADMIN_TOKEN`.
+
+With no token configured every admin route answers 403: the API is off, never open.
+Money in JSON is a decimal string; inputs take a string or a number, parsed without float.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from gateway import accounts
+from gateway.auth import bearer_token
+from gateway.errors import GatewayError, invalid_request
+from gateway.state import SETTINGS, STORE
+from gateway.store import Conflict
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Model = TypeVar("Model", bound=BaseModel)
+
+
+@web.middleware
+async def require_admin_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    settings = request.config_dict[SETTINGS]
+    if settings.admin_token is None or not settings.admin_token.get_secret_value():
+        raise GatewayError(
+            403,
+            "The admin API is disabled: set GATEWAY_ADMIN_TOKEN to enable it.",
+            code="admin_disabled",
+        )
+    token = bearer_token(request.headers.get("Authorization")) or ""
+    expected = settings.admin_token.get_secret_value()
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise GatewayError(401, "Invalid or missing admin token.", code="invalid_admin_token")
+    try:
+        return await handler(request)
+    except accounts.NotFound as exc:
+        raise GatewayError(404, str(exc), code="not_found") from exc
+    except Conflict as exc:
+        raise GatewayError(409, str(exc), code="conflict") from exc
+
+
+async def _parse(request: web.Request, model: type[Model]) -> Model:
+    raw = await request.read()
+    try:
+        # model_validate_json reads JSON numbers into Decimal fields exactly, never via float.
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        raise invalid_request(
+            f"Invalid request: {first['msg']}" + (f" ({param})" if param else ""),
+            code="invalid_value",
+            param=param,
+        ) from exc
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+async def create_team(request: web.Request) -> web.Response:
+    spec = await _parse(request, accounts.TeamCreate)
+    team = await accounts.create_team(request.config_dict[STORE], spec)
+    return _json(accounts.team_view(team), status=201)
+
+
+async def list_teams(request: web.Request) -> web.Response:
+    teams = await request.config_dict[STORE].list_teams()
+    return _json({"data": [accounts.team_view(team) for team in teams]})
+
+
+async def get_team(request: web.Request) -> web.Response:
+    team = await accounts.get_team(request.config_dict[STORE], request.match_info["name"])
+    return _json(accounts.team_view(team))
+
+
+async def patch_team(request: web.Request) -> web.Response:
+    changes = await _parse(request, accounts.Limits)
+    team = await accounts.update_team(
+        request.config_dict[STORE], request.match_info["name"], changes
+    )
+    return _json(accounts.team_view(team))
+
+
+async def create_key(request: web.Request) -> web.Response:
+    spec = await _parse(request, accounts.KeyCreate)
+    issued = await accounts.create_key(request.config_dict[STORE], spec)
+    return _json({**accounts.key_view(issued.record), "key": issued.secret}, status=201)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    keys = await accounts.list_keys(request.config_dict[STORE], request.query.get("team"))
+    return _json({"data": [accounts.key_view(key) for key in keys]})
+
+
+async def get_key(request: web.Request) -> web.Response:
+    key = await accounts.get_key(request.config_dict[STORE], request.match_info["id"])
+    return _json(accounts.key_view(key))
+
+
+async def patch_key(request: web.Request) -> web.Response:
+    changes = await _parse(request, accounts.KeyPatch)
+    key = await accounts.update_key(request.config_dict[STORE], request.match_info["id"], changes)
+    return _json(accounts.key_view(key))
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    key = await accounts.revoke_key(request.config_dict[STORE], request.match_info["id"])
+    return _json(accounts.key_view(key))
+
+
+def create_admin_app() -> web.Application:
+    admin = web.Application(middlewares=[require_admin_token])
+    admin.router.add_post("/teams", create_team)
+    admin.router.add_get("/teams", list_teams)
+    admin.router.add_get("/teams/{name}", get_team)
+    admin.router.add_patch("/teams/{name}", patch_team)
+    admin.router.add_post("/keys", create_key)
+    admin.router.add_get("/keys", list_keys)
+    admin.router.add_get("/keys/{id}", get_key)
+    admin.router.add_patch("/keys/{id}", patch_key)
+    admin.router.add_delete("/keys/{id}", revoke_key)
+    return admin

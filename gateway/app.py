@@ -1,0 +1,141 @@
+"""create_app(settings): wiring only. What a request goes through is in pipeline.py."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from gateway import pipeline
+from gateway.admin import create_admin_app
+from gateway.endpoints import endpoint_for
+from gateway.errors import GatewayError, error_body
+from gateway.flow import Flow
+from gateway.logs import redact_secret
+from gateway.relay import CLIENT_GONE
+from gateway.settings import Settings
+from gateway.state import SETTINGS, STORE, UPSTREAM
+from gateway.store import open_store
+from gateway.upstream import Upstream
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID = web.RequestKey("gateway_request_id", str)
+
+
+@web.middleware
+async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request gets an id, returned as `x-gateway-request-id` (and as `x-request-id` when
+    upstream did not answer, so the SDKs' `request_id` always names something)."""
+    rid = "req_gw_" + secrets.token_hex(12)
+    request[REQUEST_ID] = rid
+    response = await handler(request)
+    if not response.prepared:
+        response.headers["x-gateway-request-id"] = rid
+        response.headers.setdefault("x-request-id", rid)
+    return response
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Whatever goes wrong before a response has started becomes an OpenAI-shaped error."""
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "unknown_url", 405: "method_not_allowed"}.get(exc.status)
+        message = f"Invalid URL ({request.method} {request.path})" if exc.status == 404 else (
+            exc.reason
+        )
+        return web.json_response(
+            error_body(message, type="invalid_request_error", code=code), status=exc.status
+        )
+    except CLIENT_GONE:
+        raise  # the client left; there is no one to answer
+    except Exception:
+        log.exception("unexpected error handling %s %s", request.method, request.path)
+        return web.json_response(
+            error_body("The gateway had an internal error.", type="server_error"), status=500
+        )
+
+
+async def proxy(request: web.Request) -> web.StreamResponse:
+    tail = request.match_info["tail"]
+    endpoint = endpoint_for(tail)
+    if endpoint.known and request.method != "POST":
+        raise GatewayError(
+            405, f"Use POST for /v1/images/{tail}.", code="method_not_allowed"
+        )
+    upstream_path = "images/" + tail + (f"?{request.query_string}" if request.query_string else "")
+    flow = Flow(
+        request=request,
+        endpoint=endpoint,
+        upstream_path=upstream_path,
+        request_id=request[REQUEST_ID],
+    )
+    return await pipeline.run(flow)
+
+
+async def not_images(request: web.Request) -> web.StreamResponse:
+    raise GatewayError(
+        404,
+        f"Invalid URL ({request.method} {request.path}): this gateway serves only /v1/images/*.",
+        code="unknown_url",
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await request.app[STORE].ping()
+    except Exception as exc:  # any failure means not ready; say which
+        return web.json_response({"status": "unavailable", "store": str(exc)}, status=503)
+    return web.json_response({"status": "ready", "store": "ok"})
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    """Open the store (migrated) and the upstream session for the app's life; close both after."""
+    settings = app[SETTINGS]
+    store, upstream = app[STORE], app[UPSTREAM]
+    await store.connect()
+    try:
+        await store.migrate()
+        _empty_spool_dir(settings)
+        await upstream.start()
+        try:
+            yield
+        finally:
+            await upstream.close()
+    finally:
+        await store.close()
+
+
+def _empty_spool_dir(settings: Settings) -> None:
+    """Spool files left by a process that died are removed before serving."""
+    settings.spool_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in settings.spool_dir.glob("body-*"):
+        leftover.unlink(missing_ok=True)
+
+
+def create_app(settings: Settings) -> web.Application:
+    if settings.upstream_api_key is not None:
+        redact_secret(settings.upstream_api_key.get_secret_value())
+    app = web.Application(middlewares=[request_id, openai_errors])
+    app[SETTINGS] = settings
+    app[STORE] = open_store(settings.resolved_database_url)
+    app[UPSTREAM] = Upstream(settings)
+    app.cleanup_ctx.append(_resources)
+    app.add_subapp("/admin", create_admin_app())
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_route("*", "/v1/images/{tail:.+}", proxy)
+    app.router.add_route("*", "/v1/{tail:.*}", not_images)
+    return app

@@ -1,0 +1,203 @@
+"""The `gateway` command: serve, migrate, manage teams and keys, run the simulator.
+
+Every subcommand calls the same functions the admin API uses (gateway.accounts), on the same
+store the server uses, so the CLI and the web can never disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway import accounts
+from gateway.settings import Settings
+from gateway.store import Conflict, Store, open_store
+
+Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget-usd", help="budget in USD, e.g. 12.50 ('none' clears it)")
+    parser.add_argument("--budget-period", choices=["day", "week", "month", "total"])
+    parser.add_argument("--rpm", type=int, help="requests per minute")
+    parser.add_argument("--ipm", type=int, help="images per minute")
+
+
+def _limit_fields(ns: argparse.Namespace) -> dict[str, Any]:
+    """Only the options given, so that an update changes only those."""
+    fields: dict[str, Any] = {}
+    for name in ("budget_usd", "budget_period", "rpm", "ipm"):
+        value = getattr(ns, name, None)
+        if value is not None:
+            fields[name] = None if value == "none" else value
+    return fields
+
+
+async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[int]]) -> int:
+    store = open_store(settings.resolved_database_url)
+    await store.connect()
+    try:
+        await store.migrate()
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    table = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for r in table:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+
+
+TEAM_COLUMNS = ("name", "budget_usd", "budget_period", "rpm", "ipm", "created_at")
+KEY_COLUMNS = ("id", "team", "name", "prefix", "budget_usd", "budget_period", "rpm", "ipm",
+               "revoked")
+
+
+async def cmd_migrate(ns: argparse.Namespace, settings: Settings) -> int:
+    store = open_store(settings.resolved_database_url)
+    await store.connect()
+    try:
+        applied = await store.migrate()
+    finally:
+        await store.close()
+    print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+    return 0
+
+
+async def cmd_teams(ns: argparse.Namespace, settings: Settings) -> int:
+    async def work(store: Store) -> int:
+        if ns.action == "create":
+            team = await accounts.create_team(
+                store, accounts.TeamCreate(name=ns.name, **_limit_fields(ns))
+            )
+            print(json.dumps(accounts.team_view(team), indent=2))
+        elif ns.action == "update":
+            team = await accounts.update_team(
+                store, ns.name, accounts.Limits(**_limit_fields(ns))
+            )
+            print(json.dumps(accounts.team_view(team), indent=2))
+        elif ns.action == "show":
+            print(json.dumps(accounts.team_view(await accounts.get_team(store, ns.name)), indent=2))
+        else:
+            _print_rows([accounts.team_view(t) for t in await store.list_teams()], TEAM_COLUMNS)
+        return 0
+
+    return await _with_store(settings, work)
+
+
+async def cmd_keys(ns: argparse.Namespace, settings: Settings) -> int:
+    async def work(store: Store) -> int:
+        if ns.action == "create":
+            spec = accounts.KeyCreate(team=ns.team, name=ns.name, **_limit_fields(ns))
+            issued = await accounts.create_key(store, spec)
+            print(f"key id: {issued.record.id}  team: {issued.record.team_name}")
+            print("key (shown this once, store it now):")
+            print(issued.secret)
+        elif ns.action == "revoke":
+            key = await accounts.revoke_key(store, ns.id)
+            print(f"revoked {key.id} at {key.revoked_at}")
+        elif ns.action == "show":
+            print(json.dumps(accounts.key_view(await accounts.get_key(store, ns.id)), indent=2))
+        else:
+            keys = await accounts.list_keys(store, ns.team)
+            _print_rows([accounts.key_view(k) for k in keys], KEY_COLUMNS)
+        return 0
+
+    return await _with_store(settings, work)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="Caching, cost-accounting proxy for the OpenAI Images API."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the gateway")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    quick = commands.add_parser(
+        "quickstart",
+        help="migrate, issue a key, and serve (with the simulator when no upstream key is set)",
+    )
+    quick.add_argument("--simulator-port", type=int, default=8090)
+
+    commands.add_parser("migrate", help="apply pending database migrations")
+
+    teams = commands.add_parser("teams", help="manage teams").add_subparsers(
+        dest="action", required=True
+    )
+    for action in ("create", "update"):
+        sub = teams.add_parser(action)
+        sub.add_argument("name")
+        _add_limit_options(sub)
+    teams.add_parser("show").add_argument("name")
+    teams.add_parser("list")
+
+    keys = commands.add_parser("keys", help="manage keys").add_subparsers(
+        dest="action", required=True
+    )
+    create = keys.add_parser("create")
+    create.add_argument("--team", required=True)
+    create.add_argument("--name")
+    _add_limit_options(create)
+    keys.add_parser("revoke").add_argument("id")
+    keys.add_parser("show").add_argument("id")
+    keys.add_parser("list").add_argument("--team")
+
+    from gateway.simulator import add_simulator_arguments
+
+    add_simulator_arguments(commands.add_parser("simulator", help="serve the fake Images API"))
+    return parser
+
+
+ASYNC_COMMANDS: dict[str, Command] = {
+    "migrate": cmd_migrate,
+    "teams": cmd_teams,
+    "keys": cmd_keys,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    settings = Settings()
+    if ns.command == "simulator":
+        from gateway.simulator import config_from_args, run_simulator
+
+        run_simulator(ns.host, ns.port, config_from_args(ns))
+        return 0
+
+    from gateway.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    if ns.command == "serve":
+        from gateway.server import serve
+
+        overrides = {k: v for k, v in (("host", ns.host), ("port", ns.port)) if v is not None}
+        serve(settings.model_copy(update=overrides))
+        return 0
+    if ns.command == "quickstart":
+        from gateway.quickstart import quickstart
+
+        quickstart(settings, simulator_port=ns.simulator_port)
+        return 0
+    try:
+        return asyncio.run(ASYNC_COMMANDS[ns.command](ns, settings))
+    except accounts.NotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Conflict as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        print(f"error: {exc.errors()[0]['msg']} ({exc.errors()[0]['loc']})", file=sys.stderr)
+        return 2

@@ -1,0 +1,39 @@
+"""What the gateway knows about each Images API endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An endpoint under /v1/images. `known` ones are checked; others pass through as they are."""
+
+    name: str
+    known: bool = True
+    media_types: frozenset[str] = frozenset()
+    requires_prompt: bool = False
+    default_model: str | None = None
+
+
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
+
+ENDPOINTS: dict[str, Endpoint] = {
+    "generations": Endpoint(
+        "generations", media_types=frozenset({JSON}), requires_prompt=True,
+        default_model="dall-e-2",
+    ),
+    "edits": Endpoint(
+        "edits", media_types=frozenset({JSON, MULTIPART}), requires_prompt=True,
+        default_model="dall-e-2",
+    ),
+    "variations": Endpoint(
+        "variations", media_types=frozenset({MULTIPART}), default_model="dall-e-2",
+    ),
+}
+
+
+def endpoint_for(tail: str) -> Endpoint:
+    """The endpoint for the path below /v1/images/ (`generations`, `edits/…`, …)."""
+    return ENDPOINTS.get(tail) or Endpoint(tail, known=False)

@@ -1,0 +1,79 @@
+"""Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+
+Anything the gateway refuses is raised as a `GatewayError` and turned into a response by the error
+middleware, so a stage never builds an error response by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiohttp import web
+
+
+class GatewayError(Exception):
+    """A refusal with an HTTP status and OpenAI's error fields."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, dict[str, str | None]]:
+        return error_body(self.message, type=self.type, code=self.code, param=self.param)
+
+    def response(self) -> web.Response:
+        return web.json_response(self.body(), status=self.status, headers=self.headers)
+
+
+def error_body(
+    message: str, *, type: str, code: str | None = None, param: str | None = None
+) -> dict[str, dict[str, str | None]]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def invalid_request(message: str, *, code: str, param: str | None = None) -> GatewayError:
+    return GatewayError(400, message, code=code, param=param)
+
+
+def invalid_api_key(message: str) -> GatewayError:
+    return GatewayError(401, message, code="invalid_api_key")
+
+
+def request_too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413,
+        f"Request body is larger than this gateway accepts ({limit} bytes).",
+        code="request_too_large",
+    )
+
+
+def upstream_unreachable(detail: str) -> GatewayError:
+    return GatewayError(
+        502,
+        f"The gateway could not reach the upstream API: {detail}",
+        type="upstream_error",
+        code="upstream_unreachable",
+    )
+
+
+def upstream_timeout(seconds: float, phase: str = "answer") -> GatewayError:
+    return GatewayError(
+        504,
+        f"The upstream API did not {phase} within {seconds:g} s.",
+        type="upstream_error",
+        code="upstream_timeout",
+    )

@@ -1,0 +1,31 @@
+"""Exact money: integer nano-dollars inside, decimal strings outside. Never `float`."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+NANOS_PER_USD = 1_000_000_000
+
+
+def usd_to_nanos(value: Decimal | str | int) -> int:
+    """Dollars (a decimal string, an int or a Decimal) to nano-dollars, rounding half to even.
+
+    Raises ValueError for anything that is not a finite number.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not an amount of money")
+    try:
+        amount = Decimal(value)
+    except (InvalidOperation, TypeError) as exc:
+        raise ValueError(f"not an amount of money: {value!r}") from exc
+    if not amount.is_finite():
+        raise ValueError(f"not an amount of money: {value!r}")
+    return int((amount * NANOS_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def nanos_to_usd(nanos: int) -> str:
+    """Nano-dollars as a decimal string with at least two decimals: 12.5 USD → "12.50"."""
+    amount = (Decimal(nanos) / NANOS_PER_USD).normalize()
+    if amount.as_tuple().exponent > -2:  # type: ignore[operator]
+        amount = amount.quantize(Decimal("0.01"))
+    return f"{amount:f}"

@@ -1,0 +1,143 @@
+"""The ordered stages of a proxied request. Reading STAGES tells a request's whole story.
+
+Each stage is `async def stage(flow) -> StreamResponse | None`: it fills in its part of the Flow,
+and returning a response ends the chain (a refusal, a relayed answer). A stage refuses by raising
+GatewayError. Whatever happens, `flow.cleanup` runs when the request ends: spool files are
+removed and the upstream response is released.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway import auth
+from gateway.body import read_body
+from gateway.errors import GatewayError, invalid_request
+from gateway.flow import Flow
+from gateway.relay import is_event_stream, relay_body, relay_stream
+from gateway.state import SETTINGS, STORE, UPSTREAM
+
+Stage = Callable[[Flow], Awaitable[web.StreamResponse | None]]
+
+
+async def authenticate(flow: Flow) -> None:
+    """The bearer key is live; `flow.key` and `flow.team` are set."""
+    flow.key, flow.team = await auth.authenticate(
+        flow.request.app[STORE], flow.request.headers.get("Authorization")
+    )
+
+
+async def read_request_body(flow: Flow) -> None:
+    """The body is read whole (spooled past the threshold) within the size limits."""
+    settings = flow.request.app[SETTINGS]
+    endpoint = flow.endpoint
+    media_type = flow.request.content_type.lower()
+    if endpoint.known and media_type not in endpoint.media_types:
+        accepted = " or ".join(sorted(endpoint.media_types))
+        raise invalid_request(
+            f"Unsupported Content-Type {media_type or '(none)'!r} for /v1/images/{endpoint.name};"
+            f" send {accepted}.",
+            code="unsupported_content_type",
+        )
+    limit = settings.max_body_bytes
+    if media_type == "application/json":
+        limit = min(limit, settings.max_json_body_bytes)
+    flow.body = await read_body(
+        flow.request,
+        limit=limit,
+        spool_threshold=settings.spool_threshold_bytes,
+        spool_dir=settings.spool_dir,
+    )
+    flow.cleanup.push_async_callback(flow.body.aclose)
+
+
+async def inspect_request(flow: Flow) -> None:
+    """`flow.params` holds the request's fields; the ones the gateway needs are well formed.
+
+    Only what the gateway itself relies on is checked. Every other field, known or not, is left
+    for upstream to judge.
+    """
+    body = flow.body
+    assert body is not None
+    if body.json is not None:
+        if not isinstance(body.json, dict):
+            raise invalid_request("The JSON body must be an object.", code="invalid_json")
+        flow.params = body.json
+    else:
+        flow.params = dict(body.fields)
+    if not flow.endpoint.known:
+        return
+    if flow.endpoint.requires_prompt:
+        prompt = flow.params.get("prompt")
+        if prompt is None:
+            raise invalid_request(
+                "Missing required parameter: 'prompt'.",
+                code="missing_required_parameter", param="prompt",
+            )
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise invalid_request(
+                "'prompt' must be a non-empty string.", code="invalid_value", param="prompt"
+            )
+    model = flow.params.get("model") or flow.endpoint.default_model
+    if not isinstance(model, str):
+        raise invalid_request("'model' must be a string.", code="invalid_value", param="model")
+    flow.model = model
+    flow.stream = _truthy(flow.params.get("stream"))
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1")
+    return value is True
+
+
+async def call_upstream(flow: Flow) -> None:
+    """Upstream has answered with a status and headers; its body is still to be read."""
+    body = flow.body
+    assert body is not None
+    request = flow.request
+    flow.upstream = await request.app[UPSTREAM].send(
+        request.method, flow.upstream_path, request.headers, body.payload(), body.size
+    )
+    flow.cleanup.callback(flow.upstream.release)
+    if flow.upstream.status == 401:
+        # Upstream rejected the gateway's own key. Passing that on would tell the client its
+        # key is wrong (and echo a masked upstream key); it is the operator's problem instead.
+        raise GatewayError(
+            502,
+            "The upstream API rejected the gateway's credentials. Ask the gateway's operator"
+            " to check GATEWAY_UPSTREAM_API_KEY.",
+            type="upstream_error",
+            code="upstream_auth_failed",
+        )
+
+
+async def relay_response(flow: Flow) -> web.StreamResponse:
+    """The client has the whole response, or as much as it stayed to receive."""
+    upstream = flow.upstream
+    assert upstream is not None
+    if is_event_stream(upstream):
+        return await relay_stream(flow, upstream)
+    return await relay_body(flow, upstream)
+
+
+STAGES: tuple[Stage, ...] = (
+    authenticate,
+    read_request_body,
+    inspect_request,
+    call_upstream,
+    relay_response,
+)
+
+
+async def run(flow: Flow, stages: tuple[Stage, ...] = STAGES) -> web.StreamResponse:
+    """Run the stages in order until one answers; clean up whatever happened."""
+    async with flow.cleanup:
+        for stage in stages:
+            response = await stage(flow)
+            if response is not None:
+                return response
+    raise RuntimeError("the pipeline ended without a response")

@@ -1,0 +1,79 @@
+"""The one Settings class.
+
+Precedence, highest first: keyword arguments (tests), environment variables `GATEWAY_*`, the TOML
+file named by `GATEWAY_CONFIG` (default `config/gateway.toml`; a missing file is no error), the
+defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = "config/gateway.toml"
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the gateway can be told. Field names are the contract's `GATEWAY_*` names."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    upstream_url: str = "https://api.openai.com/v1"
+    upstream_api_key: SecretStr | None = None
+    admin_token: SecretStr | None = None
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    prices: Path = Path("config/prices.toml")
+    log_level: str = "INFO"
+
+    # Request bodies. An edit may carry 16 images of 50 MB; multipart bodies are spooled to disk
+    # past `spool_threshold_bytes`. JSON bodies are parsed whole, so they get their own limit.
+    max_body_bytes: int = Field(default=900 * MiB, gt=0)
+    max_json_body_bytes: int = Field(default=64 * MiB, gt=0)
+    spool_threshold_bytes: int = Field(default=1 * MiB, gt=0)
+
+    # Upstream. Image generation can take two minutes, so the read timeout is per read, not total.
+    upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+    upstream_read_timeout_s: float = Field(default=300.0, gt=0)
+    upstream_max_connections: int = Field(default=100, gt=0)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The store URL: `GATEWAY_DATABASE_URL`, or a SQLite file inside the data dir."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'gateway.db'}"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where request bodies past the threshold are spooled; emptied at start."""
+        return self.data_dir / "tmp"
+
+    @property
+    def admin_enabled(self) -> bool:
+        return self.admin_token is not None and bool(self.admin_token.get_secret_value())
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("GATEWAY_CONFIG", DEFAULT_CONFIG_FILE))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )

@@ -1,0 +1,113 @@
+"""The simulator's token accounting for GPT image models.
+
+This is the simulator's model of usage, built from the public guide, not OpenAI's exact billing:
+
+* output tokens per image come from the guide's table (quality × size); a size outside the table
+  scales the quality's 1024x1024 count by pixel area, rounded up; an unknown quality counts as
+  "high" and "auto" as "medium";
+* each streamed partial image adds 100 output tokens (the guide's "+100 per partial image");
+* input text tokens are ceil(len(prompt) / 4), the usual four-characters-per-token rule of thumb
+  (the real tokenizer is not available here);
+* input image tokens follow a tile model: fit the image within 2048x2048, then shrink it so its
+  shortest side is 512 (never enlarge), count 512-pixel tiles, and charge 65 + 129 per tile;
+  `input_fidelity: "high"` adds 4160 tokens for the first input image. Masks are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+__all__ = [
+    "DEFAULT_INPUT_SIZE",
+    "HIGH_FIDELITY_TOKENS",
+    "OUTPUT_TOKENS",
+    "PARTIAL_IMAGE_TOKENS",
+    "Usage",
+    "image_input_tokens",
+    "output_tokens_per_image",
+    "quality_tier",
+    "text_tokens",
+]
+
+# Output image tokens per image, by quality tier and (width, height), from the guide's table.
+OUTPUT_TOKENS: dict[str, dict[tuple[int, int], int]] = {
+    "low": {(1024, 1024): 272, (1024, 1536): 408, (1536, 1024): 400},
+    "medium": {(1024, 1024): 1056, (1024, 1536): 1584, (1536, 1024): 1568},
+    "high": {(1024, 1024): 4160, (1024, 1536): 6240, (1536, 1024): 6208},
+}
+PARTIAL_IMAGE_TOKENS = 100
+HIGH_FIDELITY_TOKENS = 4160
+# Input images whose size cannot be read (http URLs, file ids, unknown formats) count as this.
+DEFAULT_INPUT_SIZE = (1024, 1024)
+
+_SQUARE_PIXELS = 1024 * 1024
+_MAX_SIDE = 2048
+_TILE = 512
+_BASE_IMAGE_TOKENS = 65
+_TILE_TOKENS = 129
+
+
+def quality_tier(quality: str) -> str:
+    """The table row for `quality`: itself if known, "medium" for "auto", else "high"."""
+    if quality in OUTPUT_TOKENS:
+        return quality
+    if quality == "auto":
+        return "medium"
+    return "high"
+
+
+def output_tokens_per_image(tier: str, width: int, height: int) -> int:
+    """Output image tokens for one final image of `width` × `height` at quality tier `tier`."""
+    table = OUTPUT_TOKENS[tier]
+    exact = table.get((width, height))
+    if exact is not None:
+        return exact
+    # ceil(square × area / 1024²) in integers, so no float rounding can creep in.
+    return -(-table[(1024, 1024)] * width * height // _SQUARE_PIXELS)
+
+
+def text_tokens(prompt: str) -> int:
+    """ceil(len(prompt) / 4): the simulator's stand-in for a tokenizer."""
+    return -(-len(prompt) // 4)
+
+
+def image_input_tokens(width: int, height: int) -> int:
+    """Tokens charged for one input image of `width` × `height` (exact rational scaling)."""
+    w, h = Fraction(width), Fraction(height)
+    longest = max(w, h)
+    if longest > _MAX_SIDE:
+        w, h = w * _MAX_SIDE / longest, h * _MAX_SIDE / longest
+    shortest = min(w, h)
+    if shortest > _TILE:
+        w, h = w * _TILE / shortest, h * _TILE / shortest
+    tiles = math.ceil(w / _TILE) * math.ceil(h / _TILE)
+    return _BASE_IMAGE_TOKENS + _TILE_TOKENS * tiles
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage of a request (or of one image of it), in the Images API's `usage` shape."""
+
+    text_tokens: int
+    image_tokens: int
+    output_tokens: int
+
+    @property
+    def input_tokens(self) -> int:
+        return self.text_tokens + self.image_tokens
+
+    def to_json(self) -> dict[str, Any]:
+        """The `usage` object as the API returns it."""
+        return {
+            "total_tokens": self.input_tokens + self.output_tokens,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "input_tokens_details": {
+                "text_tokens": self.text_tokens,
+                "image_tokens": self.image_tokens,
+            },
+            "output_tokens_details": {"image_tokens": self.output_tokens, "text_tokens": 0},
+        }

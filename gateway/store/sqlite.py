@@ -1,0 +1,214 @@
+"""SQLite through aiosqlite: one connection (one writer, as SQLite wants), WAL, autocommit.
+
+aiosqlite runs every statement on the connection's own thread, so the event loop never waits on
+disk. Multi-statement changes use an explicit transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gateway.store.base import ApiKey, Conflict, Team
+from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
+
+_TEAM_COLUMNS = "id, name, budget_nanos, budget_period, rpm, ipm, created_at"
+_KEY_COLUMNS = (
+    "k.id, k.team_id, t.name, k.name, k.prefix, k.budget_nanos, k.budget_period, k.rpm, k.ipm,"
+    " k.created_at, k.revoked_at"
+)
+_LIMIT_FIELDS = frozenset({"budget_nanos", "budget_period", "rpm", "ipm"})
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _team(row: Any) -> Team:
+    return Team(*row)
+
+
+def _key(row: Any) -> ApiKey:
+    return ApiKey(*row)
+
+
+def _limit_values(limits: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(limits) - _LIMIT_FIELDS
+    if unknown:
+        raise TypeError(f"unknown limit fields: {sorted(unknown)}")
+    values = {"budget_nanos": None, "budget_period": "total", "rpm": None, "ipm": None}
+    values.update(limits)
+    return values
+
+
+class SqliteStore:
+    """The embedded default store. `path` may be `:memory:` for tests."""
+
+    def __init__(self, path: str, migrations_dir: Path = MIGRATIONS_DIR) -> None:
+        self.path = path
+        self.migrations_dir = migrations_dir
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not connected")
+        return self._db
+
+    async def connect(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in (
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = NORMAL",
+            "PRAGMA foreign_keys = ON",
+            "PRAGMA busy_timeout = 5000",
+        ):
+            await self._db.execute(pragma)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ping(self) -> None:
+        async with self.db.execute("SELECT 1") as cursor:
+            await cursor.fetchone()
+
+    async def migrate(self) -> list[str]:
+        await self.db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version TEXT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        async with self.db.execute("SELECT version FROM schema_migrations") as cursor:
+            applied = {row[0] for row in await cursor.fetchall()}
+        done = []
+        for migration in pending_migrations(self.migrations_dir, applied):
+            # The file and its version row run as one transaction: a migration is applied whole
+            # and recorded, or (rolled back on any error) not at all.
+            try:
+                await self.db.executescript(
+                    "BEGIN IMMEDIATE;\n"
+                    f"{migration.sql}\n;"
+                    "INSERT INTO schema_migrations (version, name, applied_at)"
+                    f" VALUES ('{migration.version}', '{migration.name}', '{_now()}');\n"
+                    "COMMIT;"
+                )
+            except BaseException:
+                if self.db.in_transaction:
+                    await self.db.execute("ROLLBACK")
+                raise
+            done.append(migration.name)
+        return done
+
+    # Teams
+
+    async def create_team(self, name: str, **limits: Any) -> Team:
+        values = _limit_values(limits)
+        try:
+            async with self.db.execute(
+                f"INSERT INTO teams (name, budget_nanos, budget_period, rpm, ipm, created_at)"
+                f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_TEAM_COLUMNS}",
+                (name, values["budget_nanos"], values["budget_period"], values["rpm"],
+                 values["ipm"], _now()),
+            ) as cursor:
+                row = await cursor.fetchone()
+        except aiosqlite.IntegrityError as exc:
+            raise Conflict(f"team {name!r} exists already") from exc
+        return _team(row)
+
+    async def get_team(self, name: str) -> Team | None:
+        async with self.db.execute(
+            f"SELECT {_TEAM_COLUMNS} FROM teams WHERE name = ?", (name,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _team(row) if row else None
+
+    async def list_teams(self) -> list[Team]:
+        async with self.db.execute(f"SELECT {_TEAM_COLUMNS} FROM teams ORDER BY name") as cursor:
+            return [_team(row) for row in await cursor.fetchall()]
+
+    async def update_team(self, name: str, **changes: Any) -> Team | None:
+        if not changes:
+            return await self.get_team(name)
+        _limit_values(changes)  # rejects unknown fields
+        assignments = ", ".join(f"{field} = ?" for field in changes)
+        async with self.db.execute(
+            f"UPDATE teams SET {assignments} WHERE name = ? RETURNING {_TEAM_COLUMNS}",
+            (*changes.values(), name),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _team(row) if row else None
+
+    # Keys
+
+    async def create_key(
+        self, *, key_id: str, team_id: int, name: str | None, key_hash: str, prefix: str,
+        **limits: Any,
+    ) -> ApiKey:
+        values = _limit_values(limits)
+        try:
+            await self.db.execute(
+                "INSERT INTO api_keys (id, team_id, name, key_hash, prefix, budget_nanos,"
+                " budget_period, rpm, ipm, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key_id, team_id, name, key_hash, prefix, values["budget_nanos"],
+                 values["budget_period"], values["rpm"], values["ipm"], _now()),
+            )
+        except aiosqlite.IntegrityError as exc:
+            raise Conflict("key exists already") from exc
+        key = await self.get_key(key_id)
+        assert key is not None
+        return key
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        async with self.db.execute(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id"
+            " WHERE k.id = ?",
+            (key_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return _key(row) if row else None
+
+    async def find_key_by_hash(self, key_hash: str) -> tuple[ApiKey, Team] | None:
+        async with self.db.execute(
+            f"SELECT {_KEY_COLUMNS}, t.budget_nanos, t.budget_period, t.rpm, t.ipm, t.created_at"
+            " FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = ?",
+            (key_hash,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        key = _key(row[:11])
+        team = Team(key.team_id, key.team_name, *row[11:])
+        return key, team
+
+    async def list_keys(self, team_id: int | None = None) -> list[ApiKey]:
+        where, params = ("WHERE k.team_id = ?", (team_id,)) if team_id is not None else ("", ())
+        async with self.db.execute(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id {where}"
+            " ORDER BY k.created_at, k.id",
+            params,
+        ) as cursor:
+            return [_key(row) for row in await cursor.fetchall()]
+
+    async def update_key(self, key_id: str, **changes: Any) -> ApiKey | None:
+        name_change = {"name": changes.pop("name")} if "name" in changes else {}
+        _limit_values(changes)
+        changes.update(name_change)
+        if changes:
+            assignments = ", ".join(f"{field} = ?" for field in changes)
+            await self.db.execute(
+                f"UPDATE api_keys SET {assignments} WHERE id = ?", (*changes.values(), key_id)
+            )
+        return await self.get_key(key_id)
+
+    async def revoke_key(self, key_id: str) -> ApiKey | None:
+        await self.db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (_now(), key_id),
+        )
+        return await self.get_key(key_id)

@@ -1,0 +1,140 @@
+"""The one long-lived client session to upstream, and the header rules of a reverse proxy.
+
+The client's own Authorization never leaves the gateway; the upstream key goes only into the
+Authorization header of upstream requests (never into a response, an error or a log line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from gateway.errors import upstream_timeout, upstream_unreachable
+from gateway.settings import Settings
+
+# RFC 9110 §7.6.1 hop-by-hop headers, plus what the client library sets for itself.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+        "te", "trailer", "transfer-encoding", "upgrade",
+    }
+)
+# Not forwarded upstream: the client's gateway key, and account routing that belongs to the
+# gateway's upstream key rather than to the client.
+_REQUEST_DROP = _HOP_BY_HOP | {
+    "host", "authorization", "content-length", "expect", "accept-encoding", "cookie",
+    "openai-organization", "openai-project",
+}
+# Not relayed to the client: framing the server redoes, the upstream account's identity and
+# rate-limit counters (they describe the gateway's key, not the client's), and cookies.
+_RESPONSE_DROP = _HOP_BY_HOP | {
+    "content-length", "content-encoding", "date", "server", "set-cookie", "alt-svc",
+    "openai-organization", "openai-project",
+}
+_RESPONSE_DROP_PREFIXES = ("x-ratelimit-",)
+
+
+def _connection_listed(headers: Mapping[str, str]) -> set[str]:
+    """Headers that the Connection header itself names as hop-by-hop."""
+    listed = headers.get("Connection", "")
+    return {name.strip().lower() for name in listed.split(",") if name.strip()}
+
+
+def upstream_request_headers(
+    client_headers: Mapping[str, str], api_key: str | None
+) -> CIMultiDict[str]:
+    drop = _REQUEST_DROP | _connection_listed(client_headers)
+    headers: CIMultiDict[str] = CIMultiDict(
+        (name, value) for name, value in client_headers.items() if name.lower() not in drop
+    )
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def client_response_headers(upstream_headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    drop = _RESPONSE_DROP | _connection_listed(upstream_headers)
+    return CIMultiDict(
+        (name, value)
+        for name, value in upstream_headers.items()
+        if name.lower() not in drop and not name.lower().startswith(_RESPONSE_DROP_PREFIXES)
+    )
+
+
+class Upstream:
+    """A pooled client session to `GATEWAY_UPSTREAM_URL`, opened and closed with the app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.base = URL(settings.upstream_url.rstrip("/") + "/")
+        self.read_timeout = settings.upstream_read_timeout_s
+        self.connect_timeout = settings.upstream_connect_timeout_s
+        self._api_key = (
+            settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else None
+        )
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=settings.upstream_connect_timeout_s,
+            sock_read=settings.upstream_read_timeout_s,
+        )
+        self._max_connections = settings.upstream_max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=30
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=True,
+            read_bufsize=256 * 1024,
+            # The client's User-Agent is forwarded; aiohttp must not add its own beside it.
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def url(self, path_and_query: str) -> URL:
+        """`images/edits?x=1` below the upstream base URL."""
+        return URL(str(self.base) + path_and_query.lstrip("/"), encoded=True)
+
+    async def send(
+        self,
+        method: str,
+        path_and_query: str,
+        client_headers: Mapping[str, str],
+        body: bytes | AsyncIterator[bytes] | None,
+        content_length: int,
+    ) -> aiohttp.ClientResponse:
+        """Send one request upstream and return once its status and headers have arrived.
+
+        Raises GatewayError 502 when upstream cannot be reached or drops the connection, and 504
+        when it does not answer in time. The caller must release the response.
+        """
+        if self._session is None:
+            raise RuntimeError("upstream session is not started")
+        headers = upstream_request_headers(client_headers, self._api_key)
+        # An explicit length keeps the upload un-chunked even when it streams from a spool file.
+        headers["Content-Length"] = str(content_length)
+        try:
+            return await self._session.request(
+                method, self.url(path_and_query), headers=headers, data=body,
+                allow_redirects=False,
+            )
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise upstream_timeout(self.connect_timeout, "connect") from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise upstream_timeout(self.read_timeout) from exc
+        except aiohttp.ClientConnectorError as exc:
+            where = f"{self.base.host}:{self.base.port}"
+            raise upstream_unreachable(f"cannot connect to {where}.") from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise upstream_unreachable("it closed the connection without answering.") from exc
+        except aiohttp.ClientError as exc:
+            raise upstream_unreachable(type(exc).__name__) from exc

@@ -1,0 +1,117 @@
+"""Shared fixtures: a recording fake upstream (the simulator), a gateway in front of it, keys.
+
+The fake upstream is the built-in simulator with `record=True`: it answers like the Images API
+and keeps every request exactly as it arrived (headers, fields, file bytes), so tests can assert
+what reached upstream.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway import accounts
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.simulator import SIMULATOR_STATE, SimulatorConfig, SimulatorState, create_simulator_app
+from gateway.state import STORE
+
+UPSTREAM_KEY = "sk-upstream-test-0123456789abcdef"
+ADMIN_TOKEN = "admin-test-token"
+
+# The developer's own GATEWAY_* variables must not leak into the tests.
+for _name in list(os.environ):
+    if _name.startswith("GATEWAY_"):
+        del os.environ[_name]
+
+
+@dataclass
+class FakeUpstream:
+    server: TestServer
+    state: SimulatorState
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("/v1"))
+
+    @property
+    def requests(self) -> list[Any]:
+        return self.state.requests
+
+
+@pytest.fixture
+async def fake_upstream(aiohttp_server: Any) -> FakeUpstream:
+    app = create_simulator_app(SimulatorConfig(record=True, api_key=UPSTREAM_KEY))
+    server = await aiohttp_server(app)
+    return FakeUpstream(server, app[SIMULATOR_STATE])
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "upstream_api_key": UPSTREAM_KEY,
+            "admin_token": ADMIN_TOKEN,
+            "spool_threshold_bytes": 64 * 1024,
+            "upstream_read_timeout_s": 5,
+            "upstream_connect_timeout_s": 2,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def gateway(
+    aiohttp_client: Any, fake_upstream: FakeUpstream, make_settings: Callable[..., Settings]
+) -> TestClient[web.Request, web.Application]:
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(
+        create_app(make_settings(upstream_url=fake_upstream.url))
+    )
+    return client
+
+
+@pytest.fixture
+async def make_key(
+    gateway: TestClient[web.Request, web.Application],
+) -> Callable[..., Any]:
+    async def make(team: str = "team-a", **limits: Any) -> str:
+        store = gateway.app[STORE]
+        if await store.get_team(team) is None:
+            await accounts.create_team(store, accounts.TeamCreate(name=team))
+        issued = await accounts.create_key(store, accounts.KeyCreate(team=team, **limits))
+        return issued.secret
+
+    return make
+
+
+@pytest.fixture
+async def key(make_key: Callable[..., Any]) -> str:
+    secret: str = await make_key()
+    return secret
+
+
+@pytest.fixture
+async def sdk(
+    gateway: TestClient[web.Request, web.Application], key: str
+) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official SDK pointed at the gateway, as a user would: only the base URL changes."""
+    client = openai.AsyncOpenAI(
+        base_url=str(gateway.make_url("/v1")), api_key=key, max_retries=0, timeout=20
+    )
+    yield client
+    await client.close()
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.sse import EventSplitter, format_event, parse_event
+
+PARTIAL = b'event: image_generation.partial_image\ndata: {"type":"x","b64_json":"QUJD"}\n\n'
+DONE = b'event: image_generation.completed\ndata: {"usage":{"output_tokens":272}}\n\n'
+
+
+def test_whole_events_come_out_whole() -> None:
+    splitter = EventSplitter()
+    assert splitter.feed(PARTIAL + DONE) == [PARTIAL, DONE]
+    assert splitter.pending == 0
+
+
+def test_an_event_split_anywhere_is_held_until_its_blank_line() -> None:
+    stream = PARTIAL + DONE
+    for cut in range(1, len(stream)):
+        splitter = EventSplitter()
+        events = splitter.feed(stream[:cut]) + splitter.feed(stream[cut:])
+        assert events == [PARTIAL, DONE], cut
+
+
+@given(st.lists(st.integers(min_value=1, max_value=40), max_size=30))
+def test_any_chunking_yields_the_same_events(sizes: list[int]) -> None:
+    stream = PARTIAL + b": a comment\n\n" + DONE
+    splitter, events, pos = EventSplitter(), [], 0
+    for size in sizes:
+        events += splitter.feed(stream[pos : pos + size])
+        pos += size
+    events += splitter.feed(stream[pos:])
+    assert b"".join(events) == stream
+    assert splitter.pending == 0
+
+
+def test_crlf_events_and_a_truncated_tail() -> None:
+    splitter = EventSplitter()
+    crlf = b"event: a\r\ndata: 1\r\n\r\n"
+    assert splitter.feed(crlf + b"event: b\r\ndata: {\"tru") == [crlf]
+    assert splitter.pending == len(b"event: b\r\ndata: {\"tru")
+    assert parse_event(crlf).name == "a"
+
+
+def test_parse_event_reads_name_and_joined_data() -> None:
+    event = parse_event(b"event: image_edit.completed\ndata: {\"a\":\ndata: 1}\n\n")
+    assert event.name == "image_edit.completed"
+    assert event.is_completed and not event.is_error
+    assert event.json() == {"a": 1}
+
+
+def test_format_event_round_trips() -> None:
+    raw = format_event("error", {"error": {"message": "m"}})
+    assert raw.endswith(b"\n\n")
+    event = parse_event(raw)
+    assert event.is_error and event.json() == {"error": {"message": "m"}}
