@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -73,14 +74,18 @@ class Server:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def start_server(name: str, args: Sequence[str], port: int, env: dict[str, str],
+def gateway_command(*args: str) -> list[str]:
+    return [PYTHON, "-m", "gateway", *args]
+
+
+def start_server(name: str, argv: Sequence[str], port: int, env: dict[str, str],
                  log_dir: Path) -> Server:
-    """Start `python -m gateway <args>` with its output going to a log file in `log_dir`."""
+    """Start `argv` with its output going to a log file in `log_dir`."""
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [PYTHON, "-m", "gateway", *args],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            list(argv), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     return Server(name, proc, port, log_path)
 
@@ -122,7 +127,7 @@ def stop_server(server: Server) -> None:
 def run_cli(args: Sequence[str], env: dict[str, str]) -> str:
     """Run `python -m gateway <args>` to completion and return its stdout."""
     done = subprocess.run(
-        [PYTHON, "-m", "gateway", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        gateway_command(*args), cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=CLI_TIMEOUT_S, check=False,
     )
     if done.returncode != 0:
@@ -158,18 +163,26 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(simulator_args: Sequence[str] = ()) -> Iterator[Stack]:
-    """Start the simulator (with `simulator_args`) and the gateway; stop both on exit."""
+def running_stack(
+    simulator_args: Sequence[str] = (), simulator_max_body_mib: float | None = None
+) -> Iterator[Stack]:
+    """Start the simulator (with `simulator_args`) and the gateway; stop both on exit.
+
+    With `simulator_max_body_mib`, the simulator runs through bench/big_body_simulator.py,
+    which raises its request-body limit to that size.
+    """
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
         data_dir = Path(tmp)
         try:
             sim_port = free_port()
-            sim = start_server(
-                "simulator",
-                ["simulator", "--host", HOST, "--port", str(sim_port), *simulator_args],
-                sim_port, clean_env(), data_dir,
-            )
+            args = ["simulator", "--host", HOST, "--port", str(sim_port), *simulator_args]
+            if simulator_max_body_mib is None:
+                argv = gateway_command(*args)
+            else:
+                wrapper = str(ROOT / "bench" / "big_body_simulator.py")
+                argv = [PYTHON, wrapper, str(simulator_max_body_mib), *args]
+            sim = start_server("simulator", argv, sim_port, clean_env(), data_dir)
             servers.append(sim)
             wait_ready(sim, None)
 
@@ -181,7 +194,7 @@ def running_stack(simulator_args: Sequence[str] = ()) -> Iterator[Stack]:
                 GATEWAY_DATA_DIR=str(data_dir / "data"),
             )
             key = create_key(env)
-            gw = start_server("gateway", ["serve"], gw_port, env, data_dir)
+            gw = start_server("gateway", gateway_command("serve"), gw_port, env, data_dir)
             servers.append(gw)
             wait_ready(gw, "/healthz")
             yield Stack(sim, gw, key, data_dir)
@@ -213,11 +226,20 @@ def summary_ms(values_s: Sequence[float]) -> dict[str, float]:
     }
 
 
+def source_fingerprint() -> str:
+    """SHA-256 over gateway/**/*.py as they are now (others edit the tree while we measure)."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "gateway").rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def environment() -> dict[str, Any]:
     """What the numbers were measured on."""
     import aiohttp
 
     return {
+        "gateway_source_sha256": source_fingerprint(),
         "time_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "aiohttp": aiohttp.__version__,

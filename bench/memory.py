@@ -38,6 +38,7 @@ PROMPT = "add a small red hat"
 UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600)
 SAMPLE_INTERVAL_S = 0.01
 SAMPLER_MAX_S = 900.0
+SIMULATOR_BODY_LIMIT_MIB = 64  # gateway.simulator._MAX_BODY
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -183,7 +184,12 @@ async def run(ns: argparse.Namespace, images: Sequence[Path]) -> dict[str, Any]:
     warmup_image = images[0].parent / "small.png"
     write_image(warmup_image, 4096)
     rounds = []
-    with running_stack(["--latency-ms", "0"]) as stack:
+    # The simulator refuses bodies past 64 MiB; above that, raise its limit (see
+    # big_body_simulator.py) so the whole upload is forwarded and answered.
+    sim_limit = upload_mib + 16 if upload_mib > SIMULATOR_BODY_LIMIT_MIB else None
+    if sim_limit is not None:
+        print(f"note: simulator body limit raised to {sim_limit:.0f} MiB for this upload")
+    with running_stack(["--latency-ms", "0"], simulator_max_body_mib=sim_limit) as stack:
         async with aiohttp.ClientSession(timeout=UPLOAD_TIMEOUT) as session:
             await post_edit(session, stack.gw_url, stack.key, [warmup_image])
             for i in range(ns.repeat):
@@ -191,6 +197,7 @@ async def run(ns: argparse.Namespace, images: Sequence[Path]) -> dict[str, Any]:
                 print(format_round(i + 1, result), flush=True)
                 rounds.append(result)
     return {
+        "simulator_body_limit_raised_to_mib": sim_limit,
         "images": len(images),
         "image_mib": ns.image_mib,
         "upload_mib": round(upload_mib, 1),

@@ -35,7 +35,10 @@ async def serve_apps(
     runners = []
     try:
         for app, host, port in apps:
-            runner = web.AppRunner(app, access_log=None)
+            # A client that disconnects cancels its handler, so nothing waits on its behalf (an
+            # upstream that went quiet, say); cleanup runs on the way out. aiohttp's test server
+            # does the same, so tests see what production does.
+            runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
             await runner.setup()
             runners.append(runner)
             await web.TCPSite(runner, host, port).start()

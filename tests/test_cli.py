@@ -1,0 +1,62 @@
+"""The `gateway` command, run as users run it: a subprocess with GATEWAY_* in its environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def gateway(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_DATA_DIR"] = str(tmp_path / "data")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", *args], env=env, capture_output=True, text=True,
+        timeout=60,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_migrate_then_teams_and_keys(tmp_path: Path) -> None:
+    assert "applied: 0001_teams_and_keys.sql" in gateway(tmp_path, "migrate").stdout
+    assert "up to date" in gateway(tmp_path, "migrate").stdout
+
+    created = json.loads(
+        gateway(tmp_path, "teams", "create", "design", "--budget-usd", "12.5", "--rpm", "30").stdout
+    )
+    assert created["budget_usd"] == "12.50" and created["rpm"] == 30
+
+    out = gateway(tmp_path, "keys", "create", "--team", "design", "--name", "ci").stdout
+    secret = out.strip().splitlines()[-1]
+    key_id = out.split()[2]
+    assert secret.startswith("sk-gw-") and key_id.startswith("key_")
+
+    listing = gateway(tmp_path, "keys", "list", "--team", "design").stdout
+    assert key_id in listing and secret not in listing
+
+    assert "revoked" in gateway(tmp_path, "keys", "revoke", key_id).stdout
+    shown = json.loads(gateway(tmp_path, "keys", "show", key_id).stdout)
+    assert shown["revoked"] is True
+
+    updated = json.loads(gateway(tmp_path, "teams", "update", "design", "--budget-usd", "none").stdout)
+    assert updated["budget_usd"] is None and updated["rpm"] == 30
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("keys", "create", "--team", "ghost"), "No team named 'ghost'"),
+        (("teams", "create", "bad name"), "name"),
+        (("keys", "revoke", "key_missing"), "No key with id"),
+    ],
+)
+def test_cli_errors_are_clear_and_nonzero(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    result = gateway(tmp_path, *args, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
