@@ -24,6 +24,7 @@ import threading
 import time
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +119,27 @@ def steady_rss(pid: int, settle_s: float = 1.0) -> int:
     return sorted(samples)[2]
 
 
+@dataclass
+class Upload:
+    seconds: float  # from sending the request to having read the whole answer
+    sent_s: float  # until the client wrote the last byte of the request body
+    usage: dict[str, Any]
+
+
+async def _on_chunk_sent(_: Any, ctx: Any, __: Any) -> None:
+    ctx.trace_request_ctx["last_sent"] = time.perf_counter()
+
+
+def upload_session() -> aiohttp.ClientSession:
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(_on_chunk_sent)
+    return aiohttp.ClientSession(timeout=UPLOAD_TIMEOUT, trace_configs=[trace])
+
+
 async def post_edit(session: aiohttp.ClientSession, url: str, key: str,
-                    images: Sequence[Path]) -> tuple[float, dict[str, Any]]:
-    """Upload one multipart edit streaming `images` from disk; seconds until the whole answer."""
+                    images: Sequence[Path]) -> Upload:
+    """Upload one multipart edit, streaming `images` from disk."""
+    marks: dict[str, float] = {}
     with contextlib.ExitStack() as files:
         form = aiohttp.FormData()
         form.add_field("model", "gpt-image-1")
@@ -130,14 +149,14 @@ async def post_edit(session: aiohttp.ClientSession, url: str, key: str,
             form.add_field("image[]", files.enter_context(path.open("rb")),
                            filename=path.name, content_type="image/png")
         start = time.perf_counter()
-        async with session.post(url + "/images/edits", data=form,
+        async with session.post(url + "/images/edits", data=form, trace_request_ctx=marks,
                                 headers={"Authorization": f"Bearer {key}"}) as resp:
             body = await resp.read()
             elapsed = time.perf_counter() - start
     if resp.status != 200:
         raise RuntimeError(f"{url} answered {resp.status}: {body[:300]!r}")
-    answer = await asyncio.to_thread(_usage_of, body)
-    return elapsed, answer
+    usage = await asyncio.to_thread(_usage_of, body)
+    return Upload(elapsed, marks.get("last_sent", start) - start, usage)
 
 
 def _usage_of(body: bytes) -> dict[str, Any]:
@@ -153,11 +172,13 @@ async def one_round(stack: Stack, session: aiohttp.ClientSession, images: Sequen
     idle = await asyncio.to_thread(steady_rss, pid)
     hwm_reset = reset_hwm(pid)
     sampler = PeakSampler(pid)
+    cpu = psutil.Process(pid).cpu_times()
     sampler.start()
     try:
-        seconds, usage = await post_edit(session, stack.gw_url, stack.key, images)
+        upload = await post_edit(session, stack.gw_url, stack.key, images)
     finally:
         peak = sampler.finish()
+    cpu_s = sum(psutil.Process(pid).cpu_times()[:2]) - sum(cpu[:2])
     hwm = read_hwm(pid) if hwm_reset else None
     after = await asyncio.to_thread(steady_rss, pid)
     result: dict[str, Any] = {
@@ -168,14 +189,17 @@ async def one_round(stack: Stack, session: aiohttp.ClientSession, images: Sequen
         "kernel_peak_minus_idle_mib": round((hwm - idle) / MiB, 1) if hwm else None,
         "rss_after_mib": round(after / MiB, 1),
         "rss_samples": sampler.samples,
-        "gateway_upload_s": round(seconds, 3),
-        "gateway_mib_per_s": round(upload_mib / seconds, 1),
-        "usage": usage,
+        "gateway_upload_s": round(upload.seconds, 3),
+        "gateway_client_sent_s": round(upload.sent_s, 3),
+        "gateway_mib_per_s": round(upload_mib / upload.seconds, 1),
+        "gateway_cpu_s": round(cpu_s, 2),
+        "usage": upload.usage,
     }
     if direct:
-        direct_s, _ = await post_edit(session, stack.sim_url, "sk-bench-direct", images)
-        result["direct_upload_s"] = round(direct_s, 3)
-        result["direct_mib_per_s"] = round(upload_mib / direct_s, 1)
+        plain = await post_edit(session, stack.sim_url, "sk-bench-direct", images)
+        result["direct_upload_s"] = round(plain.seconds, 3)
+        result["direct_client_sent_s"] = round(plain.sent_s, 3)
+        result["direct_mib_per_s"] = round(upload_mib / plain.seconds, 1)
     return result
 
 
@@ -190,7 +214,7 @@ async def run(ns: argparse.Namespace, images: Sequence[Path]) -> dict[str, Any]:
     if sim_limit is not None:
         print(f"note: simulator body limit raised to {sim_limit:.0f} MiB for this upload")
     with running_stack(["--latency-ms", "0"], simulator_max_body_mib=sim_limit) as stack:
-        async with aiohttp.ClientSession(timeout=UPLOAD_TIMEOUT) as session:
+        async with upload_session() as session:
             await post_edit(session, stack.gw_url, stack.key, [warmup_image])
             for i in range(ns.repeat):
                 result = await one_round(stack, session, images, upload_mib, not ns.no_direct)
@@ -217,11 +241,14 @@ def format_round(i: int, r: dict[str, Any]) -> str:
     text = (
         f"round {i}: gateway idle {r['idle_rss_mib']:.1f} MiB, peak {r['peak_rss_mib']:.1f} MiB"
         f" (+{r['peak_minus_idle_mib']:.1f}; kernel VmHWM +{r['kernel_peak_minus_idle_mib']}),"
-        f" after {r['rss_after_mib']:.1f} MiB; upload via gateway {r['gateway_upload_s']:.2f} s"
-        f" = {r['gateway_mib_per_s']:.0f} MiB/s"
+        f" after {r['rss_after_mib']:.1f} MiB\n"
+        f"  upload via gateway {r['gateway_upload_s']:.2f} s = {r['gateway_mib_per_s']:.0f} MiB/s"
+        f" (client done sending at {r['gateway_client_sent_s']:.2f} s;"
+        f" gateway CPU {r['gateway_cpu_s']:.2f} s)"
     )
     if "direct_upload_s" in r:
-        text += f", direct {r['direct_upload_s']:.2f} s = {r['direct_mib_per_s']:.0f} MiB/s"
+        text += (f"; direct {r['direct_upload_s']:.2f} s = {r['direct_mib_per_s']:.0f} MiB/s"
+                 f" (sent at {r['direct_client_sent_s']:.2f} s)")
     return text
 
 

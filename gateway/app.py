@@ -49,8 +49,8 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         if exc.status < 400:
             raise
         code = {404: "unknown_url", 405: "method_not_allowed"}.get(exc.status)
-        message = f"Invalid URL ({request.method} {request.path})" if exc.status == 404 else (
-            exc.reason
+        message = (
+            f"Invalid URL ({request.method} {request.path})" if exc.status == 404 else (exc.reason)
         )
         return web.json_response(
             error_body(message, type="invalid_request_error", code=code), status=exc.status
@@ -68,9 +68,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     tail = request.match_info["tail"]
     endpoint = endpoint_for(tail)
     if endpoint.known and request.method != "POST":
-        raise GatewayError(
-            405, f"Use POST for /v1/images/{tail}.", code="method_not_allowed"
-        )
+        raise GatewayError(405, f"Use POST for /v1/images/{tail}.", code="method_not_allowed")
     upstream_path = "images/" + tail + (f"?{request.query_string}" if request.query_string else "")
     flow = Flow(
         request=request,

@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,7 +19,7 @@ from gateway import accounts
 from gateway.settings import Settings
 from gateway.store import Conflict, Store, open_store
 
-Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
@@ -58,8 +58,17 @@ def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
 
 
 TEAM_COLUMNS = ("name", "budget_usd", "budget_period", "rpm", "ipm", "created_at")
-KEY_COLUMNS = ("id", "team", "name", "prefix", "budget_usd", "budget_period", "rpm", "ipm",
-               "revoked")
+KEY_COLUMNS = (
+    "id",
+    "team",
+    "name",
+    "prefix",
+    "budget_usd",
+    "budget_period",
+    "rpm",
+    "ipm",
+    "revoked",
+)
 
 
 async def cmd_migrate(ns: argparse.Namespace, settings: Settings) -> int:
@@ -81,9 +90,7 @@ async def cmd_teams(ns: argparse.Namespace, settings: Settings) -> int:
             )
             print(json.dumps(accounts.team_view(team), indent=2))
         elif ns.action == "update":
-            team = await accounts.update_team(
-                store, ns.name, accounts.Limits(**_limit_fields(ns))
-            )
+            team = await accounts.update_team(store, ns.name, accounts.Limits(**_limit_fields(ns)))
             print(json.dumps(accounts.team_view(team), indent=2))
         elif ns.action == "show":
             print(json.dumps(accounts.team_view(await accounts.get_team(store, ns.name)), indent=2))

@@ -21,15 +21,21 @@ MULTIPART = "multipart/form-data"
 
 ENDPOINTS: dict[str, Endpoint] = {
     "generations": Endpoint(
-        "generations", media_types=frozenset({JSON}), requires_prompt=True,
+        "generations",
+        media_types=frozenset({JSON}),
+        requires_prompt=True,
         default_model="dall-e-2",
     ),
     "edits": Endpoint(
-        "edits", media_types=frozenset({JSON, MULTIPART}), requires_prompt=True,
+        "edits",
+        media_types=frozenset({JSON, MULTIPART}),
+        requires_prompt=True,
         default_model="dall-e-2",
     ),
     "variations": Endpoint(
-        "variations", media_types=frozenset({MULTIPART}), default_model="dall-e-2",
+        "variations",
+        media_types=frozenset({MULTIPART}),
+        default_model="dall-e-2",
     ),
 }
 

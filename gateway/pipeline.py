@@ -75,7 +75,8 @@ async def inspect_request(flow: Flow) -> None:
         if prompt is None:
             raise invalid_request(
                 "Missing required parameter: 'prompt'.",
-                code="missing_required_parameter", param="prompt",
+                code="missing_required_parameter",
+                param="prompt",
             )
         if not isinstance(prompt, str) or not prompt.strip():
             raise invalid_request(

@@ -66,8 +66,11 @@ async def _quickstart(settings: Settings, simulator_port: int) -> None:
         sim_url = f"http://127.0.0.1:{simulator_port}/v1"
         settings = settings.model_copy(update={"upstream_url": sim_url})
         apps.append(
-            (create_simulator_app(SimulatorConfig(latency_ms=200, partial_interval_ms=150)),
-             "127.0.0.1", simulator_port)
+            (
+                create_simulator_app(SimulatorConfig(latency_ms=200, partial_interval_ms=150)),
+                "127.0.0.1",
+                simulator_port,
+            )
         )
         upstream = f"built-in simulator at {sim_url}; set GATEWAY_UPSTREAM_API_KEY for OpenAI"
     key = await _issue_quickstart_key(settings)

@@ -47,7 +47,7 @@ _SQUARE_PIXELS = 1024 * 1024
 _MAX_SIDE = 2048
 _TILE = 512
 _BASE_IMAGE_TOKENS = 65
-_TILE_TOKENS = 128
+_TILE_TOKENS = 129
 
 
 def quality_tier(quality: str) -> str:

@@ -18,21 +18,40 @@ from gateway.settings import Settings
 # RFC 9110 §7.6.1 hop-by-hop headers, plus what the client library sets for itself.
 _HOP_BY_HOP = frozenset(
     {
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-        "te", "trailer", "transfer-encoding", "upgrade",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
     }
 )
 # Not forwarded upstream: the client's gateway key, and account routing that belongs to the
 # gateway's upstream key rather than to the client.
 _REQUEST_DROP = _HOP_BY_HOP | {
-    "host", "authorization", "content-length", "expect", "accept-encoding", "cookie",
-    "openai-organization", "openai-project",
+    "host",
+    "authorization",
+    "content-length",
+    "expect",
+    "accept-encoding",
+    "cookie",
+    "openai-organization",
+    "openai-project",
 }
 # Not relayed to the client: framing the server redoes, the upstream account's identity and
 # rate-limit counters (they describe the gateway's key, not the client's), and cookies.
 _RESPONSE_DROP = _HOP_BY_HOP | {
-    "content-length", "content-encoding", "date", "server", "set-cookie", "alt-svc",
-    "openai-organization", "openai-project",
+    "content-length",
+    "content-encoding",
+    "date",
+    "server",
+    "set-cookie",
+    "alt-svc",
+    "openai-organization",
+    "openai-project",
 }
 _RESPONSE_DROP_PREFIXES = ("x-ratelimit-",)
 
@@ -124,7 +143,10 @@ class Upstream:
         headers["Content-Length"] = str(content_length)
         try:
             return await self._session.request(
-                method, self.url(path_and_query), headers=headers, data=body,
+                method,
+                self.url(path_and_query),
+                headers=headers,
+                data=body,
                 allow_redirects=False,
             )
         except aiohttp.ConnectionTimeoutError as exc:

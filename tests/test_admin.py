@@ -30,7 +30,9 @@ async def test_admin_is_disabled_without_a_token(
         assert (await response.json())["error"]["code"] == "admin_disabled"
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": ADMIN_TOKEN}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": ADMIN_TOKEN}]
+)
 async def test_admin_needs_the_token(admin: Any, headers: dict[str, str]) -> None:
     for method, path in [("GET", "/admin/teams"), ("POST", "/admin/keys"), ("GET", "/admin/nope")]:
         response = await admin.request(method, path, headers=headers)

@@ -14,9 +14,12 @@ from aiohttp import web
 from gateway.body import RequestBody, read_body
 from gateway.errors import GatewayError
 
-PNG_HEAD = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + (640).to_bytes(4, "big") + (
-    480
-).to_bytes(4, "big")
+PNG_HEAD = (
+    b"\x89PNG\r\n\x1a\n"
+    + b"\x00\x00\x00\rIHDR"
+    + (640).to_bytes(4, "big")
+    + (480).to_bytes(4, "big")
+)
 
 
 def make_app(spool_dir: Path, seen: list[RequestBody], limit: int = 10_000_000) -> web.Application:
@@ -34,8 +37,14 @@ def make_app(spool_dir: Path, seen: list[RequestBody], limit: int = 10_000_000) 
                 "spooled": spooled_files,
                 "fields": body.fields,
                 "files": [
-                    {"field": f.field, "filename": f.filename, "content_type": f.content_type,
-                     "size": f.size, "sha256": f.sha256, "head": len(f.head)}
+                    {
+                        "field": f.field,
+                        "filename": f.filename,
+                        "content_type": f.content_type,
+                        "size": f.size,
+                        "sha256": f.sha256,
+                        "head": len(f.head),
+                    }
                     for f in body.files
                 ],
                 "json": body.json,
@@ -52,7 +61,9 @@ def spool_dir(tmp_path: Path) -> Path:
     return tmp_path / "spool"
 
 
-async def test_small_json_stays_in_memory_and_is_parsed(aiohttp_client: Any, spool_dir: Path) -> None:
+async def test_small_json_stays_in_memory_and_is_parsed(
+    aiohttp_client: Any, spool_dir: Path
+) -> None:
     seen: list[RequestBody] = []
     client = await aiohttp_client(make_app(spool_dir, seen))
     response = await client.post("/", json={"prompt": "otter", "n": 2})
@@ -81,7 +92,8 @@ async def test_multipart_is_summarised_and_spooled_past_the_threshold(
     assert list(spool_dir.glob("body-*")) == []  # and is gone after aclose()
     assert data["fields"] == [["prompt", "put them in a basket"], ["stream", "true"]]
     assert [(f["field"], f["filename"], f["size"]) for f in data["files"]] == [
-        ("image[]", "a.png", len(first)), ("image[]", "b.png", len(second))
+        ("image[]", "a.png", len(first)),
+        ("image[]", "b.png", len(second)),
     ]
     assert data["files"][0]["sha256"] == hashlib.sha256(first).hexdigest()
     assert data["files"][1]["sha256"] == hashlib.sha256(second).hexdigest()
@@ -112,14 +124,18 @@ async def test_spooled_payload_is_the_exact_bytes_received(
     assert received == [raw]
 
 
-async def test_over_the_limit_is_413_and_leaves_no_file(aiohttp_client: Any, spool_dir: Path) -> None:
+async def test_over_the_limit_is_413_and_leaves_no_file(
+    aiohttp_client: Any, spool_dir: Path
+) -> None:
     client = await aiohttp_client(make_app(spool_dir, [], limit=50_000))
 
     async def chunks() -> Any:  # no Content-Length: the limit must hold while streaming
         for _ in range(20):
             yield os.urandom(10_000)
 
-    response = await client.post("/", data=chunks(), headers={"Content-Type": "application/octet-stream"})
+    response = await client.post(
+        "/", data=chunks(), headers={"Content-Type": "application/octet-stream"}
+    )
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "request_too_large"
     assert list(spool_dir.glob("body-*")) == []
@@ -138,7 +154,11 @@ async def test_declared_length_over_the_limit_is_refused_before_reading(
     [
         ("application/json", b'{"prompt": ', "invalid_json"),
         ("multipart/form-data", b"--x\r\n", "invalid_multipart"),  # no boundary parameter
-        ("multipart/form-data; boundary=xyz", b"--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv", "invalid_multipart"),
+        (
+            "multipart/form-data; boundary=xyz",
+            b'--xyz\r\nContent-Disposition: form-data; name="a"\r\n\r\nv',
+            "invalid_multipart",
+        ),
     ],
 )
 async def test_malformed_bodies_are_400(

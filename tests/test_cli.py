@@ -15,7 +15,10 @@ def gateway(tmp_path: Path, *args: str, check: bool = True) -> subprocess.Comple
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env["GATEWAY_DATA_DIR"] = str(tmp_path / "data")
     result = subprocess.run(
-        [sys.executable, "-m", "gateway", *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "gateway", *args],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     if check:
@@ -44,7 +47,9 @@ def test_migrate_then_teams_and_keys(tmp_path: Path) -> None:
     shown = json.loads(gateway(tmp_path, "keys", "show", key_id).stdout)
     assert shown["revoked"] is True
 
-    updated = json.loads(gateway(tmp_path, "teams", "update", "design", "--budget-usd", "none").stdout)
+    updated = json.loads(
+        gateway(tmp_path, "teams", "update", "design", "--budget-usd", "none").stdout
+    )
     assert updated["budget_usd"] is None and updated["rpm"] == 30
 
 
@@ -56,7 +61,9 @@ def test_migrate_then_teams_and_keys(tmp_path: Path) -> None:
         (("keys", "revoke", "key_missing"), "No key with id"),
     ],
 )
-def test_cli_errors_are_clear_and_nonzero(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+def test_cli_errors_are_clear_and_nonzero(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
     result = gateway(tmp_path, *args, check=False)
     assert result.returncode != 0
     assert message in result.stderr

@@ -43,13 +43,13 @@ async def test_client_leaving_mid_upload_leaves_no_file_and_no_task(
     client, key = await start_gateway(aiohttp_client, settings)
     baseline = len(asyncio.all_tasks())
 
-    reader, writer = await asyncio.open_connection(client.host, client.port)
+    _, writer = await asyncio.open_connection(client.host, client.port)
     head = (
         "POST /v1/images/edits HTTP/1.1\r\n"
         f"Host: {client.host}\r\nAuthorization: Bearer {key}\r\n"
         "Content-Type: multipart/form-data; boundary=BOUNDARY\r\n"
         "Content-Length: 5000000\r\n\r\n"
-        "--BOUNDARY\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n"
+        '--BOUNDARY\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
         "Content-Type: image/png\r\n\r\n"
     ).encode()
     writer.write(head + os.urandom(1_000_000))  # well past the spool threshold
@@ -72,7 +72,9 @@ async def test_client_leaving_mid_stream_leaves_no_task_even_when_upstream_went_
     aiohttp_client: Any, aiohttp_server: Any, make_settings: Callable[..., Settings]
 ) -> None:
     upstream = await aiohttp_server(
-        create_simulator_app(SimulatorConfig(api_key=UPSTREAM_KEY, fault="hang-stream", fault_rate=1))
+        create_simulator_app(
+            SimulatorConfig(api_key=UPSTREAM_KEY, fault="hang-stream", fault_rate=1)
+        )
     )
     settings = make_settings(upstream_url=str(upstream.make_url("/v1")))
     client, key = await start_gateway(aiohttp_client, settings)
@@ -104,7 +106,9 @@ async def test_spooled_bodies_are_removed_after_success_and_after_upstream_failu
         form.add_field("prompt", "p")
         form.add_field("model", "gpt-image-1")
         form.add_field("image", os.urandom(300_000), filename="a.png", content_type="image/png")
-        headers = {"Authorization": f"Bearer {key}"} | ({"x-simulator-fault": fault} if fault else {})
+        headers = {"Authorization": f"Bearer {key}"} | (
+            {"x-simulator-fault": fault} if fault else {}
+        )
         response = await client.post("/v1/images/edits", data=form, headers=headers)
         assert response.status == status, await response.text()
         assert list(settings.spool_dir.glob("body-*")) == []

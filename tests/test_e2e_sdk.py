@@ -34,12 +34,17 @@ async def test_generate_b64(sdk: openai.AsyncOpenAI, fake_upstream: FakeUpstream
     recorded = only_request(fake_upstream)
     assert recorded.path == "/v1/images/generations"
     assert recorded.json == {
-        "model": "gpt-image-1", "prompt": "a sea otter", "quality": "low", "size": "1024x1536"
+        "model": "gpt-image-1",
+        "prompt": "a sea otter",
+        "quality": "low",
+        "size": "1024x1536",
     }
     assert_upstream_auth(recorded, key)
 
 
-async def test_generate_url_for_dall_e(sdk: openai.AsyncOpenAI, fake_upstream: FakeUpstream) -> None:
+async def test_generate_url_for_dall_e(
+    sdk: openai.AsyncOpenAI, fake_upstream: FakeUpstream
+) -> None:
     result = await sdk.images.generate(model="dall-e-2", prompt="a sea otter", n=2)
     assert result.data is not None and len(result.data) == 2
     url = result.data[0].url
@@ -60,12 +65,17 @@ async def test_generate_stream_relays_partial_images(
     sdk: openai.AsyncOpenAI, fake_upstream: FakeUpstream
 ) -> None:
     stream = await sdk.images.generate(
-        model="gpt-image-1", prompt="a river of owl feathers", stream=True, partial_images=2,
-        quality="low", size="1024x1024",
+        model="gpt-image-1",
+        prompt="a river of owl feathers",
+        stream=True,
+        partial_images=2,
+        quality="low",
+        size="1024x1024",
     )
     events = [event async for event in stream]
     assert [e.type for e in events] == [
-        "image_generation.partial_image", "image_generation.partial_image",
+        "image_generation.partial_image",
+        "image_generation.partial_image",
         "image_generation.completed",
     ]
     assert [e.partial_image_index for e in events[:2]] == [0, 1]  # type: ignore[union-attr]
@@ -106,8 +116,11 @@ async def test_edit_with_a_single_image_is_sent_as_image(
 
 async def test_edit_stream(sdk: openai.AsyncOpenAI, fake_upstream: FakeUpstream) -> None:
     stream = await sdk.images.edit(
-        model="gpt-image-1", image=("a.png", png(16, 16), "image/png"), prompt="p",
-        stream=True, partial_images=1,
+        model="gpt-image-1",
+        image=("a.png", png(16, 16), "image/png"),
+        prompt="p",
+        stream=True,
+        partial_images=1,
     )
     types = [event.type async for event in stream]
     assert types == ["image_edit.partial_image", "image_edit.completed"]
@@ -146,7 +159,10 @@ async def test_fields_and_models_the_gateway_never_saw_pass_through_untouched(
     )
     sent = only_request(fake_upstream).json
     assert sent == {
-        "model": "gpt-image-2", "prompt": "otter", "quality": "xhigh", "complexity": "high",
+        "model": "gpt-image-2",
+        "prompt": "otter",
+        "quality": "xhigh",
+        "complexity": "high",
         **extra,
     }
 
@@ -155,7 +171,9 @@ async def test_unknown_multipart_field_passes_through(
     sdk: openai.AsyncOpenAI, fake_upstream: FakeUpstream
 ) -> None:
     await sdk.images.edit(
-        model="gpt-image-1", image=("a.png", png(8, 8), "image/png"), prompt="p",
+        model="gpt-image-1",
+        image=("a.png", png(8, 8), "image/png"),
+        prompt="p",
         extra_body={"frame_count": 4, "future_flag": "on"},
     )
     fields = only_request(fake_upstream).fields
@@ -216,7 +234,10 @@ async def test_upstream_disconnect_is_502(sdk: openai.AsyncOpenAI) -> None:
 
 async def test_stream_cut_before_completion_raises_api_error(sdk: openai.AsyncOpenAI) -> None:
     stream = await sdk.images.generate(
-        model="gpt-image-1", prompt="o", stream=True, partial_images=3,
+        model="gpt-image-1",
+        prompt="o",
+        stream=True,
+        partial_images=3,
         extra_headers={"x-simulator-fault": "cut:1"},
     )
     received = []

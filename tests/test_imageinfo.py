@@ -41,7 +41,9 @@ def _webp_vp8l(width: int, height: int) -> bytes:
 
 
 def _webp_vp8x(width: int, height: int) -> bytes:
-    data = b"\x10\x00\x00\x00" + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    data = (
+        b"\x10\x00\x00\x00" + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    )
     return _riff(b"VP8X", data)
 
 

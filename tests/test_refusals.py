@@ -23,8 +23,11 @@ def assert_openai_error(body: Any, code: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("headers", "code"),
-    [({}, "invalid_api_key"), ({"Authorization": "Basic abc"}, "invalid_api_key"),
-     ({"Authorization": "Bearer sk-gw-unknown"}, "invalid_api_key")],
+    [
+        ({}, "invalid_api_key"),
+        ({"Authorization": "Basic abc"}, "invalid_api_key"),
+        ({"Authorization": "Bearer sk-gw-unknown"}, "invalid_api_key"),
+    ],
 )
 async def test_missing_or_unknown_key_is_401(
     gateway: Any, fake_upstream: FakeUpstream, headers: dict[str, str], code: str
@@ -43,20 +46,46 @@ async def test_missing_or_unknown_key_is_401(
         ("/v1/images/generations", b'["prompt"]', "application/json", 400, "invalid_json"),
         ("/v1/images/generations", b'{"prompt": "  "}', "application/json", 400, "invalid_value"),
         ("/v1/images/generations", b'{"prompt": 3}', "application/json", 400, "invalid_value"),
-        ("/v1/images/generations", b"prompt=x", "application/x-www-form-urlencoded", 400,
-         "unsupported_content_type"),
+        (
+            "/v1/images/generations",
+            b"prompt=x",
+            "application/x-www-form-urlencoded",
+            400,
+            "unsupported_content_type",
+        ),
         ("/v1/images/generations", b'{"prompt": "x"}', "", 400, "unsupported_content_type"),
-        ("/v1/images/variations", b'{"prompt": "x"}', "application/json", 400,
-         "unsupported_content_type"),
-        ("/v1/images/edits", b'{"images": []}', "application/json", 400,
-         "missing_required_parameter"),
-        ("/v1/images/generations", b'{"prompt": "x", "model": 7}', "application/json", 400,
-         "invalid_value"),
+        (
+            "/v1/images/variations",
+            b'{"prompt": "x"}',
+            "application/json",
+            400,
+            "unsupported_content_type",
+        ),
+        (
+            "/v1/images/edits",
+            b'{"images": []}',
+            "application/json",
+            400,
+            "missing_required_parameter",
+        ),
+        (
+            "/v1/images/generations",
+            b'{"prompt": "x", "model": 7}',
+            "application/json",
+            400,
+            "invalid_value",
+        ),
     ],
 )
 async def test_bad_requests_are_400_and_never_reach_upstream(
-    gateway: Any, fake_upstream: FakeUpstream, key: str,
-    path: str, data: bytes, content_type: str, status: int, code: str,
+    gateway: Any,
+    fake_upstream: FakeUpstream,
+    key: str,
+    path: str,
+    data: bytes,
+    content_type: str,
+    status: int,
+    code: str,
 ) -> None:
     headers = auth(key) | ({"Content-Type": content_type} if content_type else {})
     response = await gateway.post(path, data=data, headers=headers)
@@ -107,7 +136,9 @@ async def test_other_images_paths_are_forwarded_as_they_are(
     assert response.status == 404
     recorded = fake_upstream.requests[-1]
     assert (recorded.method, recorded.path, recorded.query) == (
-        "GET", "/v1/images/some/future/thing", {"limit": "3"}
+        "GET",
+        "/v1/images/some/future/thing",
+        {"limit": "3"},
     )
 
 

@@ -47,7 +47,9 @@ def make_client(aiohttp_client: Any) -> MakeClient:
 
 
 def _state(client: Client) -> SimulatorState:
-    return client.server.app[SIMULATOR_STATE]
+    app = client.app
+    assert app is not None
+    return app[SIMULATOR_STATE]
 
 
 def _png_size(b64: str) -> tuple[int, int] | None:
@@ -365,7 +367,10 @@ async def test_json_edit_with_references(make_client: MakeClient) -> None:
     # 1400x300 is not scaled: 3 x 1 tiles; the file id counts as 1024x1024: one tile after
     # scaling; the mask is free.
     image_tokens = (65 + 129 * 3) + (65 + 129)
-    assert payload["usage"]["input_tokens_details"] == {"text_tokens": 2, "image_tokens": image_tokens}
+    assert payload["usage"]["input_tokens_details"] == {
+        "text_tokens": 2,
+        "image_tokens": image_tokens,
+    }
     assert payload["usage"]["output_tokens"] == 272  # default model gpt-image-1
     assert _state(client).requests[0].json == body
     both = await client.post(
@@ -575,9 +580,7 @@ async def test_api_key_is_enforced(make_client: MakeClient) -> None:
     assert wrong.status == 401
     error = (await wrong.json())["error"]
     assert error["code"] == "invalid_api_key" and "sk-nope-00000000" not in error["message"]
-    right = await client.post(
-        GEN, json=body, headers={"Authorization": "Bearer sk-test-123456789"}
-    )
+    right = await client.post(GEN, json=body, headers={"Authorization": "Bearer sk-test-123456789"})
     assert right.status == 200
 
 

@@ -38,13 +38,13 @@ def test_any_chunking_yields_the_same_events(sizes: list[int]) -> None:
 def test_crlf_events_and_a_truncated_tail() -> None:
     splitter = EventSplitter()
     crlf = b"event: a\r\ndata: 1\r\n\r\n"
-    assert splitter.feed(crlf + b"event: b\r\ndata: {\"tru") == [crlf]
-    assert splitter.pending == len(b"event: b\r\ndata: {\"tru")
+    assert splitter.feed(crlf + b'event: b\r\ndata: {"tru') == [crlf]
+    assert splitter.pending == len(b'event: b\r\ndata: {"tru')
     assert parse_event(crlf).name == "a"
 
 
 def test_parse_event_reads_name_and_joined_data() -> None:
-    event = parse_event(b"event: image_edit.completed\ndata: {\"a\":\ndata: 1}\n\n")
+    event = parse_event(b'event: image_edit.completed\ndata: {"a":\ndata: 1}\n\n')
     assert event.name == "image_edit.completed"
     assert event.is_completed and not event.is_error
     assert event.json() == {"a": 1}

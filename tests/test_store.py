@@ -29,7 +29,9 @@ async def test_a_failing_migration_leaves_nothing_half_applied(tmp_path: Path) -
     migrations = tmp_path / "migrations"
     migrations.mkdir()
     (migrations / "0001_ok.sql").write_text("CREATE TABLE a (x INTEGER);")
-    (migrations / "0002_bad.sql").write_text("CREATE TABLE b (x INTEGER); INSERT INTO nope VALUES (1);")
+    (migrations / "0002_bad.sql").write_text(
+        "CREATE TABLE b (x INTEGER); INSERT INTO nope VALUES (1);"
+    )
     from gateway.store.sqlite import SqliteStore
 
     store = SqliteStore(str(tmp_path / "g.db"), migrations_dir=migrations)
@@ -55,7 +57,12 @@ async def test_teams_and_keys_round_trip(tmp_path: Path) -> None:
         with pytest.raises(Conflict):
             await store.create_team("design")
         key = await store.create_key(
-            key_id="key_1", team_id=team.id, name="ci", key_hash="h" * 64, prefix="sk-gw-abc", rpm=10
+            key_id="key_1",
+            team_id=team.id,
+            name="ci",
+            key_hash="h" * 64,
+            prefix="sk-gw-abc",
+            rpm=10,
         )
         assert key.team_name == "design" and key.rpm == 10 and not key.revoked
         found = await store.find_key_by_hash("h" * 64)

@@ -1,4 +1,4 @@
-"""A failing upstream: timeouts, unreachable, wrong gateway credentials; the gateway keeps serving."""
+"""A failing upstream (timeouts, unreachable, wrong credentials); the gateway keeps serving."""
 
 from __future__ import annotations
 
@@ -80,15 +80,23 @@ async def test_rejected_upstream_key_is_the_operators_problem_and_never_echoed(
 def test_request_headers_drop_hop_by_hop_and_the_client_key() -> None:
     headers = upstream_request_headers(
         {
-            "Authorization": "Bearer sk-gw-client", "Connection": "keep-alive, X-Secret-Hop",
-            "X-Secret-Hop": "1", "Keep-Alive": "5", "Host": "gw", "Content-Length": "9",
-            "OpenAI-Organization": "org-client", "User-Agent": "OpenAI/Python",
-            "X-Stainless-Lang": "python", "Idempotency-Key": "abc",
+            "Authorization": "Bearer sk-gw-client",
+            "Connection": "keep-alive, X-Secret-Hop",
+            "X-Secret-Hop": "1",
+            "Keep-Alive": "5",
+            "Host": "gw",
+            "Content-Length": "9",
+            "OpenAI-Organization": "org-client",
+            "User-Agent": "OpenAI/Python",
+            "X-Stainless-Lang": "python",
+            "Idempotency-Key": "abc",
         },
         UPSTREAM_KEY,
     )
     assert dict(headers) == {
-        "User-Agent": "OpenAI/Python", "X-Stainless-Lang": "python", "Idempotency-Key": "abc",
+        "User-Agent": "OpenAI/Python",
+        "X-Stainless-Lang": "python",
+        "Idempotency-Key": "abc",
         "Authorization": f"Bearer {UPSTREAM_KEY}",
     }
 
@@ -99,13 +107,19 @@ def test_response_headers_keep_request_id_and_drop_account_details() -> None:
     upstream = CIMultiDictProxy(
         CIMultiDict(
             {
-                "x-request-id": "req_1", "openai-processing-ms": "12",
-                "openai-organization": "org-gateway", "x-ratelimit-remaining-requests": "9",
-                "Transfer-Encoding": "chunked", "Content-Type": "application/json",
-                "Set-Cookie": "__cf_bm=1", "Content-Length": "10",
+                "x-request-id": "req_1",
+                "openai-processing-ms": "12",
+                "openai-organization": "org-gateway",
+                "x-ratelimit-remaining-requests": "9",
+                "Transfer-Encoding": "chunked",
+                "Content-Type": "application/json",
+                "Set-Cookie": "__cf_bm=1",
+                "Content-Length": "10",
             }
         )
     )
     assert dict(client_response_headers(upstream)) == {
-        "x-request-id": "req_1", "openai-processing-ms": "12", "Content-Type": "application/json"
+        "x-request-id": "req_1",
+        "openai-processing-ms": "12",
+        "Content-Type": "application/json",
     }

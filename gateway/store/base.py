@@ -59,7 +59,13 @@ class Store(Protocol):
     async def update_team(self, name: str, **changes: Any) -> Team | None: ...
 
     async def create_key(
-        self, *, key_id: str, team_id: int, name: str | None, key_hash: str, prefix: str,
+        self,
+        *,
+        key_id: str,
+        team_id: int,
+        name: str | None,
+        key_hash: str,
+        prefix: str,
         **limits: Any,
     ) -> ApiKey: ...
     async def get_key(self, key_id: str) -> ApiKey | None: ...

@@ -113,8 +113,14 @@ class SqliteStore:
             async with self.db.execute(
                 f"INSERT INTO teams (name, budget_nanos, budget_period, rpm, ipm, created_at)"
                 f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_TEAM_COLUMNS}",
-                (name, values["budget_nanos"], values["budget_period"], values["rpm"],
-                 values["ipm"], _now()),
+                (
+                    name,
+                    values["budget_nanos"],
+                    values["budget_period"],
+                    values["rpm"],
+                    values["ipm"],
+                    _now(),
+                ),
             ) as cursor:
                 row = await cursor.fetchone()
         except aiosqlite.IntegrityError as exc:
@@ -147,7 +153,13 @@ class SqliteStore:
     # Keys
 
     async def create_key(
-        self, *, key_id: str, team_id: int, name: str | None, key_hash: str, prefix: str,
+        self,
+        *,
+        key_id: str,
+        team_id: int,
+        name: str | None,
+        key_hash: str,
+        prefix: str,
         **limits: Any,
     ) -> ApiKey:
         values = _limit_values(limits)
@@ -155,8 +167,18 @@ class SqliteStore:
             await self.db.execute(
                 "INSERT INTO api_keys (id, team_id, name, key_hash, prefix, budget_nanos,"
                 " budget_period, rpm, ipm, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key_id, team_id, name, key_hash, prefix, values["budget_nanos"],
-                 values["budget_period"], values["rpm"], values["ipm"], _now()),
+                (
+                    key_id,
+                    team_id,
+                    name,
+                    key_hash,
+                    prefix,
+                    values["budget_nanos"],
+                    values["budget_period"],
+                    values["rpm"],
+                    values["ipm"],
+                    _now(),
+                ),
             )
         except aiosqlite.IntegrityError as exc:
             raise Conflict("key exists already") from exc
