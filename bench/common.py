@@ -66,6 +66,15 @@ class Server:
     def pid(self) -> int:
         return self.proc.pid
 
+    def log_problems(self) -> list[str]:
+        """Log lines that mention an error, a warning or a traceback."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        words = ("ERROR", "WARNING", "Traceback", "Exception")
+        return [line for line in text.splitlines() if any(w in line for w in words)]
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -78,13 +87,18 @@ def gateway_command(*args: str) -> list[str]:
     return [PYTHON, "-m", "gateway", *args]
 
 
-def start_server(name: str, argv: Sequence[str], port: int, env: dict[str, str],
-                 log_dir: Path) -> Server:
+def start_server(
+    name: str, argv: Sequence[str], port: int, env: dict[str, str], log_dir: Path
+) -> Server:
     """Start `argv` with its output going to a log file in `log_dir`."""
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            list(argv), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            list(argv),
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
     return Server(name, proc, port, log_path)
@@ -127,8 +141,13 @@ def stop_server(server: Server) -> None:
 def run_cli(args: Sequence[str], env: dict[str, str]) -> str:
     """Run `python -m gateway <args>` to completion and return its stdout."""
     done = subprocess.run(
-        gateway_command(*args), cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=CLI_TIMEOUT_S, check=False,
+        gateway_command(*args),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"gateway {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
@@ -151,7 +170,11 @@ class Stack:
     simulator: Server
     gateway: Server
     key: str
-    data_dir: Path
+    tmp_dir: Path  # logs, and the gateway's data dir below it
+
+    @property
+    def gateway_data_dir(self) -> Path:
+        return self.tmp_dir / "data"
 
     @property
     def sim_url(self) -> str:
@@ -163,26 +186,15 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(
-    simulator_args: Sequence[str] = (), simulator_max_body_mib: float | None = None
-) -> Iterator[Stack]:
-    """Start the simulator (with `simulator_args`) and the gateway; stop both on exit.
-
-    With `simulator_max_body_mib`, the simulator runs through bench/big_body_simulator.py,
-    which raises its request-body limit to that size.
-    """
+def running_stack(simulator_args: Sequence[str] = ()) -> Iterator[Stack]:
+    """Start the simulator (with `simulator_args`) and the gateway; stop both on exit."""
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
-        data_dir = Path(tmp)
+        tmp_dir = Path(tmp)
         try:
             sim_port = free_port()
             args = ["simulator", "--host", HOST, "--port", str(sim_port), *simulator_args]
-            if simulator_max_body_mib is None:
-                argv = gateway_command(*args)
-            else:
-                wrapper = str(ROOT / "bench" / "big_body_simulator.py")
-                argv = [PYTHON, wrapper, str(simulator_max_body_mib), *args]
-            sim = start_server("simulator", argv, sim_port, clean_env(), data_dir)
+            sim = start_server("simulator", gateway_command(*args), sim_port, clean_env(), tmp_dir)
             servers.append(sim)
             wait_ready(sim, None)
 
@@ -191,13 +203,13 @@ def running_stack(
                 GATEWAY_HOST=HOST,
                 GATEWAY_PORT=str(gw_port),
                 GATEWAY_UPSTREAM_URL=f"http://{HOST}:{sim_port}/v1",
-                GATEWAY_DATA_DIR=str(data_dir / "data"),
+                GATEWAY_DATA_DIR=str(tmp_dir / "data"),
             )
             key = create_key(env)
-            gw = start_server("gateway", gateway_command("serve"), gw_port, env, data_dir)
+            gw = start_server("gateway", gateway_command("serve"), gw_port, env, tmp_dir)
             servers.append(gw)
             wait_ready(gw, "/healthz")
-            yield Stack(sim, gw, key, data_dir)
+            yield Stack(sim, gw, key, tmp_dir)
         finally:
             for server in reversed(servers):
                 stop_server(server)

@@ -38,8 +38,9 @@ def _check(status: int, body: bytes, url: str) -> None:
         raise RuntimeError(f"{url} answered {status}: {body[:300]!r}")
 
 
-async def time_whole_response(session: aiohttp.ClientSession, url: str,
-                              headers: dict[str, str], body: bytes) -> float:
+async def time_whole_response(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes
+) -> float:
     """Seconds from sending the request to having read the whole response body."""
     start = time.perf_counter()
     async with session.post(url, data=body, headers=headers) as resp:
@@ -49,8 +50,9 @@ async def time_whole_response(session: aiohttp.ClientSession, url: str,
     return elapsed
 
 
-async def time_first_event(session: aiohttp.ClientSession, url: str,
-                           headers: dict[str, str], body: bytes) -> float:
+async def time_first_event(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes
+) -> float:
     """Seconds from sending the request to the end of the first SSE event (its blank line).
 
     The rest of the stream is read (untimed) so the connection can be reused.
@@ -92,9 +94,9 @@ async def interleaved(
 
 
 def added(direct: dict[str, float], gateway: dict[str, float]) -> dict[str, float]:
-    return {
-        f"added_{p}": round(gateway[p] - direct[p], 4) for p in ("p50", "p90", "p99")
-    } | {"ratio_p50": round(gateway["p50"] / direct["p50"], 3)}
+    return {f"added_{p}": round(gateway[p] - direct[p], 4) for p in ("p50", "p90", "p99")} | {
+        "ratio_p50": round(gateway["p50"] / direct["p50"], 3)
+    }
 
 
 async def measure(
@@ -109,10 +111,14 @@ async def measure(
     body = json.dumps(payload).encode()
     base = {"Content-Type": "application/json"}
     targets = {
-        "direct": (stack.sim_url + "/images/generations",
-                   {**base, "Authorization": "Bearer sk-bench-direct"}),
-        "gateway": (stack.gw_url + "/images/generations",
-                    {**base, "Authorization": f"Bearer {stack.key}"}),
+        "direct": (
+            stack.sim_url + "/images/generations",
+            {**base, "Authorization": "Bearer sk-bench-direct"},
+        ),
+        "gateway": (
+            stack.gw_url + "/images/generations",
+            {**base, "Authorization": f"Bearer {stack.key}"},
+        ),
     }
     connections = 0
 
@@ -172,27 +178,51 @@ def format_result(r: dict[str, Any]) -> str:
 
 
 async def run(ns: argparse.Namespace) -> dict[str, Any]:
-    sim_args = ["--latency-ms", "0", "--partial-interval-ms", "0"]
+    sim_args = ["--latency-ms", "0", "--partial-interval-ms", "0", "--image-px", str(ns.image_px)]
     with running_stack(sim_args) as stack:
-        plain = await measure(stack, "non-streaming generation: whole response",
-                              time_whole_response, GENERATION, ns.n, ns.warmup, ns.max_seconds)
+        plain = await measure(
+            stack,
+            "non-streaming generation: whole response",
+            time_whole_response,
+            GENERATION,
+            ns.n,
+            ns.warmup,
+            ns.max_seconds,
+        )
         print(format_result(plain), flush=True)
-        stream = await measure(stack, "streaming generation: first SSE event",
-                               time_first_event, STREAM, ns.stream_n, ns.stream_warmup,
-                               ns.max_seconds)
+        stream = await measure(
+            stack,
+            "streaming generation: first SSE event",
+            time_first_event,
+            STREAM,
+            ns.stream_n,
+            ns.stream_warmup,
+            ns.max_seconds,
+        )
         print(format_result(stream), flush=True)
-    return {"non_streaming": plain, "stream_first_event": stream}
+        problems = stack.gateway.log_problems()
+    for line in problems[:10]:
+        print(f"gateway log: {line}")
+    return {"non_streaming": plain, "stream_first_event": stream, "gateway_log_problems": problems}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=2000, help="non-streaming requests each")
     parser.add_argument("--warmup", type=int, default=200, help="non-streaming warm-up each")
     parser.add_argument("--stream-n", type=int, default=500, help="streaming requests each")
     parser.add_argument("--stream-warmup", type=int, default=50, help="streaming warm-up each")
-    parser.add_argument("--max-seconds", type=float, default=900.0,
-                        help="time budget per phase (warm-up and measurement each)")
+    parser.add_argument(
+        "--image-px", type=int, default=64, help="side of the simulator's PNGs (its default is 64)"
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=900.0,
+        help="time budget per phase (warm-up and measurement each)",
+    )
     return parser.parse_args(argv)
 
 

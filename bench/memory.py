@@ -39,15 +39,18 @@ PROMPT = "add a small red hat"
 UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600)
 SAMPLE_INTERVAL_S = 0.01
 SAMPLER_MAX_S = 900.0
-SIMULATOR_BODY_LIMIT_MIB = 64  # gateway.simulator._MAX_BODY
 
 
 def png_header(width: int, height: int) -> bytes:
     """PNG signature plus a complete IHDR chunk (8-bit RGBA)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
-            + struct.pack(">I", zlib.crc32(chunk)))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+    )
 
 
 def write_image(path: Path, size: int) -> None:
@@ -136,8 +139,9 @@ def upload_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(timeout=UPLOAD_TIMEOUT, trace_configs=[trace])
 
 
-async def post_edit(session: aiohttp.ClientSession, url: str, key: str,
-                    images: Sequence[Path]) -> Upload:
+async def post_edit(
+    session: aiohttp.ClientSession, url: str, key: str, images: Sequence[Path]
+) -> Upload:
     """Upload one multipart edit, streaming `images` from disk."""
     marks: dict[str, float] = {}
     with contextlib.ExitStack() as files:
@@ -146,11 +150,19 @@ async def post_edit(session: aiohttp.ClientSession, url: str, key: str,
         form.add_field("prompt", PROMPT)
         form.add_field("quality", "low")
         for path in images:
-            form.add_field("image[]", files.enter_context(path.open("rb")),
-                           filename=path.name, content_type="image/png")
+            form.add_field(
+                "image[]",
+                files.enter_context(path.open("rb")),
+                filename=path.name,
+                content_type="image/png",
+            )
         start = time.perf_counter()
-        async with session.post(url + "/images/edits", data=form, trace_request_ctx=marks,
-                                headers={"Authorization": f"Bearer {key}"}) as resp:
+        async with session.post(
+            url + "/images/edits",
+            data=form,
+            trace_request_ctx=marks,
+            headers={"Authorization": f"Bearer {key}"},
+        ) as resp:
             body = await resp.read()
             elapsed = time.perf_counter() - start
     if resp.status != 200:
@@ -166,8 +178,13 @@ def _usage_of(body: bytes) -> dict[str, Any]:
     return usage
 
 
-async def one_round(stack: Stack, session: aiohttp.ClientSession, images: Sequence[Path],
-                    upload_mib: float, direct: bool) -> dict[str, Any]:
+async def one_round(
+    stack: Stack,
+    session: aiohttp.ClientSession,
+    images: Sequence[Path],
+    upload_mib: float,
+    direct: bool,
+) -> dict[str, Any]:
     pid = stack.gateway.pid
     idle = await asyncio.to_thread(steady_rss, pid)
     hwm_reset = reset_hwm(pid)
@@ -208,20 +225,20 @@ async def run(ns: argparse.Namespace, images: Sequence[Path]) -> dict[str, Any]:
     warmup_image = images[0].parent / "small.png"
     write_image(warmup_image, 4096)
     rounds = []
-    # The simulator refuses bodies past 64 MiB; above that, raise its limit (see
-    # big_body_simulator.py) so the whole upload is forwarded and answered.
-    sim_limit = upload_mib + 16 if upload_mib > SIMULATOR_BODY_LIMIT_MIB else None
-    if sim_limit is not None:
-        print(f"note: simulator body limit raised to {sim_limit:.0f} MiB for this upload")
-    with running_stack(["--latency-ms", "0"], simulator_max_body_mib=sim_limit) as stack:
+    with running_stack(["--latency-ms", "0"]) as stack:
         async with upload_session() as session:
             await post_edit(session, stack.gw_url, stack.key, [warmup_image])
             for i in range(ns.repeat):
                 result = await one_round(stack, session, images, upload_mib, not ns.no_direct)
                 print(format_round(i + 1, result), flush=True)
                 rounds.append(result)
+        spool_left = sorted(p.name for p in (stack.gateway_data_dir / "tmp").glob("*"))
+        problems = stack.gateway.log_problems()
+    for line in [*(f"spool file left behind: {n}" for n in spool_left), *problems][:10]:
+        print(f"gateway: {line}")
     return {
-        "simulator_body_limit_raised_to_mib": sim_limit,
+        "spool_files_left": spool_left,
+        "gateway_log_problems": problems,
         "images": len(images),
         "image_mib": ns.image_mib,
         "upload_mib": round(upload_mib, 1),
@@ -247,19 +264,25 @@ def format_round(i: int, r: dict[str, Any]) -> str:
         f" gateway CPU {r['gateway_cpu_s']:.2f} s)"
     )
     if "direct_upload_s" in r:
-        text += (f"; direct {r['direct_upload_s']:.2f} s = {r['direct_mib_per_s']:.0f} MiB/s"
-                 f" (sent at {r['direct_client_sent_s']:.2f} s)")
+        text += (
+            f"; direct {r['direct_upload_s']:.2f} s = {r['direct_mib_per_s']:.0f} MiB/s"
+            f" (sent at {r['direct_client_sent_s']:.2f} s)"
+        )
     return text
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--image-mib", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--no-direct", action="store_true",
-                        help="skip the direct-to-simulator upload used for comparison")
+    parser.add_argument(
+        "--no-direct",
+        action="store_true",
+        help="skip the direct-to-simulator upload used for comparison",
+    )
     return parser.parse_args(argv)
 
 
@@ -272,9 +295,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for path in images:
             write_image(path, int(ns.image_mib * MiB))
         result = asyncio.run(run(ns, images))
-    print(f"max peak minus idle: {result['max_peak_minus_idle_mib']:.1f} MiB"
-          f" (kernel VmHWM: {result['max_kernel_peak_minus_idle_mib']:.1f} MiB);"
-          f" client max RSS {result['client_max_rss_mib']:.1f} MiB")
+    print(
+        f"max peak minus idle: {result['max_peak_minus_idle_mib']:.1f} MiB"
+        f" (kernel VmHWM: {result['max_kernel_peak_minus_idle_mib']:.1f} MiB);"
+        f" client max RSS {result['client_max_rss_mib']:.1f} MiB"
+    )
     path = write_result("memory", {"args": vars(ns), **result})
     print(f"wrote {path}")
     return result

@@ -16,8 +16,9 @@ import memory
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="small counts and sizes, to check that everything runs")
+    parser.add_argument(
+        "--quick", action="store_true", help="small counts and sizes, to check that everything runs"
+    )
     ns = parser.parse_args()
     lat_args = ["--n", "100", "--warmup", "20", "--stream-n", "50", "--stream-warmup", "5"]
     mem_args = ["--images", "4", "--image-mib", "2", "--repeat", "1"]
@@ -28,19 +29,25 @@ def main() -> None:
 
     plain, stream = lat["non_streaming"], lat["stream_first_event"]
     print("\n== summary ==")
-    print(f"added latency, non-streaming (n={plain['n_each']}):"
-          f" p50 {plain['added_p50']:+.3f} ms, p99 {plain['added_p99']:+.3f} ms"
-          f" (direct p50 {plain['direct_ms']['p50']:.3f} ms,"
-          f" gateway p50 {plain['gateway_ms']['p50']:.3f} ms)")
-    print(f"added time to first SSE event (n={stream['n_each']}):"
-          f" p50 {stream['added_p50']:+.3f} ms, p99 {stream['added_p99']:+.3f} ms"
-          f" (direct p50 {stream['direct_ms']['p50']:.3f} ms,"
-          f" gateway p50 {stream['gateway_ms']['p50']:.3f} ms)")
+    print(
+        f"added latency, non-streaming (n={plain['n_each']}):"
+        f" p50 {plain['added_p50']:+.3f} ms, p99 {plain['added_p99']:+.3f} ms"
+        f" (direct p50 {plain['direct_ms']['p50']:.3f} ms,"
+        f" gateway p50 {plain['gateway_ms']['p50']:.3f} ms)"
+    )
+    print(
+        f"added time to first SSE event (n={stream['n_each']}):"
+        f" p50 {stream['added_p50']:+.3f} ms, p99 {stream['added_p99']:+.3f} ms"
+        f" (direct p50 {stream['direct_ms']['p50']:.3f} ms,"
+        f" gateway p50 {stream['gateway_ms']['p50']:.3f} ms)"
+    )
     speeds = ", ".join(f"{r['gateway_mib_per_s']:.0f}" for r in mem["rounds"])
-    print(f"gateway memory, edit of {mem['images']} x {mem['image_mib']:g} MiB:"
-          f" peak minus idle max {mem['max_peak_minus_idle_mib']:.1f} MiB"
-          f" (kernel VmHWM {mem['max_kernel_peak_minus_idle_mib']:.1f} MiB);"
-          f" upload MiB/s per round: {speeds}")
+    print(
+        f"gateway memory, edit of {mem['images']} x {mem['image_mib']:g} MiB:"
+        f" peak minus idle max {mem['max_peak_minus_idle_mib']:.1f} MiB"
+        f" (kernel VmHWM {mem['max_kernel_peak_minus_idle_mib']:.1f} MiB);"
+        f" upload MiB/s per round: {speeds}"
+    )
 
 
 if __name__ == "__main__":

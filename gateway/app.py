@@ -69,7 +69,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     endpoint = endpoint_for(tail)
     if endpoint.known and request.method != "POST":
         raise GatewayError(405, f"Use POST for /v1/images/{tail}.", code="method_not_allowed")
-    upstream_path = "images/" + tail + (f"?{request.query_string}" if request.query_string else "")
+    # The raw path, still percent-encoded, so upstream sees exactly what the client sent.
+    upstream_path = request.raw_path.removeprefix("/v1/")
     flow = Flow(
         request=request,
         endpoint=endpoint,

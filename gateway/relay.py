@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway.errors import error_body
 from gateway.flow import Flow
-from gateway.sse import EventSplitter, format_event, parse_event
+from gateway.sse import EventSplitter, ends_stream, event_name, format_event
 from gateway.upstream import client_response_headers
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,7 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
         async for chunk in upstream.content.iter_any():
             for raw in splitter.feed(chunk):
                 await response.write(raw)
-                event = parse_event(raw)
-                if event.is_completed or event.is_error:
-                    finished = True
+                finished = finished or ends_stream(event_name(raw))
     except CLIENT_GONE:
         flow.client_gone = True
         return response

@@ -57,7 +57,7 @@ __all__ = [
     "run_simulator",
 ]
 
-_MAX_BODY = 64 * 1024 * 1024  # edits accept images up to 50 MB
+_MAX_BODY = 1024 * 1024 * 1024  # an edit may carry 16 images of up to 50 MB each
 _TIMEOUT_S = 3600.0
 _OPENAI_VERSION = "2020-10-01"
 
@@ -221,7 +221,7 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="probability that --fault applies (default 1.0 with --fault)",
     )
     parser.add_argument("--api-key", default=None, help="require this Bearer key")
-    parser.add_argument("--image-px", type=int, default=64, help="side of generated PNGs")
+    parser.add_argument("--image-px", type=_image_px, default=64, help="side of generated PNGs")
     parser.add_argument("--seed", type=int, default=0, help="seed for images and faults")
 
 
@@ -288,6 +288,13 @@ def _probability(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be within 0..1, got {text!r}")
+    return value
+
+
+def _image_px(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 4096:
+        raise argparse.ArgumentTypeError(f"must be within 1..4096, got {text!r}")
     return value
 
 

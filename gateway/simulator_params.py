@@ -15,17 +15,13 @@ model) unless it carries more than one image or a GPT-only field (`background`,
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
-from gateway.imageinfo import image_dimensions
 from gateway.simulator_errors import (
     ApiError,
     invalid_type,
@@ -33,8 +29,8 @@ from gateway.simulator_errors import (
     missing_parameter,
     out_of_range,
 )
+from gateway.simulator_inputs import InputImage, file_input, json_inputs, json_reference
 from gateway.simulator_tokens import (
-    DEFAULT_INPUT_SIZE,
     HIGH_FIDELITY_TOKENS,
     PARTIAL_IMAGE_TOKENS,
     Usage,
@@ -43,7 +39,7 @@ from gateway.simulator_tokens import (
     quality_tier,
     text_tokens,
 )
-from gateway.simulator_wire import RecordedFile, RecordedRequest
+from gateway.simulator_wire import RecordedRequest
 
 __all__ = [
     "DEFAULT_GPT_MODEL",
@@ -75,17 +71,6 @@ _DELIVERY_FIELDS = frozenset({"n", "stream", "partial_images", "response_format"
 _MAX_EDIT_IMAGES = 16
 _PROMPT_LIMITS = {"dall-e-2": 1000, "dall-e-3": 4000, "gpt": 32000}
 _SIZE_RE = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
-# Enough of a data: URL to reach a JPEG frame header behind large EXIF segments.
-_DATA_URL_PREFIX = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class InputImage:
-    """An edit input: the size used for token counting and a fingerprint of its content."""
-
-    width: int
-    height: int
-    fingerprint: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +205,7 @@ def parse_edit(recorded: RecordedRequest) -> ImageJob:
                 param="image",
                 code="invalid_value",
             )
-        inputs = tuple(_file_input(f) for f in files)
+        inputs = tuple(file_input(f) for f in files)
         masks = [f for f in recorded.files if f.field == "mask"]
         mask = hashlib.sha256(masks[0].data).digest() if masks else b""
     elif recorded.is_json or recorded.content_type == "":
@@ -229,9 +214,9 @@ def parse_edit(recorded: RecordedRequest) -> ImageJob:
         prompt = _prompt(params)
         model = params.string("model") or DEFAULT_GPT_MODEL
         _check_edit_model(model, json_form=True)
-        inputs = _json_inputs(params)
+        inputs = json_inputs(params.get("images"))
         mask_ref = params.get("mask")
-        mask = b"" if mask_ref is None else _json_reference(mask_ref, "mask").fingerprint
+        mask = b"" if mask_ref is None else json_reference(mask_ref, "mask").fingerprint
     else:
         raise _content_type_error(recorded, "multipart/form-data or application/json")
     if _family(model) == "gpt" and len(inputs) > _MAX_EDIT_IMAGES:
@@ -258,7 +243,7 @@ def parse_variation(recorded: RecordedRequest) -> ImageJob:
     # Known non-DALL·E-2 models are refused; unknown ones are served as dall-e-2 would be.
     if model == "dall-e-3" or _is_known_gpt(model):
         raise invalid_value("model", model, ("dall-e-2",))
-    inputs = (_file_input(files[0]),)
+    inputs = (file_input(files[0]),)
     return _job("variations", model, None, params, inputs, b"", family="dall-e-2")
 
 
@@ -411,66 +396,3 @@ def _content_type_error(recorded: RecordedRequest, expected: str) -> ApiError:
 def _require_form(recorded: RecordedRequest) -> None:
     if recorded.form_error is not None:
         raise ApiError(400, f"Invalid multipart/form-data body: {recorded.form_error}.")
-
-
-def _file_input(part: RecordedFile) -> InputImage:
-    width, height = image_dimensions(part.data) or DEFAULT_INPUT_SIZE
-    return InputImage(width, height, hashlib.sha256(part.data).digest())
-
-
-def _json_inputs(params: _Params) -> tuple[InputImage, ...]:
-    images = params.get("images")
-    if images is None:
-        raise missing_parameter("images")
-    if not isinstance(images, list):
-        raise invalid_type("images", "an array", images)
-    if not images:
-        raise ApiError(
-            400,
-            "Invalid 'images': empty array. Expected an array with minimum length 1, "
-            "but got an empty array instead.",
-            param="images",
-            code="empty_array",
-        )
-    return tuple(_json_reference(item, f"images[{i}]") for i, item in enumerate(images))
-
-
-def _json_reference(item: Any, param: str) -> InputImage:
-    """An `{image_url}` or `{file_id}` reference; only data: URLs have a readable size."""
-    if not isinstance(item, dict):
-        raise invalid_type(param, "an object", item)
-    url, file_id = item.get("image_url"), item.get("file_id")
-    if (url is None) == (file_id is None):
-        raise ApiError(
-            400,
-            f"Invalid '{param}': provide exactly one of 'image_url' or 'file_id'.",
-            param=param,
-            code="invalid_value",
-        )
-    reference = url if url is not None else file_id
-    if not isinstance(reference, str) or not reference:
-        kind = "image_url" if url is not None else "file_id"
-        raise invalid_type(f"{param}.{kind}", "a non-empty string", reference)
-    size = _data_url_size(reference) if url is not None else None
-    width, height = size or DEFAULT_INPUT_SIZE
-    tag = b"url:" if url is not None else b"file:"
-    return InputImage(width, height, hashlib.sha256(tag + reference.encode()).digest())
-
-
-def _data_url_size(url: str) -> tuple[int, int] | None:
-    if not url.startswith("data:"):
-        return None
-    comma = url.find(",")
-    if comma < 0:
-        return None
-    meta, payload = url[5:comma], url[comma + 1 : comma + 1 + _DATA_URL_PREFIX]
-    if meta.lower().endswith(";base64"):
-        payload = payload.strip()
-        payload = payload[: len(payload) - len(payload) % 4]
-        try:
-            head = base64.b64decode(payload)
-        except (binascii.Error, ValueError):
-            return None
-    else:
-        head = unquote_to_bytes(payload)
-    return image_dimensions(head)

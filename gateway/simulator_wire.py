@@ -78,7 +78,8 @@ async def read_request(request: web.Request) -> RecordedRequest:
         content_type=media_type.lower(),
         body=body,
     )
-    if recorded.is_json:
+    # A body without any Content-Type is read as JSON if it parses, as lenient servers do.
+    if recorded.is_json or (not recorded.content_type and body.strip()):
         try:
             parsed = json.loads(body)
         except (ValueError, UnicodeDecodeError):

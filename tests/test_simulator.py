@@ -608,3 +608,14 @@ def test_cli_arguments() -> None:
     )
     with pytest.raises(SystemExit):
         parser.parse_args(["--fault", "explode"])
+
+
+async def test_json_body_without_content_type_is_accepted(make_client: MakeClient) -> None:
+    client = await make_client(record=True)
+    body = json.dumps({"model": "gpt-image-1", "prompt": "abcd"}).encode()
+    resp = await client.post(GEN, data=body, headers={"Content-Type": ""})
+    assert resp.status == 200, await resp.text()
+    assert _state(client).requests[0].json == {"model": "gpt-image-1", "prompt": "abcd"}
+    text = await client.post(GEN, data=b"prompt=x", headers={"Content-Type": "text/plain"})
+    assert text.status == 400
+    assert "Content-Type" in (await text.json())["error"]["message"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.sse import EventSplitter, format_event, parse_event
+from gateway.sse import EventSplitter, ends_stream, event_name, format_event, parse_event
 
 PARTIAL = b'event: image_generation.partial_image\ndata: {"type":"x","b64_json":"QUJD"}\n\n'
 DONE = b'event: image_generation.completed\ndata: {"usage":{"output_tokens":272}}\n\n'
@@ -55,3 +55,20 @@ def test_format_event_round_trips() -> None:
     assert raw.endswith(b"\n\n")
     event = parse_event(raw)
     assert event.is_error and event.json() == {"error": {"message": "m"}}
+
+
+def test_event_name_is_read_without_parsing_the_data() -> None:
+    assert event_name(PARTIAL) == "image_generation.partial_image"
+    assert event_name(b"data: x\r\nevent: error\r\n\r\n") == "error"
+    assert event_name(b": comment only\n\n") is None
+    assert ends_stream("image_edit.completed") and ends_stream("error")
+    assert not ends_stream("image_edit.partial_image") and not ends_stream(None)
+
+
+def test_chunks_without_line_breaks_are_held_cheaply_and_still_split_right() -> None:
+    splitter = EventSplitter()
+    big = b"event: image_generation.partial_image\ndata: " + b"A" * 200_000 + b"\n\n"
+    events: list[bytes] = []
+    for i in range(0, len(big), 4096):
+        events += splitter.feed(big[i : i + 4096])
+    assert events == [big] and splitter.pending == 0

@@ -75,17 +75,23 @@ class SqliteStore:
             await self._db.close()
             self._db = None
 
+    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run `sql` and fetch every row in one trip to the connection's thread."""
+        return list(await self.db.execute_fetchall(sql, params))
+
+    async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
+
     async def ping(self) -> None:
-        async with self.db.execute("SELECT 1") as cursor:
-            await cursor.fetchone()
+        await self._one("SELECT 1")
 
     async def migrate(self) -> list[str]:
         await self.db.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations"
             " (version TEXT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
-        async with self.db.execute("SELECT version FROM schema_migrations") as cursor:
-            applied = {row[0] for row in await cursor.fetchall()}
+        applied = {row[0] for row in await self._all("SELECT version FROM schema_migrations")}
         done = []
         for migration in pending_migrations(self.migrations_dir, applied):
             # The file and its version row run as one transaction: a migration is applied whole
@@ -110,7 +116,7 @@ class SqliteStore:
     async def create_team(self, name: str, **limits: Any) -> Team:
         values = _limit_values(limits)
         try:
-            async with self.db.execute(
+            row = await self._one(
                 f"INSERT INTO teams (name, budget_nanos, budget_period, rpm, ipm, created_at)"
                 f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_TEAM_COLUMNS}",
                 (
@@ -121,33 +127,28 @@ class SqliteStore:
                     values["ipm"],
                     _now(),
                 ),
-            ) as cursor:
-                row = await cursor.fetchone()
+            )
         except aiosqlite.IntegrityError as exc:
             raise Conflict(f"team {name!r} exists already") from exc
         return _team(row)
 
     async def get_team(self, name: str) -> Team | None:
-        async with self.db.execute(
-            f"SELECT {_TEAM_COLUMNS} FROM teams WHERE name = ?", (name,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await self._one(f"SELECT {_TEAM_COLUMNS} FROM teams WHERE name = ?", (name,))
         return _team(row) if row else None
 
     async def list_teams(self) -> list[Team]:
-        async with self.db.execute(f"SELECT {_TEAM_COLUMNS} FROM teams ORDER BY name") as cursor:
-            return [_team(row) for row in await cursor.fetchall()]
+        rows = await self._all(f"SELECT {_TEAM_COLUMNS} FROM teams ORDER BY name")
+        return [_team(row) for row in rows]
 
     async def update_team(self, name: str, **changes: Any) -> Team | None:
         if not changes:
             return await self.get_team(name)
         _limit_values(changes)  # rejects unknown fields
         assignments = ", ".join(f"{field} = ?" for field in changes)
-        async with self.db.execute(
+        row = await self._one(
             f"UPDATE teams SET {assignments} WHERE name = ? RETURNING {_TEAM_COLUMNS}",
             (*changes.values(), name),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return _team(row) if row else None
 
     # Keys
@@ -164,7 +165,7 @@ class SqliteStore:
     ) -> ApiKey:
         values = _limit_values(limits)
         try:
-            await self.db.execute(
+            await self._all(
                 "INSERT INTO api_keys (id, team_id, name, key_hash, prefix, budget_nanos,"
                 " budget_period, rpm, ipm, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -187,21 +188,19 @@ class SqliteStore:
         return key
 
     async def get_key(self, key_id: str) -> ApiKey | None:
-        async with self.db.execute(
+        row = await self._one(
             f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id"
             " WHERE k.id = ?",
             (key_id,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return _key(row) if row else None
 
     async def find_key_by_hash(self, key_hash: str) -> tuple[ApiKey, Team] | None:
-        async with self.db.execute(
+        row = await self._one(
             f"SELECT {_KEY_COLUMNS}, t.budget_nanos, t.budget_period, t.rpm, t.ipm, t.created_at"
             " FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = ?",
             (key_hash,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         if row is None:
             return None
         key = _key(row[:11])
@@ -210,12 +209,12 @@ class SqliteStore:
 
     async def list_keys(self, team_id: int | None = None) -> list[ApiKey]:
         where, params = ("WHERE k.team_id = ?", (team_id,)) if team_id is not None else ("", ())
-        async with self.db.execute(
+        rows = await self._all(
             f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id {where}"
             " ORDER BY k.created_at, k.id",
             params,
-        ) as cursor:
-            return [_key(row) for row in await cursor.fetchall()]
+        )
+        return [_key(row) for row in rows]
 
     async def update_key(self, key_id: str, **changes: Any) -> ApiKey | None:
         name_change = {"name": changes.pop("name")} if "name" in changes else {}
@@ -223,13 +222,13 @@ class SqliteStore:
         changes.update(name_change)
         if changes:
             assignments = ", ".join(f"{field} = ?" for field in changes)
-            await self.db.execute(
+            await self._all(
                 f"UPDATE api_keys SET {assignments} WHERE id = ?", (*changes.values(), key_id)
             )
         return await self.get_key(key_id)
 
     async def revoke_key(self, key_id: str) -> ApiKey | None:
-        await self.db.execute(
+        await self._all(
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
             (_now(), key_id),
         )
