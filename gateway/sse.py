@@ -74,7 +74,7 @@ class EventSplitter:
         return best
 
 
-def event_name(raw: bytes) -> str | None:
+def event_name(raw: bytes | bytearray) -> str | None:
     """The `event:` field of one whole event, found without copying its (large) data lines."""
     position, size = 0, len(raw)
     while position < size:
