@@ -20,8 +20,9 @@ from gateway.upstream import client_response_headers
 
 log = logging.getLogger(__name__)
 
-# Writing to a client that has gone away raises one of these.
-CLIENT_GONE = (ConnectionResetError, ConnectionError, aiohttp.ClientConnectionResetError)
+# Writing to a client that has gone away raises a ConnectionError (aiohttp's
+# ClientConnectionResetError is one).
+CLIENT_GONE = (ConnectionError,)
 # Reading from an upstream that stops mid-body raises one of these.
 UPSTREAM_BROKE = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError)
 

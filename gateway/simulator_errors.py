@@ -7,10 +7,12 @@ gateway see realistic text; exact wording upstream may drift.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
+
+from gateway.errors import GatewayError
 
 __all__ = [
     "ApiError",
@@ -29,36 +31,8 @@ _SERVER_MESSAGES = {
 }
 
 
-class ApiError(Exception):
-    """An error the simulator answers with; `response()` renders it in OpenAI's shape."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",  # named like the field it fills
-        param: str | None = None,
-        code: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
-        self.headers = dict(headers or {})
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+class ApiError(GatewayError):
+    """An error the simulator answers with, pretty-printed as the real API prints its bodies."""
 
     def response(self) -> web.Response:
         return web.Response(
