@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -14,15 +16,17 @@ from gateway.endpoints import endpoint_for
 from gateway.errors import GatewayError, error_body
 from gateway.flow import Flow
 from gateway.logs import redact_secret
+from gateway.quota import RateLimiter
 from gateway.relay import CLIENT_GONE
 from gateway.settings import Settings
-from gateway.state import SETTINGS, STORE, UPSTREAM
+from gateway.state import DETACHED, PRICES, RATE_LIMITER, SETTINGS, STORE, UPSTREAM, PriceBook
 from gateway.store import open_store
 from gateway.upstream import Upstream
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = web.RequestKey("gateway_request_id", str)
+HOUSEKEEPING_INTERVAL_S = 60.0
 
 
 @web.middleware
@@ -35,6 +39,9 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
     if not response.prepared:
         response.headers["x-gateway-request-id"] = rid
         response.headers.setdefault("x-request-id", rid)
+        if request.path.startswith("/v1/"):
+            # Refusals cost nothing; relayed responses already carry what they cost.
+            response.headers.setdefault("x-gateway-cost-usd", "0.00")
     return response
 
 
@@ -101,20 +108,51 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
-    """Open the store (migrated) and the upstream session for the app's life; close both after."""
+    """Open the store (migrated) and the upstream session for the app's life. On the way out,
+    requests still finishing for clients that left get `shutdown_grace_s` to write their ledger
+    rows; then the session and the store close."""
     settings = app[SETTINGS]
     store, upstream = app[STORE], app[UPSTREAM]
     await store.connect()
     try:
         await store.migrate()
+        await store.release_expired(time.time())
         _empty_spool_dir(settings)
         await upstream.start()
+        housekeeping = asyncio.create_task(_housekeeping(app))
         try:
             yield
         finally:
+            housekeeping.cancel()
+            await _finish_detached(app, settings.shutdown_grace_s)
             await upstream.close()
     finally:
         await store.close()
+
+
+async def _housekeeping(app: web.Application) -> None:
+    """Every minute: release reservations that expired, forget idle rate-limit windows."""
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+        try:
+            released = await app[STORE].release_expired(time.time())
+            if released:
+                log.warning("released %d expired reservations", released)
+            app[RATE_LIMITER].forget_idle(time.monotonic())
+        except Exception:
+            log.exception("housekeeping failed; trying again in a minute")
+
+
+async def _finish_detached(app: web.Application, grace_s: float) -> None:
+    pending = app[DETACHED].copy()
+    if not pending:
+        return
+    log.info("waiting up to %gs for %d requests to finish", grace_s, len(pending))
+    _, late = await asyncio.wait(pending, timeout=grace_s)
+    for task in late:
+        task.cancel()
+    if late:
+        await asyncio.wait(late)
 
 
 def _empty_spool_dir(settings: Settings) -> None:
@@ -131,6 +169,9 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[STORE] = open_store(settings.resolved_database_url)
     app[UPSTREAM] = Upstream(settings)
+    app[PRICES] = PriceBook(settings.prices)
+    app[RATE_LIMITER] = RateLimiter()
+    app[DETACHED] = set()
     app.cleanup_ctx.append(_resources)
     app.add_subapp("/admin", create_admin_app())
     app.router.add_get("/healthz", healthz)

@@ -49,8 +49,9 @@ class FilePart:
 
 
 @dataclass
-class RequestBody:
-    """A request body read whole. Holds in memory, or in a temporary file past the threshold."""
+class SpooledBody:
+    """A body read whole (a request's, or a response's before it is relayed). Held in memory, or
+    in a temporary file past the threshold."""
 
     content_type: str
     media_type: str
@@ -104,9 +105,9 @@ async def _read_file_chunks(path: Path) -> AsyncIterator[bytes]:
 
 
 class _MultipartSummary:
-    """Callbacks for python-multipart's streaming parser that fill a RequestBody's summary."""
+    """Callbacks for python-multipart's streaming parser that fill a SpooledBody's summary."""
 
-    def __init__(self, body: RequestBody, boundary: bytes) -> None:
+    def __init__(self, body: SpooledBody, boundary: bytes) -> None:
         self.body = body
         self.finished = False
         self._header_name = bytearray()
@@ -195,7 +196,7 @@ class _MultipartSummary:
 class _Spool:
     """Memory until the threshold, then a temporary file; multipart parsing rides along."""
 
-    def __init__(self, body: RequestBody, threshold: int, spool_dir: Path) -> None:
+    def __init__(self, body: SpooledBody, threshold: int, spool_dir: Path) -> None:
         self.body = body
         self.threshold = threshold
         self.spool_dir = spool_dir
@@ -248,6 +249,37 @@ class _Spool:
         self._handle.write(batch)
 
 
+async def spool_chunks(
+    chunks: AsyncIterator[bytes], *, content_type: str, threshold: int, spool_dir: Path
+) -> SpooledBody:
+    """Read `chunks` whole into a SpooledBody (a response body, say); `aclose()` it after."""
+    body = SpooledBody(content_type=content_type, media_type=media_type_of(content_type))
+    spool = _Spool(body, threshold, spool_dir)
+    try:
+        async for chunk in chunks:
+            body.size += len(chunk)
+            await spool.feed(chunk)
+        await spool.finish()
+    except BaseException:
+        await spool.abort()
+        await body.aclose()
+        raise
+    return body
+
+
+async def read_tail(body: SpooledBody, size: int) -> bytes:
+    """The last `size` bytes of the body."""
+    if body._path is None:
+        return bytes(body._memory[-size:])
+
+    def tail(path: Path) -> bytes:
+        with path.open("rb") as handle:
+            handle.seek(max(0, body.size - size))
+            return handle.read()
+
+    return await asyncio.to_thread(tail, body._path)
+
+
 def media_type_of(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
@@ -258,7 +290,7 @@ async def read_body(
     limit: int,
     spool_threshold: int,
     spool_dir: Path,
-) -> RequestBody:
+) -> SpooledBody:
     """Read the whole body of `request` once, within `limit` bytes.
 
     On return the body is complete and, when multipart, parsed. Raises GatewayError 413 past the
@@ -266,7 +298,7 @@ async def read_body(
     `aclose()` it; on an exception nothing is left behind.
     """
     content_type = request.headers.get("Content-Type", "")
-    body = RequestBody(content_type=content_type, media_type=media_type_of(content_type))
+    body = SpooledBody(content_type=content_type, media_type=media_type_of(content_type))
     declared = request.content_length
     if declared is not None and declared > limit:
         raise request_too_large(limit)
@@ -314,7 +346,7 @@ def _boundary(content_type: str) -> bytes:
     return boundary
 
 
-async def _parse_json(body: RequestBody) -> Any:
+async def _parse_json(body: SpooledBody) -> Any:
     raw = body.bytes_in_memory()
     try:
         # Large JSON (data URLs of images) is parsed on a thread so the loop keeps serving.

@@ -10,8 +10,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.body import RequestBody
+from gateway.body import SpooledBody
 from gateway.endpoints import Endpoint
+from gateway.pricing import ModelPrice, Usage
 from gateway.store import ApiKey, Team
 
 
@@ -19,9 +20,11 @@ from gateway.store import ApiKey, Team
 class Flow:
     """One request's way through the gateway.
 
-    Each field is None until the stage that fills it has run: `key`/`team` after authenticate,
-    `body` after read_body, `params`/`model`/`stream` after inspect, `upstream` after the
-    upstream call. `cleanup` runs when the request ends, however it ends.
+    Each field is None (or its default) until the stage that fills it has run: `key`/`team`
+    after authenticate, `body` after read_body, `params`/`model`/`stream` after inspect, the
+    estimate and reservation after the accounting stages, `upstream` after the upstream call, and
+    usage, images and cost once the response has been read. `cleanup` runs when the request
+    ends, however it ends.
     """
 
     request: web.Request
@@ -33,9 +36,27 @@ class Flow:
 
     key: ApiKey | None = None
     team: Team | None = None
-    body: RequestBody | None = None
+    body: SpooledBody | None = None
     params: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     stream: bool = False
     upstream: aiohttp.ClientResponse | None = None
     client_gone: bool = False
+
+    # Accounting: filled by estimate_cost, check_rate_limits, reserve_budget and the relay.
+    n: int = 1
+    price: ModelPrice | None = None
+    price_version: str | None = None
+    estimate_nanos: int = 0
+    reservation_id: int | None = None
+    status: int = 0
+    outcome: str = "ok"
+    usage: Usage | None = None
+    images: int = 0
+    partial_images_seen: int = 0
+    cost_nanos: int = 0
+    saved_nanos: int = 0
+    cache_status: str = "bypass"
+    upstream_request_id: str | None = None
+    recorded: bool = False
+    response_headers: dict[str, str] = field(default_factory=dict)

@@ -1,33 +1,48 @@
 """The ordered stages of a proxied request. Reading STAGES tells a request's whole story.
 
 Each stage is `async def stage(flow) -> StreamResponse | None`: it fills in its part of the Flow,
-and returning a response ends the chain (a refusal, a relayed answer). A stage refuses by raising
-GatewayError. Whatever happens, `flow.cleanup` runs when the request ends: spool files are
-removed and the upstream response is released.
+and returning a response ends the chain (a relayed answer). A stage refuses by raising
+GatewayError. Whatever happens, `flow.cleanup` runs when the request ends: the ledger row is
+written (settling the reservation), spool files are removed, the upstream response is released.
+
+From DETACHED_FROM on, the stages run in a task of their own: a client that leaves cancels only
+its wait, while the upstream call finishes and is charged for what it produced.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
 from gateway import auth
+from gateway.accounting import check_rate_limits, estimate_cost, record, reserve_budget
 from gateway.body import read_body
 from gateway.errors import GatewayError, invalid_request
 from gateway.flow import Flow
-from gateway.relay import is_event_stream, relay_body, relay_stream
-from gateway.state import SETTINGS, STORE, UPSTREAM
+from gateway.relay import relay_response
+from gateway.state import DETACHED, SETTINGS, STORE, UPSTREAM
 
 Stage = Callable[[Flow], Awaitable[web.StreamResponse | None]]
 
 
 async def authenticate(flow: Flow) -> None:
-    """The bearer key is live; `flow.key` and `flow.team` are set."""
+    """The bearer key is live; `flow.key` and `flow.team` are set, and from here on the request
+    will have its ledger row whatever happens."""
     flow.key, flow.team = await auth.authenticate(
         flow.request.app[STORE], flow.request.headers.get("Authorization")
     )
+
+    async def record_on_exit(
+        kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        await record(flow, error)
+        return False  # never swallow the error
+
+    flow.cleanup.push_async_exit(record_on_exit)
 
 
 async def read_request_body(flow: Flow) -> None:
@@ -116,29 +131,63 @@ async def call_upstream(flow: Flow) -> None:
         )
 
 
-async def relay_response(flow: Flow) -> web.StreamResponse:
-    """The client has the whole response, or as much as it stayed to receive."""
-    upstream = flow.upstream
-    assert upstream is not None
-    if is_event_stream(upstream):
-        return await relay_stream(flow, upstream)
-    return await relay_body(flow, upstream)
-
-
 STAGES: tuple[Stage, ...] = (
     authenticate,
     read_request_body,
     inspect_request,
+    estimate_cost,
+    check_rate_limits,
+    reserve_budget,
     call_upstream,
     relay_response,
 )
+DETACHED_FROM = call_upstream
+
+
+async def _run_stages(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamResponse | None:
+    for stage in stages:
+        response = await stage(flow)
+        if response is not None:
+            return response
+    return None
 
 
 async def run(flow: Flow, stages: tuple[Stage, ...] = STAGES) -> web.StreamResponse:
     """Run the stages in order until one answers; clean up whatever happened."""
+    split = stages.index(DETACHED_FROM) if DETACHED_FROM in stages else len(stages)
     async with flow.cleanup:
-        for stage in stages:
-            response = await stage(flow)
-            if response is not None:
-                return response
-    raise RuntimeError("the pipeline ended without a response")
+        response = await _run_stages(flow, stages[:split])
+        if response is None and split < len(stages):
+            response = await _detach(flow, stages[split:])
+    if response is None:
+        raise RuntimeError("the pipeline ended without a response")
+    return response
+
+
+async def _detach(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamResponse | None:
+    """Run `stages` in a task that owns the request's cleanup, and wait for it (shielded)."""
+    # Everything registered so far, and everything the later stages register, is the task's.
+    owned = flow.cleanup = flow.cleanup.pop_all()
+
+    async def finish() -> web.StreamResponse | None:
+        async with owned:
+            return await _run_stages(flow, stages)
+
+    detached = flow.request.app[DETACHED]
+    task: asyncio.Task[Any] = asyncio.create_task(finish())
+    detached.add(task)
+    task.add_done_callback(_forget(detached))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        flow.client_gone = True
+        raise
+
+
+def _forget(detached: set[asyncio.Task[object]]) -> Callable[[asyncio.Task[Any]], None]:
+    def done(task: asyncio.Task[Any]) -> None:
+        detached.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: the client that would have seen it has left
+
+    return done

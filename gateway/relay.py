@@ -1,21 +1,31 @@
-"""Relay an upstream response to the client: whole bodies chunk by chunk, streams event by event.
+"""Relay an upstream response to the client, reading on the way what accounting needs.
 
-Neither path buffers a response whole. A stream's events reach the client the moment their
-closing blank line arrives; the events are parsed on the way (the completed event carries the
-usage that accounting needs) after they have been written, so parsing never delays them.
+A whole (non-stream) body is read first, spooled past a threshold, so that its `usage` is known
+and its ledger row committed before the client receives the body with `x-gateway-cost-usd`.
+
+A stream is relayed event by event, each the moment its closing blank line arrives; it is never
+buffered whole. Events are inspected after they are written, so inspection never delays them. The
+cost is known only at the end, so it is sent as a last SSE comment `: gateway-cost-usd=…`. If the
+client leaves, the stream is still read to its end, so what upstream produced is charged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from gateway.errors import error_body
+from gateway.accounting import cost_header, record
+from gateway.body import SpooledBody, read_tail, spool_chunks
+from gateway.errors import error_body, upstream_unreachable
 from gateway.flow import Flow
-from gateway.sse import EventSplitter, ends_stream, event_name, format_event
+from gateway.pricing import Usage
+from gateway.sse import EventSplitter, event_name, format_event
+from gateway.state import SETTINGS
 from gateway.upstream import client_response_headers
 
 log = logging.getLogger(__name__)
@@ -25,55 +35,105 @@ log = logging.getLogger(__name__)
 CLIENT_GONE = (ConnectionError,)
 # Reading from an upstream that stops mid-body raises one of these.
 UPSTREAM_BROKE = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError)
+USAGE_TAIL_BYTES = 256 * 1024  # `usage` closes an images response; it is found in the tail
 
 
-def is_event_stream(response: aiohttp.ClientResponse) -> bool:
-    return response.content_type == "text/event-stream"
+def find_usage(data: bytes | bytearray) -> dict[str, Any] | None:
+    """The `usage` object of a JSON document, found from the end without parsing the images.
+
+    A `"usage"` inside a JSON string would be escaped (`\\"usage\\"`), so the last match of the
+    byte pattern is the key itself.
+    """
+    at = data.rfind(b'"usage"')
+    colon = data.find(b":", at + 7) if at >= 0 else -1
+    if colon < 0:
+        return None
+    text = bytes(data[colon + 1 :]).decode("utf-8", "replace").lstrip()
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
-def _prepare_headers(flow: Flow, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-    response.headers.update(client_response_headers(upstream.headers))
-    response.headers["x-gateway-request-id"] = flow.request_id
-    return response
+def _usage(found: dict[str, Any] | None) -> Usage | None:
+    if found is None:
+        return None
+    try:
+        return Usage.from_api(found)
+    except ValueError:
+        log.warning("upstream sent a usage object the gateway cannot read: %r", found)
+        return None
+
+
+async def relay_response(flow: Flow) -> web.StreamResponse:
+    """The client has the whole response (or has left), and the ledger row is written."""
+    upstream = flow.upstream
+    assert upstream is not None
+    flow.status = upstream.status
+    flow.upstream_request_id = upstream.headers.get("x-request-id")
+    if upstream.content_type == "text/event-stream":
+        return await relay_stream(flow, upstream)
+    return await relay_body(flow, upstream)
+
+
+def _headers(flow: Flow, upstream: aiohttp.ClientResponse) -> dict[str, str]:
+    headers = dict(client_response_headers(upstream.headers))
+    headers.update(flow.response_headers)
+    headers["x-gateway-request-id"] = flow.request_id
+    return headers
 
 
 async def relay_body(flow: Flow, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-    """Relay a non-stream response. If upstream breaks off, the client's connection is dropped
-    too (its body would be incomplete), so a truncated body is never taken for a whole one."""
-    response = _prepare_headers(flow, upstream)
-    if upstream.content_length is not None and "Content-Encoding" not in upstream.headers:
-        response.content_length = upstream.content_length
-    await response.prepare(flow.request)
+    settings = flow.request.app[SETTINGS]
     try:
-        async for chunk in upstream.content.iter_any():
+        body = await spool_chunks(
+            upstream.content.iter_any(),
+            content_type=upstream.headers.get("Content-Type", ""),
+            threshold=settings.response_memory_bytes,
+            spool_dir=settings.spool_dir,
+        )
+    except UPSTREAM_BROKE as exc:
+        raise upstream_unreachable(f"the response was cut off ({type(exc).__name__}).") from exc
+    flow.cleanup.push_async_callback(body.aclose)
+    if upstream.status == 200:
+        flow.usage = _usage(find_usage(await read_tail(body, USAGE_TAIL_BYTES)))
+        flow.images = flow.n
+    await record(flow)
+
+    headers = _headers(flow, upstream)
+    headers["x-gateway-cost-usd"] = cost_header(flow)
+    if not body.spooled:
+        return web.Response(status=upstream.status, body=body.bytes_in_memory(), headers=headers)
+    return await _send_spooled(flow, upstream.status, headers, body)
+
+
+async def _send_spooled(
+    flow: Flow, status: int, headers: dict[str, str], body: SpooledBody
+) -> web.StreamResponse:
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = body.size
+    try:
+        await response.prepare(flow.request)
+        payload = body.payload()
+        assert not isinstance(payload, bytes)
+        async for chunk in payload:
             await response.write(chunk)
+        await response.write_eof()
     except CLIENT_GONE:
         flow.client_gone = True
-        return response
-    except UPSTREAM_BROKE as exc:
-        # Headers are out, so no error response is possible: drop the connection, so the client
-        # sees a short body (Content-Length) or a missing last chunk, never a complete-looking one.
-        log.warning("upstream broke off a response body: %s", type(exc).__name__)
-        if flow.request.transport is not None:
-            flow.request.transport.close()
-        flow.client_gone = True
-        return response
-    await response.write_eof()
     return response
 
 
 async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-    """Relay `text/event-stream` event by event.
-
-    Holds at the end: the client received every whole event upstream sent, and either upstream's
-    own ending (a `*.completed` or `error` event, then a clean end of stream) or one final
-    `error` event in OpenAI's shape saying the stream was cut.
-    """
-    response = _prepare_headers(flow, upstream)
+    """Holds at the end: the client received every whole event upstream sent, then either
+    upstream's own ending or one `error` event saying the stream was cut, then the cost comment;
+    and the ledger row was written before that last comment."""
+    response = web.StreamResponse(status=upstream.status, headers=_headers(flow, upstream))
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # tell nginx-like fronts not to buffer
-    await response.prepare(flow.request)
+    writer = _ClientWriter(flow, response)
+    await writer.prepare()
 
     splitter = EventSplitter()
     finished = False  # a completed or error event has been seen
@@ -81,27 +141,70 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
     try:
         async for chunk in upstream.content.iter_any():
             for raw in splitter.feed(chunk):
-                await response.write(raw)
-                finished = finished or ends_stream(event_name(raw))
-    except CLIENT_GONE:
-        flow.client_gone = True
-        return response
+                await writer.write(raw)
+                finished = await _inspect_event(flow, raw) or finished
     except UPSTREAM_BROKE as exc:
         failure = f"the upstream connection failed ({type(exc).__name__})"
-
     if failure is None and (not finished or splitter.pending):
         failure = "upstream ended the stream before its completed event"
     if failure is not None:
         log.warning("image stream cut: %s", failure)
+        flow.outcome = "stream_cut"
+
+    await record(flow)
+    if failure is not None:
         error = error_body(
             f"The image stream was cut off: {failure}. No complete image was delivered.",
             type="upstream_error",
             code="stream_cut",
         )
-        try:
-            await response.write(format_event("error", error))
-        except CLIENT_GONE:
-            flow.client_gone = True
-            return response
-    await response.write_eof()
+        await writer.write(format_event("error", error))
+    await writer.write(f": gateway-cost-usd={cost_header(flow)}\n\n".encode())
+    await writer.close()
     return response
+
+
+async def _inspect_event(flow: Flow, raw: bytearray) -> bool:
+    """Count what the event carries; True when it ends the stream (completed or error)."""
+    name = event_name(raw) or ""
+    if name.endswith(".partial_image"):
+        flow.partial_images_seen += 1
+    elif name.endswith(".completed"):
+        flow.images += 1
+        # Each completed event carries the usage so far; the last one is the request's.
+        flow.usage = _usage(find_usage(raw[-USAGE_TAIL_BYTES:])) or flow.usage
+        return True
+    elif name == "error":
+        flow.outcome = "upstream_error"
+        return True
+    return False
+
+
+class _ClientWriter:
+    """Writes to the client until it leaves; after that, writes go nowhere (the stream is still
+    read to its end for accounting)."""
+
+    def __init__(self, flow: Flow, response: web.StreamResponse) -> None:
+        self.flow = flow
+        self.response = response
+
+    async def prepare(self) -> None:
+        try:
+            await self.response.prepare(self.flow.request)
+        except CLIENT_GONE:
+            self.flow.client_gone = True
+
+    async def write(self, data: bytes | bytearray) -> None:
+        if self.flow.client_gone:
+            return
+        try:
+            await self.response.write(data)
+        except CLIENT_GONE:
+            self.flow.client_gone = True
+
+    async def close(self) -> None:
+        if not self.flow.client_gone:
+            try:
+                await self.response.write_eof()
+            except CLIENT_GONE:
+                self.flow.client_gone = True

@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     upstream_read_timeout_s: float = Field(default=300.0, gt=0)
     upstream_max_connections: int = Field(default=100, gt=0)
 
+    # Accounting. A model missing from the price table is refused unless this is set; then it
+    # is forwarded and charged $0, and its ledger rows say so.
+    allow_unpriced_models: bool = False
+    # A reservation a dead process left behind stops counting after this long.
+    reservation_ttl_s: float = Field(default=900.0, gt=0)
+    # Non-stream responses are read whole before they are relayed (their cost must be known
+    # first); past this they wait in a temporary file rather than in memory.
+    response_memory_bytes: int = Field(default=16 * MiB, gt=0)
+    # How long shutdown waits for requests still finishing after their client left.
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+
     @property
     def resolved_database_url(self) -> str:
         """The store URL: `GATEWAY_DATABASE_URL`, or a SQLite file inside the data dir."""

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from aiohttp import web
 
+from gateway.pricing import PriceTable, load_prices
+from gateway.quota import RateLimiter
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.upstream import Upstream
 
+
+class PriceBook:
+    """The price table in force; `reload()` swaps in a new one only if it loads whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.table = load_prices(path)
+
+    def reload(self) -> PriceTable:
+        """Read the price file again; on any error the table in force stays (PriceError)."""
+        self.table = load_prices(self.path)
+        return self.table
+
+
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 UPSTREAM = web.AppKey("upstream", Upstream)
+PRICES = web.AppKey("prices", PriceBook)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+# Requests that finish after their client left (to charge what upstream produced); the app waits
+# for them before it closes the store.
+DETACHED: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("detached")

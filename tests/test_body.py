@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.body import RequestBody, read_body
+from gateway.body import SpooledBody, read_body
 from gateway.errors import GatewayError
 
 PNG_HEAD = (
@@ -22,7 +22,7 @@ PNG_HEAD = (
 )
 
 
-def make_app(spool_dir: Path, seen: list[RequestBody], limit: int = 10_000_000) -> web.Application:
+def make_app(spool_dir: Path, seen: list[SpooledBody], limit: int = 10_000_000) -> web.Application:
     async def handler(request: web.Request) -> web.Response:
         try:
             body = await read_body(request, limit=limit, spool_threshold=1024, spool_dir=spool_dir)
@@ -64,7 +64,7 @@ def spool_dir(tmp_path: Path) -> Path:
 async def test_small_json_stays_in_memory_and_is_parsed(
     aiohttp_client: Any, spool_dir: Path
 ) -> None:
-    seen: list[RequestBody] = []
+    seen: list[SpooledBody] = []
     client = await aiohttp_client(make_app(spool_dir, seen))
     response = await client.post("/", json={"prompt": "otter", "n": 2})
     data = await response.json()
@@ -76,7 +76,7 @@ async def test_small_json_stays_in_memory_and_is_parsed(
 async def test_multipart_is_summarised_and_spooled_past_the_threshold(
     aiohttp_client: Any, spool_dir: Path
 ) -> None:
-    seen: list[RequestBody] = []
+    seen: list[SpooledBody] = []
     client = await aiohttp_client(make_app(spool_dir, seen))
     first = PNG_HEAD + os.urandom(200_000)
     second = PNG_HEAD + os.urandom(3_000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ import aiohttp
 
 from gateway import accounts
 from gateway.app import create_app
+from gateway.periods import Periods
 from gateway.settings import Settings
 from gateway.simulator import SimulatorConfig, create_simulator_app
 from gateway.state import STORE
@@ -28,10 +30,12 @@ async def settle(baseline: int, spool_dir: Path, seconds: float = 2.0) -> tuple[
         await asyncio.sleep(0.02)
 
 
-async def start_gateway(aiohttp_client: Any, settings: Settings) -> tuple[Any, str]:
+async def start_gateway(
+    aiohttp_client: Any, settings: Settings, budget_usd: str | None = None
+) -> tuple[Any, str]:
     client = await aiohttp_client(create_app(settings))
     store = client.app[STORE]
-    await accounts.create_team(store, accounts.TeamCreate(name="t"))
+    await accounts.create_team(store, accounts.TeamCreate(name="t", budget_usd=budget_usd))
     return client, (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
 
 
@@ -68,31 +72,87 @@ async def test_client_leaving_mid_upload_leaves_no_file_and_no_task(
     assert tasks <= baseline
 
 
-async def test_client_leaving_mid_stream_leaves_no_task_even_when_upstream_went_quiet(
-    aiohttp_client: Any, aiohttp_server: Any, make_settings: Callable[..., Settings]
-) -> None:
-    upstream = await aiohttp_server(
-        create_simulator_app(
-            SimulatorConfig(api_key=UPSTREAM_KEY, fault="hang-stream", fault_rate=1)
+async def ledger_rows(client: Any, wait_s: float = 3.0) -> list[Any]:
+    """The ledger's rows once at least one is there (or after `wait_s`)."""
+    store = client.app[STORE]
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        rows = await store._all(
+            "SELECT outcome, cost_nanos, image_output_tokens FROM ledger WHERE stream = 1"
         )
-    )
-    settings = make_settings(upstream_url=str(upstream.make_url("/v1")))
-    client, key = await start_gateway(aiohttp_client, settings)
-    baseline = len(asyncio.all_tasks())
+        if rows or asyncio.get_running_loop().time() > deadline:
+            return rows
+        await asyncio.sleep(0.02)
 
+
+async def warm_up(client: Any, key: str) -> int:
+    """One whole request, so the gateway's pooled upstream connection exists (an idle keep-alive
+    connection is a task on the upstream side); then the tasks running at rest."""
+    response = await client.post(
+        "/v1/images/generations",
+        json={"model": "gpt-image-1", "prompt": "warm", "quality": "low"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert response.status == 200
+    return len(asyncio.all_tasks())
+
+
+async def leave_after_first_event(client: Any, key: str, fault: str | None = None) -> None:
     async with aiohttp.ClientSession() as session:
         response = await session.post(
             client.make_url("/v1/images/generations"),
-            json={"model": "gpt-image-1", "prompt": "p", "stream": True, "partial_images": 3},
-            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "model": "gpt-image-1",
+                "prompt": "p",
+                "stream": True,
+                "partial_images": 3,
+                "quality": "low",
+                "size": "1024x1024",
+            },
+            headers={"Authorization": f"Bearer {key}"}
+            | ({"x-simulator-fault": fault} if fault else {}),
         )
         first = await response.content.readuntil(b"\n\n")
         assert first.startswith(b"event: image_generation.partial_image")
         response.close()  # leave mid-stream: drops the connection
 
+
+async def test_a_stream_the_client_abandons_is_read_to_the_end_and_charged_in_full(
+    aiohttp_client: Any, aiohttp_server: Any, make_settings: Callable[..., Settings]
+) -> None:
+    upstream = await aiohttp_server(
+        create_simulator_app(SimulatorConfig(api_key=UPSTREAM_KEY, partial_interval_ms=100))
+    )
+    settings = make_settings(upstream_url=str(upstream.make_url("/v1")))
+    client, key = await start_gateway(aiohttp_client, settings, budget_usd="1")
+    baseline = await warm_up(client, key)
+    await leave_after_first_event(client, key)
+
+    rows = await ledger_rows(client)
+    # 272 tokens (low, 1024x1024) + 3 partial images x 100 = 572 image tokens x $40/1M
+    # = $0.02288, plus 1 prompt token x $5/1M = $0.000005: 22_885_000 nano-dollars.
+    assert rows == [("ok", 22_885_000, 572)]
     tasks, files = await settle(baseline, settings.spool_dir)
-    assert tasks <= baseline
-    assert files == []
+    assert tasks <= baseline and files == []
+    team = await client.app[STORE].spend("team", "1", Periods.at(dt.datetime.now(dt.UTC)), 0)
+    # the warm-up (272 + 1 tokens: 10_885_000) and the abandoned stream; nothing still held
+    assert (team.spent_nanos, team.reserved_nanos) == (10_885_000 + 22_885_000, 0)
+
+
+async def test_an_abandoned_stream_whose_upstream_goes_quiet_is_charged_what_arrived(
+    aiohttp_client: Any, aiohttp_server: Any, make_settings: Callable[..., Settings]
+) -> None:
+    upstream = await aiohttp_server(create_simulator_app(SimulatorConfig(api_key=UPSTREAM_KEY)))
+    settings = make_settings(upstream_url=str(upstream.make_url("/v1")), upstream_read_timeout_s=1)
+    client, key = await start_gateway(aiohttp_client, settings, budget_usd="1")
+    baseline = await warm_up(client, key)
+    await leave_after_first_event(client, key, fault="hang-stream")
+
+    # Upstream sent one partial image, then nothing until the read timeout: 100 image tokens
+    # x $40/1M = $0.004.
+    assert await ledger_rows(client) == [("stream_cut", 4_000_000, 0)]
+    tasks, files = await settle(baseline, settings.spool_dir)
+    assert tasks <= baseline and files == []
 
 
 async def test_spooled_bodies_are_removed_after_success_and_after_upstream_failure(

@@ -150,16 +150,16 @@ async def test_variation(sdk: openai.AsyncOpenAI, fake_upstream: FakeUpstream) -
     assert [(f.field, f.data) for f in recorded.files] == [("image", image)]
 
 
-async def test_fields_and_models_the_gateway_never_saw_pass_through_untouched(
+async def test_fields_the_gateway_never_saw_pass_through_untouched(
     sdk: openai.AsyncOpenAI, fake_upstream: FakeUpstream
 ) -> None:
     extra = {"svg": {"mode": "strict"}, "brand_new_field": [1, {"deep": True}]}
     await sdk.images.generate(
-        model="gpt-image-2", prompt="otter", quality="xhigh", complexity="high", extra_body=extra
+        model="gpt-image-1", prompt="otter", quality="xhigh", complexity="high", extra_body=extra
     )
     sent = only_request(fake_upstream).json
     assert sent == {
-        "model": "gpt-image-2",
+        "model": "gpt-image-1",
         "prompt": "otter",
         "quality": "xhigh",
         "complexity": "high",
@@ -252,3 +252,13 @@ async def test_stream_cut_before_completion_raises_api_error(sdk: openai.AsyncOp
 async def test_unknown_route_is_not_found(sdk: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         await sdk.models.list()
+
+
+async def test_a_model_without_a_price_is_refused_by_name(
+    sdk: openai.AsyncOpenAI, fake_upstream: FakeUpstream
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.images.generate(model="gpt-image-9", prompt="otter")
+    assert caught.value.code == "model_not_priced" and caught.value.param == "model"
+    assert "gpt-image-9" in caught.value.message
+    assert fake_upstream.requests == []

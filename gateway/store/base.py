@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.periods import Periods
+
 BUDGET_PERIODS = ("day", "week", "month", "total")
 
 
@@ -42,6 +44,67 @@ class ApiKey:
         return self.revoked_at is not None
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """One request, as accounting remembers it. Writing it settles its reservation."""
+
+    request_id: str
+    created_at: str
+    day: str
+    week: str
+    month: str
+    key_id: str
+    team_id: int
+    endpoint: str
+    model: str | None
+    size: str | None
+    quality: str | None
+    n: int | None
+    stream: bool
+    status: int
+    outcome: str
+    cache_status: str
+    text_input_tokens: int
+    cached_text_input_tokens: int
+    image_input_tokens: int
+    cached_image_input_tokens: int
+    image_output_tokens: int
+    text_output_tokens: int
+    images: int
+    estimate_nanos: int
+    cost_nanos: int
+    saved_nanos: int
+    latency_ms: float
+    upstream_request_id: str | None
+    price_version: str | None
+    reservation_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """A scope's budget in its current period: what is spent, what is held by requests in flight."""
+
+    budget_nanos: int | None
+    budget_period: str
+    spent_nanos: int
+    reserved_nanos: int
+
+    @property
+    def remaining_nanos(self) -> int | None:
+        if self.budget_nanos is None:
+            return None
+        return max(0, self.budget_nanos - self.spent_nanos - self.reserved_nanos)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFilter:
+    team_id: int | None = None
+    key_id: str | None = None
+    model: str | None = None
+    since: str | None = None  # ISO 8601, inclusive
+    until: str | None = None  # ISO 8601, exclusive
+
+
 class Store(Protocol):
     """What the gateway asks of its database. Every method is a coroutine; none blocks the loop."""
 
@@ -73,3 +136,32 @@ class Store(Protocol):
     async def list_keys(self, team_id: int | None = None) -> list[ApiKey]: ...
     async def update_key(self, key_id: str, **changes: Any) -> ApiKey | None: ...
     async def revoke_key(self, key_id: str) -> ApiKey | None: ...
+
+    async def reserve(
+        self,
+        *,
+        key_id: str,
+        team_id: int,
+        amount_nanos: int,
+        periods: Periods,
+        now: float,
+        ttl_s: float,
+    ) -> int | None:
+        """Hold `amount_nanos` against the key's and the team's budgets, atomically: the id of
+        the reservation, or None when either budget (spent + reserved + amount) would pass."""
+        ...
+
+    async def spend(self, scope: str, scope_id: str, periods: Periods, now: float) -> Spend:
+        """`scope` is 'team' (scope_id the team id) or 'key'."""
+        ...
+
+    async def record(self, row: LedgerRow) -> None:
+        """Write the ledger row; its reservation is released and spend counted in the same
+        statement."""
+        ...
+
+    async def release_expired(self, now: float) -> int: ...
+
+    async def usage(self, where: UsageFilter, group_by: str) -> list[dict[str, Any]]:
+        """Ledger sums grouped by 'team', 'key', 'model' or 'day'."""
+        ...

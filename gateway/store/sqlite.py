@@ -12,7 +12,8 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.store.base import ApiKey, Conflict, Team
+from gateway.periods import Periods
+from gateway.store.base import ApiKey, Conflict, LedgerRow, Spend, Team, UsageFilter
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
 
 _TEAM_COLUMNS = "id, name, budget_nanos, budget_period, rpm, ipm, created_at"
@@ -21,6 +22,71 @@ _KEY_COLUMNS = (
     " k.created_at, k.revoked_at"
 )
 _LIMIT_FIELDS = frozenset({"budget_nanos", "budget_period", "rpm", "ipm"})
+
+
+_PERIOD_OF = (
+    "CASE {table}.budget_period WHEN 'total' THEN 'total' WHEN 'day' THEN :day"
+    " WHEN 'week' THEN :week ELSE :month END"
+)
+_SPENT = (
+    "COALESCE((SELECT spent_nanos FROM spend WHERE scope = '{scope}' AND scope_id = {scope_id}"
+    f" AND period = {_PERIOD_OF}), 0)"
+)
+_RESERVED = (
+    "COALESCE((SELECT SUM(amount_nanos) FROM reservations"
+    " WHERE {column} = {value} AND expires_at > :now), 0)"
+)
+# One statement, so the check and the hold are one atomic step: SQLite runs one writer at a time,
+# so no two requests can both see the same remaining budget.
+_RESERVE = f"""
+INSERT INTO reservations (key_id, team_id, amount_nanos, created_at, expires_at)
+SELECT :key_id, :team_id, :amount, :created_at, :expires_at
+FROM api_keys k JOIN teams t ON t.id = k.team_id
+WHERE k.id = :key_id
+  AND (k.budget_nanos IS NULL OR
+       {_SPENT.format(scope="key", scope_id=":key_id", table="k")}
+       + {_RESERVED.format(column="key_id", value=":key_id")} + :amount <= k.budget_nanos)
+  AND (t.budget_nanos IS NULL OR
+       {_SPENT.format(scope="team", scope_id="CAST(:team_id AS TEXT)", table="t")}
+       + {_RESERVED.format(column="team_id", value=":team_id")} + :amount <= t.budget_nanos)
+RETURNING id
+"""
+_SPEND = {
+    "team": f"""
+SELECT t.budget_nanos, t.budget_period,
+       {_SPENT.format(scope="team", scope_id="CAST(:id AS TEXT)", table="t")},
+       {_RESERVED.format(column="team_id", value=":id")}
+FROM teams t WHERE t.id = :id""",
+    "key": f"""
+SELECT k.budget_nanos, k.budget_period,
+       {_SPENT.format(scope="key", scope_id=":id", table="k")},
+       {_RESERVED.format(column="key_id", value=":id")}
+FROM api_keys k WHERE k.id = :id""",
+}
+_LEDGER_COLUMNS = tuple(LedgerRow.__dataclass_fields__)
+_RECORD = (
+    f"INSERT INTO ledger ({', '.join(_LEDGER_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _LEDGER_COLUMNS)})"
+)
+_GROUPS = {
+    "team": "t.name",
+    "key": "l.key_id",
+    "model": "COALESCE(l.model, '')",
+    "day": "l.day",
+}
+_USAGE_SUMS = """
+    COUNT(*) AS requests,
+    SUM(CASE WHEN l.outcome LIKE 'refused%' THEN 1 ELSE 0 END) AS refused,
+    SUM(l.images) AS images,
+    SUM(l.text_input_tokens) AS text_input_tokens,
+    SUM(l.cached_text_input_tokens) AS cached_text_input_tokens,
+    SUM(l.image_input_tokens) AS image_input_tokens,
+    SUM(l.cached_image_input_tokens) AS cached_image_input_tokens,
+    SUM(l.image_output_tokens) AS image_output_tokens,
+    SUM(l.text_output_tokens) AS text_output_tokens,
+    SUM(l.cost_nanos) AS cost_nanos,
+    SUM(l.saved_nanos) AS saved_nanos
+"""
 
 
 def _now() -> str:
@@ -75,11 +141,11 @@ class SqliteStore:
             await self._db.close()
             self._db = None
 
-    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    async def _all(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Any]:
         """Run `sql` and fetch every row in one trip to the connection's thread."""
         return list(await self.db.execute_fetchall(sql, params))
 
-    async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    async def _one(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Any:
         rows = await self._all(sql, params)
         return rows[0] if rows else None
 
@@ -233,3 +299,79 @@ class SqliteStore:
             (_now(), key_id),
         )
         return await self.get_key(key_id)
+
+    # Accounting
+
+    async def reserve(
+        self,
+        *,
+        key_id: str,
+        team_id: int,
+        amount_nanos: int,
+        periods: Periods,
+        now: float,
+        ttl_s: float,
+    ) -> int | None:
+        row = await self._one(
+            _RESERVE,
+            {
+                "key_id": key_id,
+                "team_id": team_id,
+                "amount": amount_nanos,
+                "created_at": _now(),
+                "expires_at": now + ttl_s,
+                "now": now,
+                **periods.sql_case(),
+            },
+        )
+        return None if row is None else int(row[0])
+
+    async def spend(self, scope: str, scope_id: str, periods: Periods, now: float) -> Spend:
+        row = await self._one(_SPEND[scope], {"id": scope_id, "now": now, **periods.sql_case()})
+        if row is None:
+            return Spend(None, "total", 0, 0)
+        return Spend(row[0], row[1], row[2], row[3])
+
+    async def record(self, row: LedgerRow) -> None:
+        values = {column: getattr(row, column) for column in _LEDGER_COLUMNS}
+        await self._all(_RECORD, values)
+
+    async def release_expired(self, now: float) -> int:
+        rows = await self._all(
+            "DELETE FROM reservations WHERE expires_at <= ? RETURNING id", (now,)
+        )
+        return len(rows)
+
+    async def usage(self, where: UsageFilter, group_by: str) -> list[dict[str, Any]]:
+        conditions, params = [], {}
+        for column, value in (
+            ("l.team_id = :team_id", where.team_id),
+            ("l.key_id = :key_id", where.key_id),
+            ("l.model = :model", where.model),
+            ("l.created_at >= :since", where.since),
+            ("l.created_at < :until", where.until),
+        ):
+            if value is not None:
+                conditions.append(column)
+                params[column.split(":")[1]] = value
+        where_sql = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        group = _GROUPS[group_by]
+        cursor_rows = await self._all(
+            f"SELECT {group} AS grp, {_USAGE_SUMS} FROM ledger l JOIN teams t ON t.id = l.team_id"
+            f" {where_sql} GROUP BY grp ORDER BY grp",
+            params,
+        )
+        names = [
+            "requests",
+            "refused",
+            "images",
+            "text_input_tokens",
+            "cached_text_input_tokens",
+            "image_input_tokens",
+            "cached_image_input_tokens",
+            "image_output_tokens",
+            "text_output_tokens",
+            "cost_nanos",
+            "saved_nanos",
+        ]
+        return [{group_by: row[0], **dict(zip(names, row[1:], strict=True))} for row in cursor_rows]

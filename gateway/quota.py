@@ -1,0 +1,155 @@
+"""Rate limits (requests and images per minute) and budget refusals, for keys and teams alike.
+
+Rate limits are sliding windows of the last 60 seconds, kept in this process's memory: checking
+and taking happen in one synchronous step on the event loop, so concurrent requests cannot slip
+past a limit together. Budgets live in the store (see Store.reserve), so they hold across restarts
+and processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from gateway.errors import GatewayError
+from gateway.money import nanos_to_usd
+from gateway.periods import next_reset
+from gateway.store import ApiKey, Team
+from gateway.store.base import Spend
+
+WINDOW_S = 60.0
+
+
+class _Window:
+    """Weighted events of the last WINDOW_S seconds for one scope and kind."""
+
+    __slots__ = ("events", "used")
+
+    def __init__(self) -> None:
+        self.events: deque[tuple[float, int]] = deque()
+        self.used = 0
+
+    def expire(self, now: float) -> None:
+        while self.events and self.events[0][0] <= now - WINDOW_S:
+            self.used -= self.events.popleft()[1]
+
+    def seconds_until_room(self, now: float, needed: int, limit: int) -> float:
+        """How long until `needed` more fits under `limit` (0 when it fits now)."""
+        excess = self.used + needed - limit
+        if excess <= 0:
+            return 0.0
+        for moment, weight in self.events:
+            excess -= weight
+            if excess <= 0:
+                return max(0.0, moment + WINDOW_S - now)
+        return WINDOW_S  # needed alone is over the limit: never fits; say a minute
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    scope: str  # "key" or "team"
+    scope_id: str
+    kind: str  # "requests" or "images"
+    limit: int
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateState:
+    """The tightest limit of each kind after this request, for the x-ratelimit-* headers."""
+
+    headers: dict[str, str]
+
+
+def limits_for(key: ApiKey, team: Team, images: int) -> list[Limit]:
+    limits = []
+    for scope, scope_id, record in (("key", key.id, key), ("team", str(team.id), team)):
+        if record.rpm is not None:
+            limits.append(Limit(scope, scope_id, "requests", record.rpm, 1))
+        if record.ipm is not None:
+            limits.append(Limit(scope, scope_id, "images", record.ipm, images))
+    return limits
+
+
+class RateLimiter:
+    """All-or-nothing admission against several sliding-window limits."""
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, str, str], _Window] = {}
+
+    def admit(self, limits: list[Limit], now: float) -> RateState:
+        """Count the request against every limit, or raise GatewayError 429 counting nothing."""
+        windows = []
+        for limit in limits:
+            window = self._windows.setdefault((limit.scope, limit.scope_id, limit.kind), _Window())
+            window.expire(now)
+            windows.append(window)
+        refusals = [
+            (window.seconds_until_room(now, limit.weight, limit.limit), limit)
+            for limit, window in zip(limits, windows, strict=True)
+            if window.used + limit.weight > limit.limit
+        ]
+        if refusals:
+            wait, limit = max(refusals, key=lambda refusal: refusal[0])
+            raise rate_limited(limit, wait, self._headers(limits, windows, now))
+        for limit, window in zip(limits, windows, strict=True):
+            window.events.append((now, limit.weight))
+            window.used += limit.weight
+        return RateState(self._headers(limits, windows, now))
+
+    def forget_idle(self, now: float) -> None:
+        """Drop windows with nothing in them, so idle keys cost no memory."""
+        for scope, window in list(self._windows.items()):
+            window.expire(now)
+            if not window.events:
+                del self._windows[scope]
+
+    @staticmethod
+    def _headers(limits: list[Limit], windows: list[_Window], now: float) -> dict[str, str]:
+        tightest: dict[str, tuple[int, int, float]] = {}
+        for limit, window in zip(limits, windows, strict=True):
+            remaining = max(0, limit.limit - window.used)
+            reset = (window.events[0][0] + WINDOW_S - now) if window.events else 0.0
+            if limit.kind not in tightest or remaining < tightest[limit.kind][1]:
+                tightest[limit.kind] = (limit.limit, remaining, reset)
+        headers = {}
+        for kind, (limit_value, remaining, reset) in tightest.items():
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit_value)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
+            headers[f"x-ratelimit-reset-{kind}"] = f"{max(0.0, reset):.3f}s"
+        return headers
+
+
+def rate_limited(limit: Limit, wait_s: float, headers: dict[str, str]) -> GatewayError:
+    per = "requests" if limit.kind == "requests" else "images"
+    retry_after = max(1, math.ceil(wait_s))
+    return GatewayError(
+        429,
+        f"Rate limit reached for {limit.scope} {limit.scope_id}: {limit.limit} {per} per minute."
+        f" Try again in {retry_after} s.",
+        type=limit.kind,
+        code="rate_limit_exceeded",
+        headers={**headers, "retry-after": str(retry_after)},
+    )
+
+
+def budget_exhausted(
+    scope: str, name: str, spend: Spend, needed_nanos: int, now: dt.datetime
+) -> GatewayError:
+    """429 insufficient_quota, which the SDKs do not retry (x-should-retry: false)."""
+    assert spend.budget_nanos is not None
+    period = "" if spend.budget_period == "total" else f" {spend.budget_period}ly"
+    reset = next_reset(spend.budget_period, now)
+    when = f" It renews at {reset.isoformat().replace('+00:00', 'Z')}." if reset else ""
+    return GatewayError(
+        429,
+        f"The {scope} {name!r} has used its{period} budget of ${nanos_to_usd(spend.budget_nanos)}"
+        f" (spent ${nanos_to_usd(spend.spent_nanos)}, ${nanos_to_usd(spend.reserved_nanos)} held"
+        f" by requests in flight); this request may cost up to ${nanos_to_usd(needed_nanos)}."
+        f"{when}",
+        type="insufficient_quota",
+        code="insufficient_quota",
+        headers={"x-should-retry": "false"},
+    )
