@@ -156,7 +156,7 @@ def actual_cost(flow: Flow) -> int:
         return 0
     if price.per_image_billing:
         return per_image_cost_nanos(
-            price, _text_param(flow, "size") or "", _text_param(flow, "quality"), flow.images
+            price, _text_param(flow, "size"), _text_param(flow, "quality"), flow.images
         )
     if flow.usage is not None:
         return usage_cost_nanos(price, flow.usage)

@@ -6,6 +6,7 @@ valid budget is or how a key is shown.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -13,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.auth import IssuedKey, issue_key
 from gateway.money import nanos_to_usd, usd_to_nanos
+from gateway.periods import Periods
 from gateway.store import ApiKey, Store, Team
+from gateway.store.base import Spend
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 BudgetPeriod = Literal["day", "week", "month", "total"]
@@ -77,7 +80,21 @@ def _money(nanos: int | None) -> str | None:
     return None if nanos is None else nanos_to_usd(nanos)
 
 
-def team_view(team: Team) -> dict[str, Any]:
+def spend_view(spend: Spend) -> dict[str, Any]:
+    """Spent and held in the budget's current period, and what remains (None: no budget)."""
+    return {
+        "spent_usd": nanos_to_usd(spend.spent_nanos),
+        "reserved_usd": nanos_to_usd(spend.reserved_nanos),
+        "remaining_usd": _money(spend.remaining_nanos),
+    }
+
+
+async def scope_spend(store: Store, scope: str, scope_id: str) -> Spend:
+    now = dt.datetime.now(dt.UTC)
+    return await store.spend(scope, scope_id, Periods.at(now), now.timestamp())
+
+
+def team_view(team: Team, spend: Spend | None = None) -> dict[str, Any]:
     return {
         "name": team.name,
         "budget_usd": _money(team.budget_nanos),
@@ -85,10 +102,19 @@ def team_view(team: Team) -> dict[str, Any]:
         "rpm": team.rpm,
         "ipm": team.ipm,
         "created_at": team.created_at,
+        **(spend_view(spend) if spend is not None else {}),
     }
 
 
-def key_view(key: ApiKey) -> dict[str, Any]:
+async def team_view_now(store: Store, team: Team) -> dict[str, Any]:
+    return team_view(team, await scope_spend(store, "team", str(team.id)))
+
+
+async def key_view_now(store: Store, key: ApiKey) -> dict[str, Any]:
+    return key_view(key, await scope_spend(store, "key", key.id))
+
+
+def key_view(key: ApiKey, spend: Spend | None = None) -> dict[str, Any]:
     return {
         "id": key.id,
         "team": key.team_name,
@@ -101,6 +127,7 @@ def key_view(key: ApiKey) -> dict[str, Any]:
         "created_at": key.created_at,
         "revoked": key.revoked,
         "revoked_at": key.revoked_at,
+        **(spend_view(spend) if spend is not None else {}),
     }
 
 

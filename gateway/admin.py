@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from gateway import accounts
 from gateway.auth import bearer_token
 from gateway.errors import GatewayError, invalid_request
+from gateway.ledger import usage_report
 from gateway.state import SETTINGS, STORE
 from gateway.store import Conflict
 
@@ -64,54 +65,80 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 async def create_team(request: web.Request) -> web.Response:
-    spec = await _parse(request, accounts.TeamCreate)
-    team = await accounts.create_team(request.config_dict[STORE], spec)
-    return _json(accounts.team_view(team), status=201)
+    store = request.config_dict[STORE]
+    team = await accounts.create_team(store, await _parse(request, accounts.TeamCreate))
+    return _json(await accounts.team_view_now(store, team), status=201)
 
 
 async def list_teams(request: web.Request) -> web.Response:
-    teams = await request.config_dict[STORE].list_teams()
-    return _json({"data": [accounts.team_view(team) for team in teams]})
+    store = request.config_dict[STORE]
+    return _json(
+        {"data": [await accounts.team_view_now(store, t) for t in await store.list_teams()]}
+    )
 
 
 async def get_team(request: web.Request) -> web.Response:
-    team = await accounts.get_team(request.config_dict[STORE], request.match_info["name"])
-    return _json(accounts.team_view(team))
+    store = request.config_dict[STORE]
+    team = await accounts.get_team(store, request.match_info["name"])
+    return _json(await accounts.team_view_now(store, team))
 
 
 async def patch_team(request: web.Request) -> web.Response:
+    store = request.config_dict[STORE]
     changes = await _parse(request, accounts.Limits)
-    team = await accounts.update_team(
-        request.config_dict[STORE], request.match_info["name"], changes
-    )
-    return _json(accounts.team_view(team))
+    team = await accounts.update_team(store, request.match_info["name"], changes)
+    return _json(await accounts.team_view_now(store, team))
 
 
 async def create_key(request: web.Request) -> web.Response:
-    spec = await _parse(request, accounts.KeyCreate)
-    issued = await accounts.create_key(request.config_dict[STORE], spec)
-    return _json({**accounts.key_view(issued.record), "key": issued.secret}, status=201)
+    store = request.config_dict[STORE]
+    issued = await accounts.create_key(store, await _parse(request, accounts.KeyCreate))
+    view = await accounts.key_view_now(store, issued.record)
+    return _json({**view, "key": issued.secret}, status=201)
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    keys = await accounts.list_keys(request.config_dict[STORE], request.query.get("team"))
-    return _json({"data": [accounts.key_view(key) for key in keys]})
+    store = request.config_dict[STORE]
+    keys = await accounts.list_keys(store, request.query.get("team"))
+    return _json({"data": [await accounts.key_view_now(store, key) for key in keys]})
 
 
 async def get_key(request: web.Request) -> web.Response:
-    key = await accounts.get_key(request.config_dict[STORE], request.match_info["id"])
-    return _json(accounts.key_view(key))
+    store = request.config_dict[STORE]
+    key = await accounts.get_key(store, request.match_info["id"])
+    return _json(await accounts.key_view_now(store, key))
 
 
 async def patch_key(request: web.Request) -> web.Response:
+    store = request.config_dict[STORE]
     changes = await _parse(request, accounts.KeyPatch)
-    key = await accounts.update_key(request.config_dict[STORE], request.match_info["id"], changes)
-    return _json(accounts.key_view(key))
+    key = await accounts.update_key(store, request.match_info["id"], changes)
+    return _json(await accounts.key_view_now(store, key))
 
 
 async def revoke_key(request: web.Request) -> web.Response:
-    key = await accounts.revoke_key(request.config_dict[STORE], request.match_info["id"])
-    return _json(accounts.key_view(key))
+    store = request.config_dict[STORE]
+    key = await accounts.revoke_key(store, request.match_info["id"])
+    return _json(await accounts.key_view_now(store, key))
+
+
+async def usage(request: web.Request) -> web.Response:
+    query = request.query
+    output = query.get("format", "json")
+    if output not in ("json", "csv"):
+        raise invalid_request("'format' must be json or csv.", code="invalid_value", param="format")
+    report = await usage_report(
+        request.config_dict[STORE],
+        team=query.get("team"),
+        key=query.get("key"),
+        model=query.get("model"),
+        since=query.get("since"),
+        until=query.get("until"),
+        group_by=query.get("group_by", "team"),
+    )
+    if output == "csv":
+        return web.Response(text=report.as_csv(), content_type="text/csv")
+    return _json(report.as_json())
 
 
 def create_admin_app() -> web.Application:
@@ -125,4 +152,5 @@ def create_admin_app() -> web.Application:
     admin.router.add_get("/keys/{id}", get_key)
     admin.router.add_patch("/keys/{id}", patch_key)
     admin.router.add_delete("/keys/{id}", revoke_key)
+    admin.router.add_get("/usage", usage)
     return admin

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -16,6 +18,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway import accounts
+from gateway.errors import GatewayError
+from gateway.ledger import GROUPS, usage_report
+from gateway.pricing import PriceError, describe, load_prices
+from gateway.server import read_pid
 from gateway.settings import Settings
 from gateway.store import Conflict, Store, open_store
 
@@ -57,7 +63,16 @@ def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
 
 
-TEAM_COLUMNS = ("name", "budget_usd", "budget_period", "rpm", "ipm", "created_at")
+TEAM_COLUMNS = (
+    "name",
+    "budget_usd",
+    "budget_period",
+    "spent_usd",
+    "reserved_usd",
+    "remaining_usd",
+    "rpm",
+    "ipm",
+)
 KEY_COLUMNS = (
     "id",
     "team",
@@ -93,9 +108,11 @@ async def cmd_teams(ns: argparse.Namespace, settings: Settings) -> int:
             team = await accounts.update_team(store, ns.name, accounts.Limits(**_limit_fields(ns)))
             print(json.dumps(accounts.team_view(team), indent=2))
         elif ns.action == "show":
-            print(json.dumps(accounts.team_view(await accounts.get_team(store, ns.name)), indent=2))
+            team = await accounts.get_team(store, ns.name)
+            print(json.dumps(await accounts.team_view_now(store, team), indent=2))
         else:
-            _print_rows([accounts.team_view(t) for t in await store.list_teams()], TEAM_COLUMNS)
+            views = [await accounts.team_view_now(store, t) for t in await store.list_teams()]
+            _print_rows(views, TEAM_COLUMNS)
         return 0
 
     return await _with_store(settings, work)
@@ -113,13 +130,85 @@ async def cmd_keys(ns: argparse.Namespace, settings: Settings) -> int:
             key = await accounts.revoke_key(store, ns.id)
             print(f"revoked {key.id} at {key.revoked_at}")
         elif ns.action == "show":
-            print(json.dumps(accounts.key_view(await accounts.get_key(store, ns.id)), indent=2))
+            key = await accounts.get_key(store, ns.id)
+            print(json.dumps(await accounts.key_view_now(store, key), indent=2))
         else:
             keys = await accounts.list_keys(store, ns.team)
             _print_rows([accounts.key_view(k) for k in keys], KEY_COLUMNS)
         return 0
 
     return await _with_store(settings, work)
+
+
+async def cmd_usage(ns: argparse.Namespace, settings: Settings) -> int:
+    async def work(store: Store) -> int:
+        report = await usage_report(
+            store,
+            team=ns.team,
+            key=ns.key,
+            model=ns.model,
+            since=ns.since,
+            until=ns.until,
+            group_by=ns.group_by,
+        )
+        if ns.format == "json":
+            print(json.dumps(report.as_json(), indent=2))
+        elif ns.format == "csv":
+            print(report.as_csv(), end="")
+        else:
+            columns = (
+                ns.group_by,
+                "requests",
+                "refused",
+                "images",
+                "image_output_tokens",
+                "cost_usd",
+                "saved_usd",
+            )
+            _print_rows([*report.rows, {ns.group_by: "TOTAL", **report.total}], columns)
+        return 0
+
+    return await _with_store(settings, work)
+
+
+def cmd_prices(ns: argparse.Namespace, settings: Settings) -> int:
+    """Show the price table, or check it and tell the running gateway to load it (SIGHUP)."""
+    try:
+        table = load_prices(settings.prices)
+    except PriceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if ns.action == "reload":
+        pid = read_pid(settings)
+        if pid is None:
+            print(
+                f"price file {settings.prices} is valid (version {table.version}); no running"
+                f" gateway found (no pid file in {settings.data_dir})",
+                file=sys.stderr,
+            )
+            return 1
+        os.kill(pid, signal.SIGHUP)
+        print(
+            f"price file {settings.prices} is valid (version {table.version});"
+            f" asked the gateway (pid {pid}) to load it"
+        )
+        return 0
+    print(f"price table {settings.prices}, version {table.version}")
+    rows = describe(table)
+    _print_rows(
+        rows,
+        (
+            "model",
+            "billing",
+            "text_input",
+            "image_input",
+            "image_output",
+            "text_output",
+            "per_image",
+            "aliases",
+        ),
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +250,18 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser("show").add_argument("id")
     keys.add_parser("list").add_argument("--team")
 
+    usage = commands.add_parser("usage", help="spend and tokens from the ledger")
+    usage.add_argument("--team")
+    usage.add_argument("--key")
+    usage.add_argument("--model")
+    usage.add_argument("--since", help="ISO date or date-time (UTC), inclusive")
+    usage.add_argument("--until", help="ISO date or date-time (UTC), exclusive")
+    usage.add_argument("--group-by", choices=GROUPS, default="team")
+    usage.add_argument("--format", choices=["table", "json", "csv"], default="table")
+
+    prices = commands.add_parser("prices", help="show the price table; `reload` it in the server")
+    prices.add_argument("action", nargs="?", choices=["show", "reload"], default="show")
+
     from gateway.simulator import add_simulator_arguments
 
     add_simulator_arguments(commands.add_parser("simulator", help="serve the fake Images API"))
@@ -171,6 +272,7 @@ ASYNC_COMMANDS: dict[str, Command] = {
     "migrate": cmd_migrate,
     "teams": cmd_teams,
     "keys": cmd_keys,
+    "usage": cmd_usage,
 }
 
 
@@ -192,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {k: v for k, v in (("host", ns.host), ("port", ns.port)) if v is not None}
         serve(settings.model_copy(update=overrides))
         return 0
+    if ns.command == "prices":
+        return cmd_prices(ns, settings)
     if ns.command == "quickstart":
         from gateway.quickstart import quickstart
 
@@ -205,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Conflict as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except GatewayError as exc:  # a report's bad filter, say
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
     except ValidationError as exc:
         print(f"error: {exc.errors()[0]['msg']} ({exc.errors()[0]['loc']})", file=sys.stderr)
         return 2

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
+from collections.abc import Iterator
 
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.pricing import PriceError
 from gateway.settings import Settings
+from gateway.state import PRICES
+
+log = logging.getLogger(__name__)
 
 
 def install_uvloop() -> None:
@@ -20,11 +27,36 @@ def install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _wait_for_signal() -> None:
+PID_FILE = "gateway.pid"
+
+
+def read_pid(settings: Settings) -> int | None:
+    """The pid of the gateway serving from this data dir, if one is running."""
+    try:
+        pid = int((settings.data_dir / PID_FILE).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def reload_prices(apps: list[web.Application]) -> None:
+    """SIGHUP: every app with a price book reads its file again; a bad file changes nothing."""
+    for app in apps:
+        if PRICES in app:
+            try:
+                table = app[PRICES].reload()
+                log.info("price table reloaded: version %s from %s", table.version, table.path)
+            except PriceError as exc:
+                log.error("price table NOT reloaded, the old one stays in force: %s", exc)
+
+
+async def _wait_for_signal(apps: list[web.Application]) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_prices, apps)
     await stop.wait()
 
 
@@ -44,18 +76,31 @@ async def serve_apps(
             await web.TCPSite(runner, host, port).start()
         if on_ready:
             print(on_ready, flush=True)
-        await _wait_for_signal()
+        await _wait_for_signal([app for app, _, _ in apps])
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
 
 
+@contextlib.contextmanager
+def pid_file(settings: Settings) -> Iterator[None]:
+    """`gateway prices reload` finds the server through this file in the data dir."""
+    path = settings.data_dir / PID_FILE
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def serve(settings: Settings) -> None:
     install_uvloop()
-    asyncio.run(
-        serve_apps(
-            [(create_app(settings), settings.host, settings.port)],
-            on_ready=f"gateway listening on http://{settings.host}:{settings.port}"
-            f" (upstream {settings.upstream_url})",
+    with pid_file(settings):
+        asyncio.run(
+            serve_apps(
+                [(create_app(settings), settings.host, settings.port)],
+                on_ready=f"gateway listening on http://{settings.host}:{settings.port}"
+                f" (upstream {settings.upstream_url})",
+            )
         )
-    )

@@ -71,7 +71,7 @@ _RECORD = (
 _GROUPS = {
     "team": "t.name",
     "key": "l.key_id",
-    "model": "COALESCE(l.model, '')",
+    "model": "COALESCE(l.model, '(none)')",
     "day": "l.day",
 }
 _USAGE_SUMS = """

@@ -1,0 +1,111 @@
+"""Usage reports over the ledger: filters, grouping, and their JSON and CSV forms.
+
+The admin API (`GET /admin/usage`) and the CLI (`gateway usage`) both build reports here.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import invalid_request
+from gateway.money import nanos_to_usd
+from gateway.store import Store
+from gateway.store.base import UsageFilter
+
+GROUPS = ("team", "key", "model", "day")
+COUNT_COLUMNS = (
+    "requests",
+    "refused",
+    "images",
+    "text_input_tokens",
+    "cached_text_input_tokens",
+    "image_input_tokens",
+    "cached_image_input_tokens",
+    "image_output_tokens",
+    "text_output_tokens",
+)
+
+
+@dataclass(frozen=True)
+class Report:
+    group_by: str
+    rows: list[dict[str, Any]]  # money as decimal strings
+    total: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"group_by": self.group_by, "data": self.rows, "total": self.total}
+
+    def as_csv(self) -> str:
+        out = io.StringIO()
+        columns = [self.group_by, *COUNT_COLUMNS, "cost_usd", "saved_usd"]
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return out.getvalue()
+
+
+def parse_time(value: str | None, name: str) -> str | None:
+    """An ISO 8601 date or date-time, as the ledger's UTC timestamp text (for comparison)."""
+    if value is None or value == "":
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise invalid_request(
+            f"'{name}' must be an ISO 8601 date or date-time, like 2026-11-01 or"
+            " 2026-11-01T12:00:00Z.",
+            code="invalid_value",
+            param=name,
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+
+
+async def usage_report(
+    store: Store,
+    *,
+    team: str | None = None,
+    key: str | None = None,
+    model: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    group_by: str = "team",
+) -> Report:
+    """Sums of the ledger's rows that match every filter given, one row per group."""
+    if group_by not in GROUPS:
+        raise invalid_request(
+            f"'group_by' must be one of {', '.join(GROUPS)}.",
+            code="invalid_value",
+            param="group_by",
+        )
+    team_id = None
+    if team is not None:
+        record = await store.get_team(team)
+        if record is None:
+            raise invalid_request(f"No team named {team!r}.", code="invalid_value", param="team")
+        team_id = record.id
+    where = UsageFilter(
+        team_id=team_id,
+        key_id=key,
+        model=model,
+        since=parse_time(since, "since"),
+        until=parse_time(until, "until"),
+    )
+    raw = await store.usage(where, group_by)
+    rows = [_money_view(row, group_by) for row in raw]
+    total: dict[str, Any] = {column: sum(row[column] for row in raw) for column in COUNT_COLUMNS}
+    total["cost_usd"] = nanos_to_usd(sum(row["cost_nanos"] for row in raw))
+    total["saved_usd"] = nanos_to_usd(sum(row["saved_nanos"] for row in raw))
+    return Report(group_by, rows, total)
+
+
+def _money_view(row: dict[str, Any], group_by: str) -> dict[str, Any]:
+    view = {group_by: row[group_by], **{column: row[column] for column in COUNT_COLUMNS}}
+    view["cost_usd"] = nanos_to_usd(row["cost_nanos"])
+    view["saved_usd"] = nanos_to_usd(row["saved_nanos"])
+    return view
