@@ -67,3 +67,18 @@ def test_cli_errors_are_clear_and_nonzero(
     result = gateway(tmp_path, *args, check=False)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_usage_and_prices_commands(tmp_path: Path) -> None:
+    gateway(tmp_path, "teams", "create", "design")
+    table = gateway(tmp_path, "usage", "--group-by", "model").stdout
+    assert "TOTAL" in table and "COST_USD" in table
+    report = json.loads(gateway(tmp_path, "usage", "--format", "json").stdout)
+    assert report["total"]["cost_usd"] == "0.00" and report["group_by"] == "team"
+    prices = gateway(tmp_path, "prices").stdout
+    assert "version 2026-11-01" in prices and "gpt-image-1-mini" in prices
+    # no server runs from this data dir: reload checks the file, then says so
+    result = gateway(tmp_path, "prices", "reload", check=False)
+    assert result.returncode == 1 and "is valid" in result.stderr
+    bad = gateway(tmp_path, "usage", "--since", "yesterday", check=False)
+    assert bad.returncode == 2 and "ISO 8601" in bad.stderr
