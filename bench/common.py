@@ -88,14 +88,19 @@ def gateway_command(*args: str) -> list[str]:
 
 
 def start_server(
-    name: str, argv: Sequence[str], port: int, env: dict[str, str], log_dir: Path
+    name: str,
+    argv: Sequence[str],
+    port: int,
+    env: dict[str, str],
+    log_dir: Path,
+    cwd: Path = ROOT,
 ) -> Server:
-    """Start `argv` with its output going to a log file in `log_dir`."""
+    """Start `argv` (in `cwd`) with its output going to a log file in `log_dir`."""
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             list(argv),
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -138,11 +143,11 @@ def stop_server(server: Server) -> None:
         server.proc.wait(timeout=STOP_TIMEOUT_S)
 
 
-def run_cli(args: Sequence[str], env: dict[str, str]) -> str:
-    """Run `python -m gateway <args>` to completion and return its stdout."""
+def run_cli(args: Sequence[str], env: dict[str, str], cwd: Path = ROOT) -> str:
+    """Run `python -m gateway <args>` (in `cwd`) to completion and return its stdout."""
     done = subprocess.run(
         gateway_command(*args),
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -154,10 +159,12 @@ def run_cli(args: Sequence[str], env: dict[str, str]) -> str:
     return done.stdout
 
 
-def create_key(env: dict[str, str], team: str = "bench") -> str:
+def create_key(
+    env: dict[str, str], team: str = "bench", team_args: Sequence[str] = (), cwd: Path = ROOT
+) -> str:
     """Create a team and a key for it through the CLI; the key is the last line printed."""
-    run_cli(["teams", "create", team], env)
-    key = run_cli(["keys", "create", "--team", team], env).strip().splitlines()[-1].strip()
+    run_cli(["teams", "create", team, *team_args], env, cwd)
+    key = run_cli(["keys", "create", "--team", team], env, cwd).strip().splitlines()[-1].strip()
     if not key.startswith("sk-gw-"):
         raise RuntimeError(f"unexpected key output: {key!r}")
     return key
