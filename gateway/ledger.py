@@ -14,20 +14,10 @@ from typing import Any
 from gateway.errors import invalid_request
 from gateway.money import nanos_to_usd
 from gateway.store import Store
-from gateway.store.base import UsageFilter
+from gateway.store.base import USAGE_COLUMNS, UsageFilter
 
 GROUPS = ("team", "key", "model", "day")
-COUNT_COLUMNS = (
-    "requests",
-    "refused",
-    "images",
-    "text_input_tokens",
-    "cached_text_input_tokens",
-    "image_input_tokens",
-    "cached_image_input_tokens",
-    "image_output_tokens",
-    "text_output_tokens",
-)
+COUNT_COLUMNS = USAGE_COLUMNS[:-2]  # all but cost and saved, which are shown in USD
 
 
 @dataclass(frozen=True)

@@ -510,18 +510,25 @@ def _output_tokens(
     return best
 
 
+def image_input_tokens(width: int, height: int) -> int:
+    """Tokens for one input image under the tile model: scale to fit 2048x2048, then the shortest
+    side to 512 (never up), and count 65 + 129 per 512-pixel tile (exact rational scaling).
+    The built-in simulator charges input images by this same model."""
+    w, h = Fraction(width), Fraction(height)
+    longest = max(w, h)
+    if longest > _MAX_SIDE:
+        w, h = w * _MAX_SIDE / longest, h * _MAX_SIDE / longest
+    shortest = min(w, h)
+    if shortest > _TILE:
+        w, h = w * _TILE / shortest, h * _TILE / shortest
+    tiles = math.ceil(w / _TILE) * math.ceil(h / _TILE)
+    return _IMAGE_BASE_TOKENS + _IMAGE_TILE_TOKENS * tiles
+
+
 def _input_image_tokens(dims: tuple[int, int] | None) -> int:
     if dims is None or dims[0] <= 0 or dims[1] <= 0:
         return _UNKNOWN_IMAGE_TOKENS
-    width, height = Fraction(dims[0]), Fraction(dims[1])
-    longest = max(width, height)
-    if longest > _MAX_SIDE:
-        width, height = width * _MAX_SIDE / longest, height * _MAX_SIDE / longest
-    shortest = min(width, height)
-    if shortest > _TILE:
-        width, height = width * _TILE / shortest, height * _TILE / shortest
-    tiles = math.ceil(width / _TILE) * math.ceil(height / _TILE)
-    return _IMAGE_BASE_TOKENS + _IMAGE_TILE_TOKENS * tiles
+    return image_input_tokens(*dims)
 
 
 def _per_image_key(key: str) -> tuple[str | None, str]:

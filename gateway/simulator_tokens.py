@@ -15,10 +15,10 @@ This is the simulator's model of usage, built from the public guide, not OpenAI'
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
+
+from gateway.pricing import image_input_tokens
 
 __all__ = [
     "DEFAULT_INPUT_SIZE",
@@ -44,10 +44,6 @@ HIGH_FIDELITY_TOKENS = 4160
 DEFAULT_INPUT_SIZE = (1024, 1024)
 
 _SQUARE_PIXELS = 1024 * 1024
-_MAX_SIDE = 2048
-_TILE = 512
-_BASE_IMAGE_TOKENS = 65
-_TILE_TOKENS = 129
 
 
 def quality_tier(quality: str) -> str:
@@ -72,19 +68,6 @@ def output_tokens_per_image(tier: str, width: int, height: int) -> int:
 def text_tokens(prompt: str) -> int:
     """ceil(len(prompt) / 4): the simulator's stand-in for a tokenizer."""
     return -(-len(prompt) // 4)
-
-
-def image_input_tokens(width: int, height: int) -> int:
-    """Tokens charged for one input image of `width` × `height` (exact rational scaling)."""
-    w, h = Fraction(width), Fraction(height)
-    longest = max(w, h)
-    if longest > _MAX_SIDE:
-        w, h = w * _MAX_SIDE / longest, h * _MAX_SIDE / longest
-    shortest = min(w, h)
-    if shortest > _TILE:
-        w, h = w * _TILE / shortest, h * _TILE / shortest
-    tiles = math.ceil(w / _TILE) * math.ceil(h / _TILE)
-    return _BASE_IMAGE_TOKENS + _TILE_TOKENS * tiles
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,22 @@ class Spend:
         return max(0, self.budget_nanos - self.spent_nanos - self.reserved_nanos)
 
 
+# The sums a usage report gives for each group, in order.
+USAGE_COLUMNS = (
+    "requests",
+    "refused",
+    "images",
+    "text_input_tokens",
+    "cached_text_input_tokens",
+    "image_input_tokens",
+    "cached_image_input_tokens",
+    "image_output_tokens",
+    "text_output_tokens",
+    "cost_nanos",
+    "saved_nanos",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class UsageFilter:
     team_id: int | None = None

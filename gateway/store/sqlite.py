@@ -13,7 +13,15 @@ from typing import Any
 import aiosqlite
 
 from gateway.periods import Periods
-from gateway.store.base import ApiKey, Conflict, LedgerRow, Spend, Team, UsageFilter
+from gateway.store.base import (
+    USAGE_COLUMNS,
+    ApiKey,
+    Conflict,
+    LedgerRow,
+    Spend,
+    Team,
+    UsageFilter,
+)
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
 
 _TEAM_COLUMNS = "id, name, budget_nanos, budget_period, rpm, ipm, created_at"
@@ -74,19 +82,13 @@ _GROUPS = {
     "model": "COALESCE(l.model, '(none)')",
     "day": "l.day",
 }
-_USAGE_SUMS = """
-    COUNT(*) AS requests,
-    SUM(CASE WHEN l.outcome LIKE 'refused%' THEN 1 ELSE 0 END) AS refused,
-    SUM(l.images) AS images,
-    SUM(l.text_input_tokens) AS text_input_tokens,
-    SUM(l.cached_text_input_tokens) AS cached_text_input_tokens,
-    SUM(l.image_input_tokens) AS image_input_tokens,
-    SUM(l.cached_image_input_tokens) AS cached_image_input_tokens,
-    SUM(l.image_output_tokens) AS image_output_tokens,
-    SUM(l.text_output_tokens) AS text_output_tokens,
-    SUM(l.cost_nanos) AS cost_nanos,
-    SUM(l.saved_nanos) AS saved_nanos
-"""
+_USAGE_SUMS = ", ".join(
+    [
+        "COUNT(*) AS requests",
+        "SUM(CASE WHEN l.outcome LIKE 'refused%' THEN 1 ELSE 0 END) AS refused",
+        *(f"SUM(l.{column}) AS {column}" for column in USAGE_COLUMNS[2:]),
+    ]
+)
 
 
 def _now() -> str:
@@ -361,17 +363,7 @@ class SqliteStore:
             f" {where_sql} GROUP BY grp ORDER BY grp",
             params,
         )
-        names = [
-            "requests",
-            "refused",
-            "images",
-            "text_input_tokens",
-            "cached_text_input_tokens",
-            "image_input_tokens",
-            "cached_image_input_tokens",
-            "image_output_tokens",
-            "text_output_tokens",
-            "cost_nanos",
-            "saved_nanos",
+        return [
+            {group_by: row[0], **dict(zip(USAGE_COLUMNS, row[1:], strict=True))}
+            for row in cursor_rows
         ]
-        return [{group_by: row[0], **dict(zip(names, row[1:], strict=True))} for row in cursor_rows]
