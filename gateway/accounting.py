@@ -8,6 +8,7 @@ row is committed before the response's last byte leaves.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -166,12 +167,16 @@ def actual_cost(flow: Flow) -> int:
 
 
 def _outcome_of(error: BaseException | None, flow: Flow) -> tuple[int, str]:
+    """The status and outcome the ledger records; a request that ended by an exception says
+    which (the client's own status is what it was told, or would have been)."""
+    if error is None:
+        return flow.status, flow.outcome
     if isinstance(error, GatewayError):
         outcomes = {"insufficient_quota": "refused_budget", "rate_limit_exceeded": "refused_rate"}
         return error.status, outcomes.get(error.code or "", error.code or "refused")
-    if error is not None:
-        return flow.status or 499, "client_gone" if flow.client_gone else "error"
-    return flow.status, flow.outcome
+    if isinstance(error, asyncio.CancelledError):
+        return 499, "client_gone"  # the client left before the upstream call began
+    return flow.status or 500, "error"
 
 
 async def record(flow: Flow, error: BaseException | None = None) -> None:

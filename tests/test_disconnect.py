@@ -174,3 +174,30 @@ async def test_spooled_bodies_are_removed_after_success_and_after_upstream_failu
         # A relayed response can reach the client a moment before the handler's cleanup ran.
         _, files = await settle(len(asyncio.all_tasks()), settings.spool_dir)
         assert files == [], fault
+
+
+async def test_a_client_leaving_mid_upload_gets_a_client_gone_row_and_no_charge(
+    aiohttp_client: Any, aiohttp_server: Any, make_settings: Callable[..., Settings]
+) -> None:
+    upstream = await aiohttp_server(create_simulator_app(SimulatorConfig(api_key=UPSTREAM_KEY)))
+    settings = make_settings(upstream_url=str(upstream.make_url("/v1")))
+    client, key = await start_gateway(aiohttp_client, settings, budget_usd="1")
+    _, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        (
+            "POST /v1/images/generations HTTP/1.1\r\n"
+            f"Host: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+            'Content-Length: 1000\r\n\r\n{"prompt": "half a bo'
+        ).encode()
+    )
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.close()
+    await writer.wait_closed()
+    rows = await client.app[STORE]._all("SELECT status, outcome, cost_nanos FROM ledger")
+    for _ in range(100):
+        if rows:
+            break
+        await asyncio.sleep(0.02)
+        rows = await client.app[STORE]._all("SELECT status, outcome, cost_nanos FROM ledger")
+    assert rows == [(499, "client_gone", 0)]
