@@ -66,13 +66,6 @@ class SpooledBody:
     def spooled(self) -> bool:
         return self._path is not None
 
-    def field_value(self, name: str) -> str | None:
-        """The last multipart text field called `name` (a later value overrides, as in forms)."""
-        for key, value in reversed(self.fields):
-            if key == name:
-                return value
-        return None
-
     def payload(self) -> bytes | AsyncIterator[bytes]:
         """The body as it arrived, for the upstream request."""
         if self._path is None:

@@ -8,28 +8,9 @@ the client never holds half an event: it gets the complete ones and then our `er
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 _TERMINATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    name: str | None
-    data: bytes
-
-    @property
-    def is_completed(self) -> bool:
-        """`image_generation.completed`, `image_edit.completed`, and what future APIs call so."""
-        return self.name is not None and self.name.endswith(".completed")
-
-    @property
-    def is_error(self) -> bool:
-        return self.name == "error"
-
-    def json(self) -> Any:
-        return json.loads(self.data)
 
 
 class EventSplitter:
@@ -89,18 +70,6 @@ def event_name(raw: bytes | bytearray) -> str | None:
 def ends_stream(name: str | None) -> bool:
     """A `*.completed` event or an `error` event: upstream has said its last word."""
     return name is not None and (name.endswith(".completed") or name == "error")
-
-
-def parse_event(raw: bytes) -> Event:
-    """The event name and data of one whole event; comments and unknown fields are ignored."""
-    name: str | None = None
-    data: list[bytes] = []
-    for line in raw.splitlines():
-        if line.startswith(b"data:"):
-            data.append(line[6:] if line[5:6] == b" " else line[5:])
-        elif line.startswith(b"event:"):
-            name = line[6:].strip().decode("utf-8", "replace")
-    return Event(name, b"\n".join(data))
 
 
 def format_event(name: str, payload: Any) -> bytes:
