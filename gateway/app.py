@@ -26,7 +26,7 @@ from gateway.upstream import Upstream
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = web.RequestKey("gateway_request_id", str)
-HOUSEKEEPING_INTERVAL_S = 60.0
+HOUSEKEEPING_INTERVAL_S = 10.0
 
 
 @web.middleware
@@ -131,16 +131,18 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _housekeeping(app: web.Application) -> None:
-    """Every minute: release reservations that expired, forget idle rate-limit windows."""
+    """Every few seconds: checkpoint the store, release reservations that expired, forget idle
+    rate-limit windows."""
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
         try:
+            await app[STORE].checkpoint()
             released = await app[STORE].release_expired(time.time())
             if released:
                 log.warning("released %d expired reservations", released)
             app[RATE_LIMITER].forget_idle(time.monotonic())
         except Exception:
-            log.exception("housekeeping failed; trying again in a minute")
+            log.exception("housekeeping failed; trying again shortly")
 
 
 async def _finish_detached(app: web.Application, grace_s: float) -> None:
