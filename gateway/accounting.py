@@ -110,8 +110,8 @@ async def check_rate_limits(flow: Flow) -> None:
     assert flow.key is not None and flow.team is not None
     limits = limits_for(flow.key, flow.team, images=flow.n)
     if limits:
-        state = flow.request.app[RATE_LIMITER].admit(limits, time.monotonic())
-        flow.response_headers.update(state.headers)
+        headers = flow.request.app[RATE_LIMITER].admit(limits, time.monotonic())
+        flow.response_headers.update(headers)
 
 
 async def reserve_budget(flow: Flow) -> None:

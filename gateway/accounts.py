@@ -94,7 +94,7 @@ async def scope_spend(store: Store, scope: str, scope_id: str) -> Spend:
     return await store.spend(scope, scope_id, Periods.at(now), now.timestamp())
 
 
-def team_view(team: Team, spend: Spend | None = None) -> dict[str, Any]:
+def team_view(team: Team, spend: Spend) -> dict[str, Any]:
     return {
         "name": team.name,
         "budget_usd": _money(team.budget_nanos),
@@ -102,7 +102,7 @@ def team_view(team: Team, spend: Spend | None = None) -> dict[str, Any]:
         "rpm": team.rpm,
         "ipm": team.ipm,
         "created_at": team.created_at,
-        **(spend_view(spend) if spend is not None else {}),
+        **spend_view(spend),
     }
 
 
@@ -114,7 +114,7 @@ async def key_view_now(store: Store, key: ApiKey) -> dict[str, Any]:
     return key_view(key, await scope_spend(store, "key", key.id))
 
 
-def key_view(key: ApiKey, spend: Spend | None = None) -> dict[str, Any]:
+def key_view(key: ApiKey, spend: Spend) -> dict[str, Any]:
     return {
         "id": key.id,
         "team": key.team_name,
@@ -127,7 +127,7 @@ def key_view(key: ApiKey, spend: Spend | None = None) -> dict[str, Any]:
         "created_at": key.created_at,
         "revoked": key.revoked,
         "revoked_at": key.revoked_at,
-        **(spend_view(spend) if spend is not None else {}),
+        **spend_view(spend),
     }
 
 

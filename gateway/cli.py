@@ -103,10 +103,10 @@ async def cmd_teams(ns: argparse.Namespace, settings: Settings) -> int:
             team = await accounts.create_team(
                 store, accounts.TeamCreate(name=ns.name, **_limit_fields(ns))
             )
-            print(json.dumps(accounts.team_view(team), indent=2))
+            print(json.dumps(await accounts.team_view_now(store, team), indent=2))
         elif ns.action == "update":
             team = await accounts.update_team(store, ns.name, accounts.Limits(**_limit_fields(ns)))
-            print(json.dumps(accounts.team_view(team), indent=2))
+            print(json.dumps(await accounts.team_view_now(store, team), indent=2))
         elif ns.action == "show":
             team = await accounts.get_team(store, ns.name)
             print(json.dumps(await accounts.team_view_now(store, team), indent=2))
@@ -134,7 +134,7 @@ async def cmd_keys(ns: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps(await accounts.key_view_now(store, key), indent=2))
         else:
             keys = await accounts.list_keys(store, ns.team)
-            _print_rows([accounts.key_view(k) for k in keys], KEY_COLUMNS)
+            _print_rows([await accounts.key_view_now(store, k) for k in keys], KEY_COLUMNS)
         return 0
 
     return await _with_store(settings, work)

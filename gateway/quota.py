@@ -56,13 +56,6 @@ class Limit:
     weight: int
 
 
-@dataclass(frozen=True, slots=True)
-class RateState:
-    """The tightest limit of each kind after this request, for the x-ratelimit-* headers."""
-
-    headers: dict[str, str]
-
-
 def limits_for(key: ApiKey, team: Team, images: int) -> list[Limit]:
     limits = []
     for scope, scope_id, record in (("key", key.id, key), ("team", str(team.id), team)):
@@ -79,8 +72,9 @@ class RateLimiter:
     def __init__(self) -> None:
         self._windows: dict[tuple[str, str, str], _Window] = {}
 
-    def admit(self, limits: list[Limit], now: float) -> RateState:
-        """Count the request against every limit, or raise GatewayError 429 counting nothing."""
+    def admit(self, limits: list[Limit], now: float) -> dict[str, str]:
+        """Count the request against every limit, or raise GatewayError 429 counting nothing.
+        Returns the x-ratelimit-* headers of the tightest limit of each kind."""
         windows = []
         for limit in limits:
             window = self._windows.setdefault((limit.scope, limit.scope_id, limit.kind), _Window())
@@ -97,7 +91,7 @@ class RateLimiter:
         for limit, window in zip(limits, windows, strict=True):
             window.events.append((now, limit.weight))
             window.used += limit.weight
-        return RateState(self._headers(limits, windows, now))
+        return self._headers(limits, windows, now)
 
     def forget_idle(self, now: float) -> None:
         """Drop windows with nothing in them, so idle keys cost no memory."""
