@@ -27,6 +27,7 @@ from gateway.store.base import LedgerRow
 
 PARTIAL_IMAGE_TOKENS = 100  # each partial image costs 100 image output tokens (image guide)
 NO_USAGE = Usage(0, 0, 0, 0, 0, 0)
+SERVED_BY_CACHE = ("hit", "coalesced")  # answered without an upstream call of their own
 
 
 def _int_param(flow: Flow, name: str, default: int) -> int:
@@ -153,7 +154,7 @@ async def reserve_budget(flow: Flow) -> None:
 def actual_cost(flow: Flow) -> int:
     """What upstream produced, at the model's prices (0 when nothing was produced)."""
     price = flow.price
-    if price is None or flow.status != 200:
+    if price is None or flow.status != 200 or flow.cache_status in SERVED_BY_CACHE:
         return 0
     if price.per_image_billing:
         return per_image_cost_nanos(

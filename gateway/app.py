@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway import pipeline
 from gateway.admin import create_admin_app
+from gateway.cache.cache import ResponseCache
 from gateway.endpoints import endpoint_for
 from gateway.errors import GatewayError, error_body
 from gateway.flow import Flow
@@ -19,7 +20,16 @@ from gateway.logs import redact_secret
 from gateway.quota import RateLimiter
 from gateway.relay import CLIENT_GONE
 from gateway.settings import Settings
-from gateway.state import DETACHED, PRICES, RATE_LIMITER, SETTINGS, STORE, UPSTREAM, PriceBook
+from gateway.state import (
+    CACHE,
+    DETACHED,
+    PRICES,
+    RATE_LIMITER,
+    SETTINGS,
+    STORE,
+    UPSTREAM,
+    PriceBook,
+)
 from gateway.store import open_store
 from gateway.upstream import Upstream
 
@@ -42,6 +52,7 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
         if request.path.startswith("/v1/"):
             # Refusals cost nothing; relayed responses already carry what they cost.
             response.headers.setdefault("x-gateway-cost-usd", "0.00")
+            response.headers.setdefault("x-gateway-cache", "bypass")
     return response
 
 
@@ -112,12 +123,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     requests still finishing for clients that left get `shutdown_grace_s` to write their ledger
     rows; then the session and the store close."""
     settings = app[SETTINGS]
-    store, upstream = app[STORE], app[UPSTREAM]
+    store, upstream, cache = app[STORE], app[UPSTREAM], app[CACHE]
     await store.connect()
     try:
         await store.migrate()
         await store.release_expired(time.time())
         _empty_spool_dir(settings)
+        await cache.start()
         await upstream.start()
         housekeeping = asyncio.create_task(_housekeeping(app))
         try:
@@ -126,13 +138,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             housekeeping.cancel()
             await _finish_detached(app, settings.shutdown_grace_s)
             await upstream.close()
+            await cache.close()
     finally:
         await store.close()
 
 
 async def _housekeeping(app: web.Application) -> None:
     """Every few seconds: checkpoint the store, release reservations that expired, forget idle
-    rate-limit windows."""
+    rate-limit windows, write cache hit counts and drop expired cache entries."""
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
         try:
@@ -141,6 +154,7 @@ async def _housekeeping(app: web.Application) -> None:
             if released:
                 log.warning("released %d expired reservations", released)
             app[RATE_LIMITER].forget_idle(time.monotonic())
+            await app[CACHE].housekeeping()
         except Exception:
             log.exception("housekeeping failed; trying again shortly")
 
@@ -173,6 +187,7 @@ def create_app(settings: Settings) -> web.Application:
     app[UPSTREAM] = Upstream(settings)
     app[PRICES] = PriceBook(settings.prices)
     app[RATE_LIMITER] = RateLimiter()
+    app[CACHE] = ResponseCache(settings, app[STORE])
     app[DETACHED] = set()
     app.cleanup_ctx.append(_resources)
     app.add_subapp("/admin", create_admin_app())

@@ -31,7 +31,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from gateway.errors import invalid_request, request_too_large
 
 FILE_HEAD_BYTES = 64 * 1024  # enough for the dimensions of any PNG, JPEG, WebP or GIF
-TEXT_FIELD_LIMIT = 1024 * 1024  # prompts are at most 32k characters; longer fields are truncated
+TEXT_FIELD_LIMIT = 1024 * 1024  # prompts are at most 32k characters; longer fields count as files
 BATCH_BYTES = 1024 * 1024  # how much is handed to the worker thread at once
 READ_CHUNK = 256 * 1024
 
@@ -65,6 +65,11 @@ class SpooledBody:
     @property
     def spooled(self) -> bool:
         return self._path is not None
+
+    @property
+    def path(self) -> Path | None:
+        """The temporary file holding the body, when it is spooled."""
+        return self._path
 
     def payload(self) -> bytes | AsyncIterator[bytes]:
         """The body as it arrived, for the upstream request."""
@@ -165,13 +170,24 @@ class _MultipartSummary:
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = memoryview(data)[start:end]
+        if self._file is None and len(self._text) + len(chunk) > TEXT_FIELD_LIMIT:
+            self._text_to_file()
         if self._file is not None:
             self._file.size += len(chunk)
             self._hash.update(chunk)
             if len(self._head) < FILE_HEAD_BYTES:
                 self._head += chunk[: FILE_HEAD_BYTES - len(self._head)]
-        elif len(self._text) < TEXT_FIELD_LIMIT:
-            self._text += chunk[: TEXT_FIELD_LIMIT - len(self._text)]
+        else:
+            self._text += chunk
+
+    def _text_to_file(self) -> None:
+        """A text field too long to keep whole is summarised like a file (size and SHA-256), so
+        that no two different values ever look alike."""
+        self._file = FilePart(field=self._field_name, filename=None, content_type="text/plain")
+        self._file.size = len(self._text)
+        self._hash = hashlib.sha256(self._text)
+        self._head = bytearray(self._text[:FILE_HEAD_BYTES])
+        self._text = bytearray()
 
     def _part_end(self) -> None:
         if self._file is not None:
@@ -180,7 +196,9 @@ class _MultipartSummary:
             self.body.files.append(self._file)
             self._file = None
         else:
-            self.body.fields.append((self._field_name, self._text.decode("utf-8", "replace")))
+            # surrogateescape: two different byte strings never decode to the same text.
+            text = self._text.decode("utf-8", "surrogateescape")
+            self.body.fields.append((self._field_name, text))
 
     def _end(self) -> None:
         self.finished = True
@@ -284,16 +302,34 @@ async def read_body(
     spool_threshold: int,
     spool_dir: Path,
 ) -> SpooledBody:
-    """Read the whole body of `request` once, within `limit` bytes.
+    """Read the whole body of `request` once, within `limit` bytes (see read_stream)."""
+    return await read_stream(
+        request.content.iter_chunked(READ_CHUNK),
+        content_type=request.headers.get("Content-Type", ""),
+        declared_size=request.content_length,
+        limit=limit,
+        spool_threshold=spool_threshold,
+        spool_dir=spool_dir,
+    )
+
+
+async def read_stream(
+    chunks: AsyncIterator[bytes],
+    *,
+    content_type: str,
+    declared_size: int | None,
+    limit: int,
+    spool_threshold: int,
+    spool_dir: Path,
+) -> SpooledBody:
+    """Read a request body from `chunks` once, within `limit` bytes.
 
     On return the body is complete and, when multipart, parsed. Raises GatewayError 413 past the
     limit and 400 for malformed JSON or multipart. The caller owns the result and must
     `aclose()` it; on an exception nothing is left behind.
     """
-    content_type = request.headers.get("Content-Type", "")
     body = SpooledBody(content_type=content_type, media_type=media_type_of(content_type))
-    declared = request.content_length
-    if declared is not None and declared > limit:
+    if declared_size is not None and declared_size > limit:
         raise request_too_large(limit)
 
     if body.media_type == "application/json":
@@ -302,7 +338,7 @@ async def read_body(
     if body.media_type == "multipart/form-data":
         spool.multipart = _MultipartSummary(body, _boundary(content_type))
     try:
-        async for chunk in request.content.iter_chunked(READ_CHUNK):
+        async for chunk in chunks:
             body.size += len(chunk)
             if body.size > limit:
                 raise request_too_large(limit)

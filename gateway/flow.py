@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -14,6 +14,10 @@ from gateway.body import SpooledBody
 from gateway.endpoints import Endpoint
 from gateway.pricing import ModelPrice, Usage
 from gateway.store import ApiKey, Team
+
+if TYPE_CHECKING:
+    from gateway.cache.leader import Leader
+    from gateway.cache.policy import CachePlan
 
 
 @dataclass(slots=True)
@@ -56,6 +60,10 @@ class Flow:
     partial_images_seen: int = 0
     cost_nanos: int = 0
     saved_nanos: int = 0
+    # The cache: its plan (key, whether to read and write), and this request's part when it goes
+    # upstream to fill a miss. cache_status is what `x-gateway-cache` says.
+    cache: CachePlan | None = None
+    leader: Leader | None = None
     cache_status: str = "bypass"
     upstream_request_id: str | None = None
     recorded: bool = False

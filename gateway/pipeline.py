@@ -20,11 +20,13 @@ from aiohttp import web
 
 from gateway import auth
 from gateway.accounting import check_rate_limits, estimate_cost, record, reserve_budget
+from gateway.background import spawn
 from gateway.body import read_body
+from gateway.cache.stages import join_in_flight, plan_cache, serve_from_cache
 from gateway.errors import GatewayError, invalid_request
 from gateway.flow import Flow
 from gateway.relay import relay_response
-from gateway.state import DETACHED, SETTINGS, STORE, UPSTREAM
+from gateway.state import SETTINGS, STORE, UPSTREAM
 
 Stage = Callable[[Flow], Awaitable[web.StreamResponse | None]]
 
@@ -137,6 +139,9 @@ STAGES: tuple[Stage, ...] = (
     inspect_request,
     estimate_cost,
     check_rate_limits,
+    plan_cache,
+    serve_from_cache,
+    join_in_flight,
     reserve_budget,
     call_upstream,
     relay_response,
@@ -173,21 +178,9 @@ async def _detach(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamResponse |
         async with owned:
             return await _run_stages(flow, stages)
 
-    detached = flow.request.app[DETACHED]
-    task: asyncio.Task[Any] = asyncio.create_task(finish())
-    detached.add(task)
-    task.add_done_callback(_forget(detached))
+    task = spawn(flow.request.app, finish())
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
         flow.client_gone = True
         raise
-
-
-def _forget(detached: set[asyncio.Task[object]]) -> Callable[[asyncio.Task[Any]], None]:
-    def done(task: asyncio.Task[Any]) -> None:
-        detached.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: the client that would have seen it has left
-
-    return done

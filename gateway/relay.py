@@ -81,7 +81,18 @@ def _headers(flow: Flow, upstream: aiohttp.ClientResponse) -> dict[str, str]:
     headers = dict(client_response_headers(upstream.headers))
     headers.update(flow.response_headers)
     headers["x-gateway-request-id"] = flow.request_id
+    headers["x-gateway-cache"] = flow.cache_status
     return headers
+
+
+def stream_headers() -> dict[str, str]:
+    # X-Accel-Buffering tells nginx-like fronts not to buffer the stream.
+    return {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def cost_comment(flow: Flow) -> bytes:
+    """The last bytes of a stream: what it was charged, as an SSE comment clients ignore."""
+    return f": gateway-cost-usd={cost_header(flow)}\n\n".encode()
 
 
 async def relay_body(flow: Flow, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
@@ -103,6 +114,8 @@ async def relay_body(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stream
 
     headers = _headers(flow, upstream)
     headers["x-gateway-cost-usd"] = cost_header(flow)
+    if flow.leader is not None:
+        await flow.leader.body_read(headers, body)
     if not body.spooled:
         return web.Response(status=upstream.status, body=body.bytes_in_memory(), headers=headers)
     return await _send_spooled(flow, upstream.status, headers, body)
@@ -129,11 +142,13 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
     """Holds at the end: the client received every whole event upstream sent, then either
     upstream's own ending or one `error` event saying the stream was cut, then the cost comment;
     and the ledger row was written before that last comment."""
-    response = web.StreamResponse(status=upstream.status, headers=_headers(flow, upstream))
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"  # tell nginx-like fronts not to buffer
-    writer = _ClientWriter(flow, response)
+    headers = {**_headers(flow, upstream), **stream_headers()}
+    response = web.StreamResponse(status=upstream.status, headers=headers)
+    writer = ClientWriter(flow, response)
     await writer.prepare()
+    leader = flow.leader
+    if leader is not None:
+        await leader.stream_started(headers)
 
     splitter = EventSplitter()
     finished = False  # a completed or error event has been seen
@@ -143,6 +158,8 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
             for raw in splitter.feed(chunk):
                 await writer.write(raw)
                 finished = await _inspect_event(flow, raw) or finished
+                if leader is not None:
+                    await leader.stream_event(raw)
     except UPSTREAM_BROKE as exc:
         failure = f"the upstream connection failed ({type(exc).__name__})"
     if failure is None and (not finished or splitter.pending):
@@ -152,15 +169,19 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
         flow.outcome = "stream_cut"
 
     await record(flow)
+    trailer = b""
     if failure is not None:
         error = error_body(
             f"The image stream was cut off: {failure}. No complete image was delivered.",
             type="upstream_error",
             code="stream_cut",
         )
-        await writer.write(format_event("error", error))
-    await writer.write(f": gateway-cost-usd={cost_header(flow)}\n\n".encode())
+        trailer = format_event("error", error)
+        await writer.write(trailer)
+    await writer.write(cost_comment(flow))
     await writer.close()
+    if leader is not None:
+        await leader.stream_ended(trailer)
     return response
 
 
@@ -180,7 +201,7 @@ async def _inspect_event(flow: Flow, raw: bytearray) -> bool:
     return False
 
 
-class _ClientWriter:
+class ClientWriter:
     """Writes to the client until it leaves; after that, writes go nowhere (the stream is still
     read to its end for accounting)."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -20,6 +21,9 @@ from pydantic_settings import (
 
 DEFAULT_CONFIG_FILE = "config/gateway.toml"
 MiB = 1024 * 1024
+GiB = 1024 * MiB
+# Kept here rather than imported from the cache package, so settings import nothing of the app.
+DEFAULT_IGNORED_FIELDS = ("user", "safety_identifier")
 
 
 class Settings(BaseSettings):
@@ -59,6 +63,19 @@ class Settings(BaseSettings):
     # How long shutdown waits for requests still finishing after their client left.
     shutdown_grace_s: float = Field(default=30.0, ge=0)
 
+    # Response cache. Entries belong to a team by default ("key" narrows, "global" widens).
+    cache_enabled: bool = True
+    cache_scope: Literal["team", "key", "global"] = "team"
+    cache_ttl_s: float = Field(default=7 * 86400.0, gt=0)
+    # dall-e `url`s stop working 60 minutes after they are issued; cached answers carrying them
+    # expire sooner than that.
+    cache_url_ttl_s: float = Field(default=50 * 60.0, gt=0)
+    cache_max_bytes: int = Field(default=10 * GiB, ge=0)
+    # Request fields that do not change the image, left out of the cache key.
+    cache_ignored_fields: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORED_FIELDS))
+    # Teams (by name) whose requests are never answered from, nor stored in, the cache.
+    cache_disabled_teams: list[str] = Field(default_factory=list)
+
     @property
     def resolved_database_url(self) -> str:
         """The store URL: `GATEWAY_DATABASE_URL`, or a SQLite file inside the data dir."""
@@ -68,6 +85,12 @@ class Settings(BaseSettings):
     def spool_dir(self) -> Path:
         """Where request bodies past the threshold are spooled; emptied at start."""
         return self.data_dir / "tmp"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Cached response bodies (`bodies/`, named by content hash) and their partial writes
+        (`tmp/`, emptied at start)."""
+        return self.data_dir / "cache"
 
     @property
     def admin_enabled(self) -> bool:

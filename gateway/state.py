@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from gateway.cache.cache import ResponseCache
 from gateway.pricing import PriceTable, load_prices
 from gateway.quota import RateLimiter
 from gateway.settings import Settings
@@ -32,6 +34,7 @@ STORE = web.AppKey("store", Store)
 UPSTREAM = web.AppKey("upstream", Upstream)
 PRICES = web.AppKey("prices", PriceBook)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+CACHE = web.AppKey("cache", ResponseCache)
 # Requests that finish after their client left (to charge what upstream produced); the app waits
 # for them before it closes the store.
-DETACHED: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("detached")
+DETACHED: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("detached")

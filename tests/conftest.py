@@ -64,6 +64,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "spool_threshold_bytes": 64 * 1024,
             "upstream_read_timeout_s": 5,
             "upstream_connect_timeout_s": 2,
+            # Most tests count the calls that reach upstream, so they repeat identical requests
+            # on purpose; the cache tests (test_cache_*.py) turn it on.
+            "cache_enabled": False,
         }
         values.update(overrides)
         return Settings(**values)

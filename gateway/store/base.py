@@ -121,8 +121,85 @@ class UsageFilter:
     until: str | None = None  # ISO 8601, exclusive
 
 
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A cached response: its request key, the body file's content hash, and what it cost."""
+
+    key: str
+    scope: str
+    team_id: int
+    key_id: str
+    endpoint: str
+    model: str | None
+    stream: bool
+    body_sha256: str
+    content_type: str
+    headers: dict[str, str]
+    size: int
+    images: int
+    cost_nanos: int
+    created_at: float
+    expires_at: float
+    last_hit_at: float = 0.0
+    hits: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    entries: int
+    hits: int
+    bodies: int
+    bytes: int
+    by_team: list[dict[str, Any]]
+
+
+class CacheIndex(Protocol):
+    """The response cache's index (key → body file and what to answer with). Body files are the
+    cache's business; the index only names them by content hash."""
+
+    async def get(self, key: str, now: float) -> CacheEntry | None:
+        """The entry for `key`, unless it has expired."""
+        ...
+
+    async def put(self, entry: CacheEntry) -> None:
+        """Store (or replace) the entry; its body is registered with it."""
+        ...
+
+    async def touch(self, hits: dict[str, tuple[int, float]]) -> None:
+        """Add hit counts and move last-hit times forward: {key: (hits, last_hit_at)}."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+    async def delete_body(self, body_sha256: str) -> int:
+        """Drop every entry that answers with this body; how many went."""
+        ...
+
+    async def delete_expired(self, now: float) -> int: ...
+    async def purge(self, *, team_id: int | None, key_id: str | None) -> int:
+        """Drop the entries a team's (or a key's) requests stored; all of them when both are
+        None. How many went."""
+        ...
+
+    async def evict_to(self, max_bytes: int) -> int:
+        """Drop least recently used entries until the bodies still used fit in `max_bytes`."""
+        ...
+
+    async def unused_bodies(self) -> list[str]:
+        """Forget bodies no entry uses any more; their hashes, for their files to be removed."""
+        ...
+
+    async def bodies(self) -> list[tuple[str, int]]:
+        """Every body: (sha256, size)."""
+        ...
+
+    async def stats(self) -> CacheStats: ...
+
+
 class Store(Protocol):
     """What the gateway asks of its database. Every method is a coroutine; none blocks the loop."""
+
+    @property
+    def cache(self) -> CacheIndex: ...
 
     async def connect(self) -> None: ...
     async def close(self) -> None: ...

@@ -23,6 +23,7 @@ from gateway.store.base import (
     UsageFilter,
 )
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
+from gateway.store.sqlite_cache import SqliteCacheIndex
 
 _TEAM_COLUMNS = "id, name, budget_nanos, budget_period, rpm, ipm, created_at"
 _KEY_COLUMNS = (
@@ -120,6 +121,11 @@ class SqliteStore:
         self.migrations_dir = migrations_dir
         self._db: aiosqlite.Connection | None = None
         self._checkpointer: aiosqlite.Connection | None = None
+        self._cache = SqliteCacheIndex(self)
+
+    @property
+    def cache(self) -> SqliteCacheIndex:
+        return self._cache
 
     @property
     def db(self) -> aiosqlite.Connection:

@@ -1,0 +1,1 @@
+"""The response cache: content-addressed bodies, their index, and in-flight coalescing."""

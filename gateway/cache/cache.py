@@ -1,0 +1,134 @@
+"""The response cache: body files on disk, their index in the store, and requests in flight.
+
+What holds: an entry is served only while it is fresh (before `expires_at`) and its body file is
+intact; a missing or corrupt body is a miss, and its entry is dropped so the next response
+replaces it. The bodies the index still uses fit in `cache_max_bytes` after every store (least
+recently used entries go first). Naming a body file, writing its index row and sweeping unused
+bodies happen under one lock, so a sweep never removes a body that an entry is about to name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from gateway.cache.files import BodyFiles, Written
+from gateway.cache.inflight import InFlightRegistry
+from gateway.money import nanos_to_usd
+from gateway.settings import Settings
+from gateway.store import Store
+from gateway.store.base import CacheEntry
+
+log = logging.getLogger(__name__)
+STRAY_AGE_S = 3600.0  # a body file no entry names, older than this, is left over: removed
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    entry: CacheEntry
+    body: BinaryIO  # open at offset 0; the caller closes it
+
+
+class ResponseCache:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.files = BodyFiles(settings.cache_dir)
+        self.in_flight = InFlightRegistry()
+        self._lock = asyncio.Lock()
+        # Hits not yet written to the index: {key: (hits, last hit)}. Written by housekeeping,
+        # so a hit costs no write on the serving path.
+        self._hits: dict[str, tuple[int, float]] = {}
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.files.prepare)
+
+    async def lookup(self, key: str) -> Hit | None:
+        """The fresh entry for `key` with its body open, counted as a hit; or None."""
+        entry = await self.store.cache.get(key, time.time())
+        return None if entry is None else await self.open(entry)
+
+    async def open(self, entry: CacheEntry) -> Hit | None:
+        """The entry with its body open, counted as a hit; None (and the entry dropped) when
+        the body is missing or corrupt."""
+        body = await self.files.open_verified(entry.body_sha256, entry.size)
+        if body is None:
+            log.warning("cache body %s is missing or corrupt: dropped", entry.body_sha256)
+            await self.store.cache.delete(entry.key)
+            return None
+        count, _ = self._hits.get(entry.key, (0, 0.0))
+        self._hits[entry.key] = (count + 1, time.time())
+        return Hit(entry, body)
+
+    async def put(self, entry: CacheEntry, written: Written) -> CacheEntry:
+        """Name the written body and index the entry; then evict down to the size limit."""
+        async with self._lock:
+            await self.files.name(written)
+            await self.store.cache.put(entry)
+            if await self.store.cache.evict_to(self.settings.cache_max_bytes):
+                await self._flush_hits()
+            await self._sweep()
+        return entry
+
+    async def housekeeping(self) -> None:
+        """Write pending hit counts, drop expired entries and the bodies nothing uses."""
+        await self._flush_hits()
+        await self.store.cache.delete_expired(time.time())
+        async with self._lock:
+            await self._sweep()
+
+    async def close(self) -> None:
+        await self._flush_hits()
+
+    async def purge(self, *, team_id: int | None = None, key_id: str | None = None) -> int:
+        await self._flush_hits()
+        dropped = await self.store.cache.purge(team_id=team_id, key_id=key_id)
+        async with self._lock:
+            await self._sweep()
+        return dropped
+
+    async def stats(self) -> dict[str, Any]:
+        await self._flush_hits()
+        stats = await self.store.cache.stats()
+        return {
+            "enabled": self.settings.cache_enabled,
+            "scope": self.settings.cache_scope,
+            "ttl_s": self.settings.cache_ttl_s,
+            "max_bytes": self.settings.cache_max_bytes,
+            "entries": stats.entries,
+            "bodies": stats.bodies,
+            "bytes": stats.bytes,
+            "hits": stats.hits,
+            "in_flight": len(self.in_flight),
+            "teams": [
+                {**team, "saved_usd": nanos_to_usd(team.pop("saved_nanos"))}
+                for team in stats.by_team
+            ],
+        }
+
+    async def verify(self) -> dict[str, int]:
+        """Rehash every body; drop the entries of those that are missing or corrupt, and files
+        no entry names."""
+        checked = corrupt = dropped = 0
+        bodies = await self.store.cache.bodies()
+        for sha256, size in bodies:
+            checked += 1
+            if not await self.files.is_intact(sha256, size):
+                corrupt += 1
+                dropped += await self.store.cache.delete_body(sha256)
+        async with self._lock:
+            await self._sweep()
+            known = {sha256 for sha256, _ in await self.store.cache.bodies()}
+            await self.files.remove(await self.files.stray_files(known, STRAY_AGE_S))
+        return {"checked": checked, "corrupt": corrupt, "entries_dropped": dropped}
+
+    async def _flush_hits(self) -> None:
+        hits, self._hits = self._hits, {}
+        await self.store.cache.touch(hits)
+
+    async def _sweep(self) -> None:
+        """Remove the body files no entry uses (the lock is held)."""
+        await self.files.remove(await self.store.cache.unused_bodies())

@@ -1,0 +1,224 @@
+"""Cached response bodies on disk, each a file named by the SHA-256 of its content.
+
+What holds: a file under `bodies/` is complete and was fsynced before it got its name (bodies are
+written to `tmp/`, fsynced, then renamed), so an identical body is stored once and a name never
+points at half a body. A body is served only after its content was hashed and found equal to its
+name, once per process and again whenever the file's inode, size or mtime change; a file that
+fails is reported missing, never served.
+
+Every disk operation runs on a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A complete body in a temporary file, fsynced, not yet named."""
+
+    temp: Path
+    sha256: str
+    size: int
+
+
+class BodyFiles:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.bodies = root / "bodies"
+        self.tmp = root / "tmp"
+        # sha256 → (inode, size, mtime_ns) of the file as last hashed: trusted while unchanged.
+        self._verified: dict[str, tuple[int, int, int]] = {}
+
+    def prepare(self) -> None:
+        """Create the directories and drop partial writes a dead process left (blocking: call at
+        start, before serving)."""
+        self.bodies.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        for leftover in self.tmp.iterdir():
+            leftover.unlink(missing_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        return self.bodies / sha256[:2] / sha256
+
+    async def write_bytes(self, data: bytes) -> Written:
+        """Write `data` to a temporary file, fsynced; `name()` it to make it a body."""
+        return await asyncio.to_thread(self._write, [data])
+
+    async def copy_file(self, source: Path) -> Written:
+        """Copy the file at `source` to a temporary file, fsynced; `name()` it after."""
+        return await asyncio.to_thread(self._copy, source)
+
+    async def name(self, written: Written) -> None:
+        """Give a written body its content name. The cache does this under its lock, together
+        with the index row, so that sweeping unused bodies never removes a body being named."""
+        await asyncio.to_thread(self._name, written)
+
+    async def discard(self, written: Written) -> None:
+        await asyncio.to_thread(written.temp.unlink, missing_ok=True)
+
+    async def new_tee(self) -> Tee:
+        fd, name = await asyncio.to_thread(self._temp)
+        return Tee(self, fd, Path(name))
+
+    async def open_verified(self, sha256: str, size: int) -> BinaryIO | None:
+        """The body file open for reading, or None when it is missing or not what its name says."""
+        return await asyncio.to_thread(self._open_verified, sha256, size)
+
+    async def remove(self, hashes: Iterable[str]) -> None:
+        hashes = list(hashes)
+        paths = [self.path(sha256) for sha256 in hashes]
+        for sha256 in hashes:
+            self._verified.pop(sha256, None)
+        if paths:
+            await asyncio.to_thread(_unlink_all, paths)
+
+    async def is_intact(self, sha256: str, size: int) -> bool:
+        """Rehash the file (whatever was verified before)."""
+        self._verified.pop(sha256, None)
+        handle = await self.open_verified(sha256, size)
+        if handle is None:
+            return False
+        await asyncio.to_thread(handle.close)
+        return True
+
+    async def stray_files(self, known: set[str], min_age_s: float) -> list[str]:
+        """Body files no index entry names, older than `min_age_s` (younger ones may be in the
+        middle of being stored by a running gateway)."""
+
+        def scan() -> list[str]:
+            oldest = time.time() - min_age_s
+            return [
+                p.name
+                for p in self.bodies.glob("*/*")
+                if p.name not in known and p.stat().st_mtime < oldest
+            ]
+
+        return await asyncio.to_thread(scan)
+
+    # Blocking helpers, run on worker threads.
+
+    def _temp(self) -> tuple[int, str]:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix="body-", dir=self.tmp)
+
+    def _write(self, chunks: Iterable[bytes]) -> Written:
+        fd, name = self._temp()
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            for chunk in chunks:
+                digest.update(chunk)
+                _write_all(fd, chunk)
+                size += len(chunk)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(name)
+            raise
+        os.close(fd)
+        return Written(Path(name), digest.hexdigest(), size)
+
+    def _copy(self, source: Path) -> Written:
+        with source.open("rb") as handle:
+            return self._write(iter(lambda: handle.read(CHUNK), b""))
+
+    def _name(self, written: Written) -> None:
+        final = self.path(written.sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(written.temp, final)
+        self._remember(written.sha256, os.stat(final))
+
+    def _remember(self, sha256: str, st: os.stat_result) -> None:
+        self._verified[sha256] = (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _open_verified(self, sha256: str, size: int) -> BinaryIO | None:
+        try:
+            handle = self.path(sha256).open("rb")
+        except OSError:
+            return None
+        st = os.fstat(handle.fileno())
+        if st.st_size != size:
+            handle.close()
+            return None
+        if self._verified.get(sha256) != (st.st_ino, st.st_size, st.st_mtime_ns):
+            digest = hashlib.sha256()
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+            if digest.hexdigest() != sha256:
+                handle.close()
+                return None
+            self._remember(sha256, st)
+            handle.seek(0)
+        return handle
+
+
+class Tee:
+    """A body written as it arrives (an event stream), readable at any offset while it grows.
+
+    Readers (coalesced followers) take a reference; the file descriptor closes when the writer
+    and every reader are done, so renaming or removing the file never cuts a reader short.
+    """
+
+    def __init__(self, files: BodyFiles, fd: int, path: Path) -> None:
+        self._files = files
+        self._fd = fd
+        self._path: Path | None = path
+        self._digest = hashlib.sha256()
+        self._refs = 1  # the writer's
+        self.size = 0  # bytes written so far, all readable
+
+    async def append(self, data: bytes | bytearray) -> None:
+        await asyncio.to_thread(self._append, bytes(data))
+        self.size += len(data)
+
+    def _append(self, data: bytes) -> None:
+        _write_all(self._fd, data)
+        self._digest.update(data)
+
+    async def read(self, offset: int, limit: int = CHUNK) -> bytes:
+        return await asyncio.to_thread(os.pread, self._fd, min(limit, self.size - offset), offset)
+
+    async def finish(self) -> Written:
+        """Fsync the whole body; `BodyFiles.name()` it after. Readers keep reading the open file
+        whatever happens to its name."""
+        path, self._path = self._path, None
+        assert path is not None, "a tee is finished or discarded once"
+        await asyncio.to_thread(os.fsync, self._fd)
+        return Written(path, self._digest.hexdigest(), self.size)
+
+    async def discard(self) -> None:
+        path, self._path = self._path, None
+        if path is not None:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    def retain(self) -> None:
+        self._refs += 1
+
+    async def release(self) -> None:
+        self._refs -= 1
+        if self._refs == 0:
+            await self.discard()
+            await asyncio.to_thread(os.close, self._fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,160 @@
+"""The request that goes upstream on a cache miss: it stores what it gets and shares it with the
+identical requests that wait on it (its followers).
+
+What holds: the leader's InFlight always ends with an outcome (the cleanup it registers sees to
+that, whatever happens), and only a complete 200 response is stored: a whole body, or a stream
+that reached its completed event and ended cleanly. The leader's own client never waits for the
+cache: a whole body is stored in the background, a stream after its last byte went out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from types import TracebackType
+
+from aiohttp import web
+
+from gateway.background import spawn
+from gateway.body import SpooledBody
+from gateway.cache.cache import ResponseCache
+from gateway.cache.files import Tee, Written
+from gateway.cache.inflight import Abandoned, Failed, InFlight, Reply, Stored, StreamEnd
+from gateway.errors import GatewayError
+from gateway.flow import Flow
+from gateway.store.base import CacheEntry
+
+log = logging.getLogger(__name__)
+
+# Response headers worth keeping with a cached body; the rest describe the original exchange.
+KEPT_HEADERS = ("content-type", "openai-version")
+
+
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name in KEPT_HEADERS if (value := headers.get(name)) is not None}
+
+
+class Leader:
+    def __init__(self, cache: ResponseCache, flow: Flow, key: str, inflight: InFlight | None):
+        self.cache = cache
+        self.flow = flow
+        self.key = key
+        self.inflight = inflight  # None when twins may not join (a no-cache request)
+        self.tee: Tee | None = None
+        self._storing = False  # a background store ends the InFlight's registration itself
+        flow.cleanup.push_async_exit(self._settle)
+
+    # A stream: each event goes to the tee (for the cache and for followers) after the client.
+
+    async def stream_started(self, headers: dict[str, str]) -> None:
+        if self.flow.status != 200:
+            return
+        self.tee = await self.cache.files.new_tee()
+        if self.inflight is not None:
+            self.inflight.attach_tee(self.tee, kept_headers(headers))
+
+    async def stream_event(self, raw: bytes | bytearray) -> None:
+        if self.tee is not None:
+            await self.tee.append(raw)
+            if self.inflight is not None:
+                self.inflight.notify()
+
+    async def stream_ended(self, trailer: bytes) -> None:
+        """Followers finish with `trailer`; a complete stream is stored."""
+        flow = self.flow
+        if self.inflight is not None:
+            self.inflight.end(StreamEnd(flow.outcome, trailer, flow.images, flow.cost_nanos))
+        if flow.outcome == "ok" and flow.status == 200 and self.tee is not None:
+            try:
+                written = await self.tee.finish()
+            except OSError:
+                log.exception("could not store a stream in the cache")
+                return
+            await self._store(written, flow.request.app)
+
+    # A whole body: shared from memory at once, stored in the background.
+
+    async def body_read(self, headers: dict[str, str], body: SpooledBody) -> None:
+        flow = self.flow
+        complete = flow.status == 200 and flow.outcome == "ok"
+        if body.path is not None:
+            # Too large to hold in memory for followers: they are served once it is stored.
+            if complete:
+                try:
+                    written = await self.cache.files.copy_file(body.path)
+                except OSError:
+                    log.exception("could not store a response in the cache")
+                    return
+                await self._store(written, flow.request.app)
+            return
+        data = body.bytes_in_memory()
+        if self.inflight is not None:
+            reply = Reply(flow.status, kept_headers(headers), data, flow.images, flow.cost_nanos)
+            self.inflight.end(reply)
+        if complete:
+            self._storing = True
+            spawn(flow.request.app, self._store_bytes(data))
+
+    async def _store_bytes(self, data: bytes) -> None:
+        try:
+            written = await self.cache.files.write_bytes(data)
+            await self._store(written, self.flow.request.app, carries_urls=b'"url"' in data)
+        except OSError:
+            log.exception("could not store a response in the cache")
+        finally:
+            if self.inflight is not None:
+                self.cache.in_flight.remove(self.inflight)
+
+    async def _store(
+        self, written: Written, app: web.Application, carries_urls: bool = False
+    ) -> None:
+        flow = self.flow
+        assert flow.key is not None and flow.team is not None and flow.upstream is not None
+        settings = self.cache.settings
+        now = time.time()
+        ttl = min(settings.cache_ttl_s, settings.cache_url_ttl_s if carries_urls else 1e18)
+        entry = CacheEntry(
+            key=self.key,
+            scope=flow.cache.scope if flow.cache is not None else "",
+            team_id=flow.team.id,
+            key_id=flow.key.id,
+            endpoint=flow.endpoint.name,
+            model=flow.model,
+            stream=flow.stream,
+            body_sha256=written.sha256,
+            content_type=flow.upstream.content_type,
+            headers=kept_headers(flow.upstream.headers),
+            size=written.size,
+            images=flow.images,
+            cost_nanos=flow.cost_nanos,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+        if written.size > settings.cache_max_bytes:
+            await self.cache.files.discard(written)
+            return
+        try:
+            await self.cache.put(entry, written)
+        except BaseException:
+            await self.cache.files.discard(written)
+            raise
+        if self.inflight is not None:
+            self.inflight.end(Stored(entry))
+
+    async def _settle(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        """However the leader ended: followers have an outcome, new twins no longer join, and
+        the tee closes once its readers are done."""
+        inflight = self.inflight
+        if inflight is not None:
+            if isinstance(error, GatewayError) and error.type == "upstream_error":
+                inflight.end(Failed(error))
+            else:
+                inflight.end(Abandoned())
+            if not self._storing:
+                self.cache.in_flight.remove(inflight)
+        if self.tee is not None:
+            await self.tee.release()
+        return False  # never swallow the error

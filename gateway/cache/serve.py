@@ -1,0 +1,149 @@
+"""Answering from the cache: a stored body (a hit, or a follower whose leader stored it), the
+leader's reply held in memory, or the leader's stream as it arrives.
+
+What holds: every answer here is charged nothing, and its ledger row (with `saved_nanos`, what
+the original response cost) is written before its last byte leaves. A stored body goes to the
+client from its file by sendfile (or in chunks read on a thread), never loaded whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import BinaryIO
+
+from aiohttp import web
+
+from gateway.accounting import cost_header, record
+from gateway.cache.cache import Hit
+from gateway.cache.files import CHUNK
+from gateway.cache.inflight import InFlight, Reply, StreamEnd
+from gateway.errors import error_body
+from gateway.flow import Flow
+from gateway.money import nanos_to_usd
+from gateway.relay import CLIENT_GONE, ClientWriter, cost_comment, stream_headers
+from gateway.sse import format_event
+
+EVENT_STREAM = "text/event-stream"
+
+
+def _headers(flow: Flow, kept: dict[str, str]) -> dict[str, str]:
+    headers = dict(kept)
+    headers.update(flow.response_headers)
+    headers["x-gateway-request-id"] = flow.request_id
+    headers["x-request-id"] = flow.request_id  # no upstream request answered this one
+    headers["x-gateway-cache"] = flow.cache_status
+    headers["x-gateway-cost-usd"] = cost_header(flow)
+    headers["x-gateway-saved-usd"] = nanos_to_usd(flow.saved_nanos)
+    return headers
+
+
+async def serve_stored(flow: Flow, hit: Hit, status: str) -> web.StreamResponse:
+    """Answer with a stored body (`status` is `hit` or `coalesced`); a stream is replayed as the
+    same events, then the gateway's cost comment."""
+    entry = hit.entry
+    flow.cache_status = status
+    flow.status = 200
+    flow.images = entry.images
+    flow.saved_nanos = entry.cost_nanos
+    try:
+        await record(flow)
+        headers = _headers(flow, entry.headers)
+        headers["age"] = str(max(0, int(time.time() - entry.created_at)))
+        trailer = b""
+        if entry.content_type == EVENT_STREAM:
+            headers.update(stream_headers())
+            trailer = cost_comment(flow)
+        response = web.StreamResponse(status=200, headers=headers)
+        response.content_length = entry.size + len(trailer)
+        try:
+            await response.prepare(flow.request)
+            await _send_file(flow.request, response, hit.body, entry.size)
+            if trailer:
+                await response.write(trailer)
+            await response.write_eof()
+        except CLIENT_GONE:
+            flow.client_gone = True
+    finally:
+        await asyncio.to_thread(hit.body.close)
+    return response
+
+
+async def _send_file(
+    request: web.Request, response: web.StreamResponse, body: BinaryIO, size: int
+) -> None:
+    """`size` bytes of `body` to the client: by sendfile where the loop has it, else in chunks
+    read on a thread (uvloop has no sendfile)."""
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("the client has gone")
+    try:
+        await asyncio.get_running_loop().sendfile(transport, body, 0, size)
+        return
+    except NotImplementedError:
+        pass
+    remaining = size
+    while remaining > 0:
+        chunk = await asyncio.to_thread(body.read, min(CHUNK, remaining))
+        if not chunk:
+            raise ConnectionResetError("the cached body shrank while it was sent")
+        await response.write(chunk)
+        remaining -= len(chunk)
+
+
+async def serve_reply(flow: Flow, reply: Reply) -> web.Response:
+    """Answer with the leader's response, held in memory (a follower)."""
+    flow.cache_status = "coalesced"
+    flow.status = reply.status
+    if reply.status == 200:
+        flow.images = reply.images
+        flow.saved_nanos = reply.cost_nanos
+    await record(flow)
+    return web.Response(status=reply.status, body=reply.body, headers=_headers(flow, reply.headers))
+
+
+async def follow_stream(flow: Flow, inflight: InFlight) -> web.StreamResponse:
+    """Relay the leader's stream from its tee: every event so far at once, then each as it
+    arrives; then the leader's ending, and this request's own cost comment."""
+    tee = inflight.tee
+    assert tee is not None and inflight.stream_headers is not None
+    flow.cache_status = "coalesced"
+    flow.status = 200
+    response = web.StreamResponse(
+        status=200, headers={**_headers(flow, inflight.stream_headers), **stream_headers()}
+    )
+    writer = ClientWriter(flow, response)
+    await writer.prepare()
+    offset = 0
+    while not flow.client_gone:
+        if offset < tee.size:
+            data = await tee.read(offset)
+            offset += len(data)
+            await writer.write(data)
+        elif inflight.outcome is not None:
+            break
+        else:
+            await inflight.wait()
+
+    outcome = inflight.outcome
+    if isinstance(outcome, StreamEnd):
+        flow.outcome, trailer = outcome.outcome, outcome.trailer
+        if outcome.outcome == "ok":
+            flow.images = outcome.images
+            flow.saved_nanos = outcome.cost_nanos
+    else:  # the leader ended mid-stream without an ending of its own (or this client left)
+        flow.outcome, trailer = "stream_cut", _cut_event()
+    await writer.write(trailer)
+    await record(flow)
+    await writer.write(cost_comment(flow))
+    await writer.close()
+    return response
+
+
+def _cut_event() -> bytes:
+    error = error_body(
+        "The image stream was cut off: the request this one shared ended early.",
+        type="upstream_error",
+        code="stream_cut",
+    )
+    return format_event("error", error)

@@ -1,0 +1,101 @@
+"""The cache's pipeline stages: plan (key and policy), look up, join an identical request in
+flight. A miss leaves the request as the leader that goes upstream (see leader.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from gateway.cache.inflight import Abandoned, Failed, InFlight, Reply, Stored
+from gateway.cache.key import KeyRequest, cache_key
+from gateway.cache.leader import Leader
+from gateway.cache.policy import CachePlan, caching_allowed, directives, scope_of
+from gateway.cache.serve import follow_stream, serve_reply, serve_stored
+from gateway.errors import GatewayError
+from gateway.flow import Flow
+from gateway.state import CACHE, SETTINGS
+
+LARGE_BODY = 256 * 1024  # canonicalising a body this large is done on a thread
+
+
+async def plan_cache(flow: Flow) -> None:
+    """`flow.cache` holds the request's key and what it may do with the cache, or stays None
+    (the request bypasses the cache)."""
+    settings = flow.request.app[SETTINGS]
+    body, key, team = flow.body, flow.key, flow.team
+    assert body is not None and key is not None and team is not None
+    if not flow.endpoint.known or flow.model is None:
+        return
+    asked = directives(flow.request.headers)
+    if not caching_allowed(settings, team, asked):
+        return
+    scope = scope_of(settings, key, team)
+    request = KeyRequest(
+        scope=scope,
+        endpoint=flow.endpoint.name,
+        query=flow.request.query_string,
+        model=flow.model,
+        stream=flow.stream,
+    )
+    ignored = settings.cache_ignored_fields
+    if body.size > LARGE_BODY:
+        digest = await asyncio.to_thread(cache_key, request, body, ignored)
+    else:
+        digest = cache_key(request, body, ignored)
+    flow.cache = CachePlan(digest, scope, read="no-cache" not in asked, write=True)
+    flow.cache_status = "miss"
+
+
+async def serve_from_cache(flow: Flow) -> web.StreamResponse | None:
+    """A hit is answered from its stored body, charged nothing."""
+    plan = flow.cache
+    if plan is None or not plan.read:
+        return None
+    hit = await flow.request.app[CACHE].lookup(plan.key)
+    if hit is None:
+        return None
+    return await serve_stored(flow, hit, "hit")
+
+
+async def join_in_flight(flow: Flow) -> web.StreamResponse | None:
+    """Follow an identical request already in flight, or become the leader that goes upstream
+    (and that later identical requests follow)."""
+    plan = flow.cache
+    if plan is None:
+        return None
+    cache = flow.request.app[CACHE]
+    while True:
+        inflight, leading = cache.in_flight.claim(plan.key)
+        if leading or not plan.read:
+            flow.leader = Leader(cache, flow, plan.key, inflight if leading else None)
+            return None
+        response = await _follow(flow, inflight)
+        if response is not None:
+            return response
+        # The leader gave up before asking upstream: lead, or follow whoever leads now.
+
+
+async def _follow(flow: Flow, inflight: InFlight) -> web.StreamResponse | None:
+    ticket = inflight.join()
+    try:
+        while inflight.tee is None and inflight.outcome is None:
+            await inflight.wait()
+        if inflight.tee is not None:
+            return await follow_stream(flow, inflight)
+    finally:
+        await inflight.leave(ticket)
+    outcome = inflight.outcome
+    if isinstance(outcome, Reply):
+        return await serve_reply(flow, outcome)
+    if isinstance(outcome, Stored):
+        hit = await flow.request.app[CACHE].open(outcome.entry)
+        return None if hit is None else await serve_stored(flow, hit, "coalesced")
+    if isinstance(outcome, Failed):
+        flow.cache_status = "coalesced"
+        error = outcome.error
+        raise GatewayError(
+            error.status, error.message, type=error.type, code=error.code, headers=error.headers
+        )
+    assert isinstance(outcome, Abandoned)
+    return None

@@ -1,0 +1,127 @@
+"""The response cache's index in SQLite. Each method is one statement (or one per batch), so it
+never interleaves with another request's statements on the shared connection."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from gateway.store.base import CacheEntry, CacheStats
+
+if TYPE_CHECKING:
+    from gateway.store.sqlite import SqliteStore
+
+_ENTRY_COLUMNS = tuple(CacheEntry.__dataclass_fields__)
+_PUT = (
+    f"INSERT OR REPLACE INTO cache_entries ({', '.join(_ENTRY_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _ENTRY_COLUMNS)})"
+)
+_GET = f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM cache_entries WHERE key = ? AND expires_at > ?"
+_BODY_BYTES = "SELECT COALESCE(SUM(size), 0) FROM cache_bodies"
+_LIVE_BODY_BYTES = (
+    "SELECT COALESCE(SUM(size), 0) FROM cache_bodies b"
+    " WHERE EXISTS (SELECT 1 FROM cache_entries e WHERE e.body_sha256 = b.sha256)"
+)
+EVICTION_BATCH = 64
+
+
+def _entry(row: Any) -> CacheEntry:
+    values = dict(zip(_ENTRY_COLUMNS, row, strict=True))
+    values["stream"] = bool(values["stream"])
+    values["headers"] = json.loads(values["headers"])
+    return CacheEntry(**values)
+
+
+class SqliteCacheIndex:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def get(self, key: str, now: float) -> CacheEntry | None:
+        row = await self._store._one(_GET, (key, now))
+        return None if row is None else _entry(row)
+
+    async def put(self, entry: CacheEntry) -> None:
+        values = {column: getattr(entry, column) for column in _ENTRY_COLUMNS}
+        values["headers"] = json.dumps(entry.headers, sort_keys=True)
+        values["last_hit_at"] = entry.last_hit_at or entry.created_at
+        await self._store._all(_PUT, values)
+
+    async def touch(self, hits: dict[str, tuple[int, float]]) -> None:
+        if hits:
+            await self._store.db.executemany(
+                "UPDATE cache_entries SET hits = hits + ?, last_hit_at = MAX(last_hit_at, ?)"
+                " WHERE key = ?",
+                [(count, at, key) for key, (count, at) in hits.items()],
+            )
+
+    async def delete(self, key: str) -> None:
+        await self._store._all("DELETE FROM cache_entries WHERE key = ?", (key,))
+
+    async def delete_body(self, body_sha256: str) -> int:
+        rows = await self._store._all(
+            "DELETE FROM cache_entries WHERE body_sha256 = ? RETURNING key", (body_sha256,)
+        )
+        return len(rows)
+
+    async def delete_expired(self, now: float) -> int:
+        rows = await self._store._all(
+            "DELETE FROM cache_entries WHERE expires_at <= ? RETURNING key", (now,)
+        )
+        return len(rows)
+
+    async def purge(self, *, team_id: int | None, key_id: str | None) -> int:
+        conditions, params = ["1 = 1"], []
+        if team_id is not None:
+            conditions.append("team_id = ?")
+            params.append(team_id)
+        if key_id is not None:
+            conditions.append("key_id = ?")
+            params.append(key_id)
+        rows = await self._store._all(
+            f"DELETE FROM cache_entries WHERE {' AND '.join(conditions)} RETURNING key",
+            tuple(params),
+        )
+        return len(rows)
+
+    async def evict_to(self, max_bytes: int) -> int:
+        evicted = 0
+        while (await self._store._one(_LIVE_BODY_BYTES))[0] > max_bytes:
+            rows = await self._store._all(
+                "DELETE FROM cache_entries WHERE key IN (SELECT key FROM cache_entries"
+                " ORDER BY last_hit_at LIMIT ?) RETURNING key",
+                (EVICTION_BATCH,),
+            )
+            if not rows:
+                break
+            evicted += len(rows)
+        return evicted
+
+    async def unused_bodies(self) -> list[str]:
+        rows = await self._store._all(
+            "DELETE FROM cache_bodies WHERE NOT EXISTS"
+            " (SELECT 1 FROM cache_entries e WHERE e.body_sha256 = cache_bodies.sha256)"
+            " RETURNING sha256"
+        )
+        return [row[0] for row in rows]
+
+    async def bodies(self) -> list[tuple[str, int]]:
+        rows = await self._store._all("SELECT sha256, size FROM cache_bodies ORDER BY sha256")
+        return [(row[0], row[1]) for row in rows]
+
+    async def stats(self) -> CacheStats:
+        entries, hits = await self._store._one(
+            "SELECT COUNT(*), COALESCE(SUM(hits), 0) FROM cache_entries"
+        )
+        bodies, size = await self._store._one(f"SELECT COUNT(*), ({_BODY_BYTES}) FROM cache_bodies")
+        rows = await self._store._all(
+            "SELECT t.name, COUNT(e.key), COALESCE(SUM(e.size), 0), COALESCE(SUM(e.hits), 0),"
+            " COALESCE((SELECT SUM(l.saved_nanos) FROM ledger l WHERE l.team_id = t.id"
+            "   AND l.cache_status IN ('hit', 'coalesced')), 0)"
+            " FROM teams t LEFT JOIN cache_entries e ON e.team_id = t.id"
+            " GROUP BY t.id ORDER BY t.name"
+        )
+        by_team = [
+            {"team": r[0], "entries": r[1], "bytes": r[2], "hits": r[3], "saved_nanos": r[4]}
+            for r in rows
+        ]
+        return CacheStats(entries, hits, bodies, size, by_team)
