@@ -11,13 +11,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway import accounts
 from gateway.auth import bearer_token
 from gateway.errors import GatewayError, invalid_request
 from gateway.ledger import usage_report
-from gateway.state import SETTINGS, STORE
+from gateway.state import CACHE, SETTINGS, STORE
 from gateway.store import Conflict
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -141,6 +141,24 @@ async def usage(request: web.Request) -> web.Response:
     return _json(report.as_json())
 
 
+class CachePurge(BaseModel):
+    """What to purge: a team's entries, a key's, or (neither given) every entry."""
+
+    model_config = ConfigDict(extra="forbid")
+    team: str | None = None
+    key: str | None = None
+
+
+async def cache_stats(request: web.Request) -> web.Response:
+    return _json(await request.config_dict[CACHE].stats())
+
+
+async def cache_purge(request: web.Request) -> web.Response:
+    spec = await _parse(request, CachePurge)
+    purged = await request.config_dict[CACHE].purge_for(team=spec.team, key=spec.key)
+    return _json({"purged": purged})
+
+
 def create_admin_app() -> web.Application:
     admin = web.Application(middlewares=[require_admin_token])
     admin.router.add_post("/teams", create_team)
@@ -153,4 +171,6 @@ def create_admin_app() -> web.Application:
     admin.router.add_patch("/keys/{id}", patch_key)
     admin.router.add_delete("/keys/{id}", revoke_key)
     admin.router.add_get("/usage", usage)
+    admin.router.add_get("/cache/stats", cache_stats)
+    admin.router.add_post("/cache/purge", cache_purge)
     return admin

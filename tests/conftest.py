@@ -75,12 +75,20 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
 
 @pytest.fixture
+def gateway_overrides() -> dict[str, Any]:
+    """Settings for the `gateway` fixture beyond make_settings' own; a test module overrides it."""
+    return {}
+
+
+@pytest.fixture
 async def gateway(
-    aiohttp_client: Any, fake_upstream: FakeUpstream, make_settings: Callable[..., Settings]
+    aiohttp_client: Any,
+    fake_upstream: FakeUpstream,
+    make_settings: Callable[..., Settings],
+    gateway_overrides: dict[str, Any],
 ) -> TestClient[web.Request, web.Application]:
-    client: TestClient[web.Request, web.Application] = await aiohttp_client(
-        create_app(make_settings(upstream_url=fake_upstream.url))
-    )
+    settings = make_settings(upstream_url=fake_upstream.url, **gateway_overrides)
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(create_app(settings))
     return client
 
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from gateway import accounts
 from gateway.cache.files import BodyFiles, Written
 from gateway.cache.inflight import InFlightRegistry
 from gateway.money import nanos_to_usd
@@ -68,8 +69,8 @@ class ResponseCache:
         async with self._lock:
             await self.files.name(written)
             await self.store.cache.put(entry)
-            if await self.store.cache.evict_to(self.settings.cache_max_bytes):
-                await self._flush_hits()
+            await self._flush_hits()  # eviction goes by the latest hits
+            await self.store.cache.evict_to(self.settings.cache_max_bytes)
             await self._sweep()
         return entry
 
@@ -89,6 +90,12 @@ class ResponseCache:
         async with self._lock:
             await self._sweep()
         return dropped
+
+    async def purge_for(self, *, team: str | None = None, key: str | None = None) -> int:
+        """Purge by team name and/or key id (accounts.NotFound when either does not exist)."""
+        team_id = (await accounts.get_team(self.store, team)).id if team else None
+        key_id = (await accounts.get_key(self.store, key)).id if key else None
+        return await self.purge(team_id=team_id, key_id=key_id)
 
     async def stats(self) -> dict[str, Any]:
         await self._flush_hits()

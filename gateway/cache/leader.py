@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from types import TracebackType
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from gateway.background import spawn
 from gateway.body import SpooledBody
@@ -32,7 +33,8 @@ KEPT_HEADERS = ("content-type", "openai-version")
 
 
 def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: value for name in KEPT_HEADERS if (value := headers.get(name)) is not None}
+    found = CIMultiDict(headers)  # header names are case-insensitive
+    return {name: value for name in KEPT_HEADERS if (value := found.get(name)) is not None}
 
 
 class Leader:
@@ -143,7 +145,10 @@ class Leader:
             self.inflight.end(Stored(entry))
 
     async def _settle(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> bool:
         """However the leader ended: followers have an outcome, new twins no longer join, and
         the tee closes once its readers are done."""

@@ -91,9 +91,9 @@ async def _send_file(
         remaining -= len(chunk)
 
 
-async def serve_reply(flow: Flow, reply: Reply) -> web.Response:
+async def serve_reply(flow: Flow, reply: Reply, status: str) -> web.Response:
     """Answer with the leader's response, held in memory (a follower)."""
-    flow.cache_status = "coalesced"
+    flow.cache_status = status
     flow.status = reply.status
     if reply.status == 200:
         flow.images = reply.images
@@ -102,12 +102,12 @@ async def serve_reply(flow: Flow, reply: Reply) -> web.Response:
     return web.Response(status=reply.status, body=reply.body, headers=_headers(flow, reply.headers))
 
 
-async def follow_stream(flow: Flow, inflight: InFlight) -> web.StreamResponse:
+async def follow_stream(flow: Flow, inflight: InFlight, status: str) -> web.StreamResponse:
     """Relay the leader's stream from its tee: every event so far at once, then each as it
     arrives; then the leader's ending, and this request's own cost comment."""
     tee = inflight.tee
     assert tee is not None and inflight.stream_headers is not None
-    flow.cache_status = "coalesced"
+    flow.cache_status = status
     flow.status = 200
     response = web.StreamResponse(
         status=200, headers={**_headers(flow, inflight.stream_headers), **stream_headers()}

@@ -77,22 +77,25 @@ async def join_in_flight(flow: Flow) -> web.StreamResponse | None:
 
 
 async def _follow(flow: Flow, inflight: InFlight) -> web.StreamResponse | None:
+    # A twin that finished before this request arrived answers it as a hit: its response is
+    # complete (and on its way into the store); only requests that waited are `coalesced`.
+    status = "hit" if inflight.outcome is not None else "coalesced"
     ticket = inflight.join()
     try:
         while inflight.tee is None and inflight.outcome is None:
             await inflight.wait()
         if inflight.tee is not None:
-            return await follow_stream(flow, inflight)
+            return await follow_stream(flow, inflight, status)
     finally:
         await inflight.leave(ticket)
     outcome = inflight.outcome
     if isinstance(outcome, Reply):
-        return await serve_reply(flow, outcome)
+        return await serve_reply(flow, outcome, status)
     if isinstance(outcome, Stored):
         hit = await flow.request.app[CACHE].open(outcome.entry)
-        return None if hit is None else await serve_stored(flow, hit, "coalesced")
+        return None if hit is None else await serve_stored(flow, hit, status)
     if isinstance(outcome, Failed):
-        flow.cache_status = "coalesced"
+        flow.cache_status = status
         error = outcome.error
         raise GatewayError(
             error.status, error.message, type=error.type, code=error.code, headers=error.headers

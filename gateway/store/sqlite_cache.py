@@ -70,7 +70,8 @@ class SqliteCacheIndex:
         return len(rows)
 
     async def purge(self, *, team_id: int | None, key_id: str | None) -> int:
-        conditions, params = ["1 = 1"], []
+        conditions: list[str] = ["1 = 1"]
+        params: list[Any] = []
         if team_id is not None:
             conditions.append("team_id = ?")
             params.append(team_id)
@@ -85,15 +86,26 @@ class SqliteCacheIndex:
 
     async def evict_to(self, max_bytes: int) -> int:
         evicted = 0
-        while (await self._store._one(_LIVE_BODY_BYTES))[0] > max_bytes:
-            rows = await self._store._all(
-                "DELETE FROM cache_entries WHERE key IN (SELECT key FROM cache_entries"
-                " ORDER BY last_hit_at LIMIT ?) RETURNING key",
+        while (excess := (await self._store._one(_LIVE_BODY_BYTES))[0] - max_bytes) > 0:
+            # Least recently used first, as few as free the excess if their bodies are theirs
+            # alone; a shared body frees less, and the loop takes more.
+            candidates = await self._store._all(
+                "SELECT key, size FROM cache_entries ORDER BY last_hit_at LIMIT ?",
                 (EVICTION_BATCH,),
             )
-            if not rows:
+            if not candidates:
                 break
-            evicted += len(rows)
+            doomed = []
+            for key, size in candidates:
+                doomed.append(key)
+                excess -= size
+                if excess <= 0:
+                    break
+            await self._store._all(
+                f"DELETE FROM cache_entries WHERE key IN ({', '.join('?' * len(doomed))})",
+                tuple(doomed),
+            )
+            evicted += len(doomed)
         return evicted
 
     async def unused_bodies(self) -> list[str]:
