@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 from common import (
+    CACHE_OFF,
     HOST,
     ROOT,
     Server,
@@ -71,6 +72,7 @@ def start_gateway(
         GATEWAY_DATA_DIR=str(tmp / name),
         GATEWAY_CONFIG=str(cwd / "config" / "gateway.toml"),
         GATEWAY_PRICES=str(cwd / "config" / "prices.toml"),
+        **CACHE_OFF,
     )
     key = create_key(env, team_args=team_args, cwd=cwd)
     server = start_server(name, gateway_command("serve"), port, env, tmp, cwd=cwd)

@@ -193,8 +193,11 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(simulator_args: Sequence[str] = ()) -> Iterator[Stack]:
-    """Start the simulator (with `simulator_args`) and the gateway; stop both on exit."""
+def running_stack(
+    simulator_args: Sequence[str] = (), gateway_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """Start the simulator (with `simulator_args`) and the gateway (with `gateway_env` added to
+    its environment); stop both on exit."""
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
         tmp_dir = Path(tmp)
@@ -211,6 +214,7 @@ def running_stack(simulator_args: Sequence[str] = ()) -> Iterator[Stack]:
                 GATEWAY_PORT=str(gw_port),
                 GATEWAY_UPSTREAM_URL=f"http://{HOST}:{sim_port}/v1",
                 GATEWAY_DATA_DIR=str(tmp_dir / "data"),
+                **(gateway_env or {}),
             )
             key = create_key(env)
             gw = start_server("gateway", gateway_command("serve"), gw_port, env, tmp_dir)
@@ -220,6 +224,11 @@ def running_stack(simulator_args: Sequence[str] = ()) -> Iterator[Stack]:
         finally:
             for server in reversed(servers):
                 stop_server(server)
+
+
+# The proxy benchmarks repeat one request; with the cache on they would measure hits. Misses
+# are what they measure; bench/cache.py measures the cache.
+CACHE_OFF = {"GATEWAY_CACHE_ENABLED": "false"}
 
 
 def percentile(values: Sequence[float], p: float) -> float:

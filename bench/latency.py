@@ -23,7 +23,7 @@ import aiohttp
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Stack, running_stack, summary_ms, write_result
+from common import CACHE_OFF, Stack, running_stack, summary_ms, write_result
 
 PROMPT = "a red fox in the snow"
 GENERATION = {"model": "gpt-image-1", "prompt": PROMPT, "quality": "low"}
@@ -179,7 +179,7 @@ def format_result(r: dict[str, Any]) -> str:
 
 async def run(ns: argparse.Namespace) -> dict[str, Any]:
     sim_args = ["--latency-ms", "0", "--partial-interval-ms", "0", "--image-px", str(ns.image_px)]
-    with running_stack(sim_args) as stack:
+    with running_stack(sim_args, CACHE_OFF) as stack:
         plain = await measure(
             stack,
             "non-streaming generation: whole response",

@@ -32,7 +32,7 @@ import aiohttp
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Stack, running_stack, write_result
+from common import CACHE_OFF, Stack, running_stack, write_result
 
 MiB = 1024 * 1024
 PROMPT = "add a small red hat"
@@ -225,7 +225,7 @@ async def run(ns: argparse.Namespace, images: Sequence[Path]) -> dict[str, Any]:
     warmup_image = images[0].parent / "small.png"
     write_image(warmup_image, 4096)
     rounds = []
-    with running_stack(["--latency-ms", "0"]) as stack:
+    with running_stack(["--latency-ms", "0"], CACHE_OFF) as stack:
         async with upload_session() as session:
             await post_edit(session, stack.gw_url, stack.key, [warmup_image])
             for i in range(ns.repeat):

@@ -1,4 +1,5 @@
-"""The `gateway` command: serve, migrate, manage teams and keys, run the simulator.
+"""The `gateway` command: serve, migrate, manage teams and keys, inspect the cache, run the
+simulator.
 
 Every subcommand calls the same functions the admin API uses (gateway.accounts), on the same
 store the server uses, so the CLI and the web can never disagree.
@@ -171,6 +172,38 @@ async def cmd_usage(ns: argparse.Namespace, settings: Settings) -> int:
     return await _with_store(settings, work)
 
 
+async def cmd_cache(ns: argparse.Namespace, settings: Settings) -> int:
+    """The same ResponseCache the server uses, on the same data dir and store."""
+    from gateway.cache.cache import ResponseCache
+
+    async def work(store: Store) -> int:
+        cache = ResponseCache(settings, store)
+        await cache.start()
+        if ns.action == "stats":
+            stats = await cache.stats()
+            if ns.json:
+                print(json.dumps(stats, indent=2))
+                return 0
+            for name in ("entries", "bodies", "bytes", "hits", "max_bytes", "ttl_s", "scope"):
+                print(f"{name:>10}: {stats[name]}")
+            print()
+            _print_rows(stats["teams"], ("team", "entries", "bytes", "hits", "saved_usd"))
+        elif ns.action == "purge":
+            if not (ns.team or ns.key or ns.all):
+                print("error: name --team, --key, or --all", file=sys.stderr)
+                return 2
+            print(f"purged {await cache.purge_for(team=ns.team, key=ns.key)} entries")
+        else:
+            result = await cache.verify()
+            print(
+                f"checked {result['checked']} bodies: {result['corrupt']} missing or corrupt,"
+                f" {result['entries_dropped']} entries dropped"
+            )
+        return 0
+
+    return await _with_store(settings, work)
+
+
 def cmd_prices(ns: argparse.Namespace, settings: Settings) -> int:
     """Show the price table, or check it and tell the running gateway to load it (SIGHUP)."""
     try:
@@ -259,6 +292,18 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--group-by", choices=GROUPS, default="team")
     usage.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
+    cache = commands.add_parser("cache", help="the response cache").add_subparsers(
+        dest="action", required=True
+    )
+    cache.add_parser("stats", help="entries, bytes, hits and savings").add_argument(
+        "--json", action="store_true"
+    )
+    purge = cache.add_parser("purge", help="drop a team's or a key's entries (or --all)")
+    purge.add_argument("--team")
+    purge.add_argument("--key", help="key id")
+    purge.add_argument("--all", action="store_true")
+    cache.add_parser("verify", help="rehash every body; drop what is missing or corrupt")
+
     prices = commands.add_parser("prices", help="show the price table; `reload` it in the server")
     prices.add_argument("action", nargs="?", choices=["show", "reload"], default="show")
 
@@ -273,6 +318,7 @@ ASYNC_COMMANDS: dict[str, Command] = {
     "teams": cmd_teams,
     "keys": cmd_keys,
     "usage": cmd_usage,
+    "cache": cmd_cache,
 }
 
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway import accounts
 from gateway.app import create_app
-from gateway.server import install_uvloop, pid_file, serve_apps
+from gateway.server import pid_file, serve_apps
 from gateway.settings import Settings
 from gateway.store import open_store
 
@@ -80,6 +80,5 @@ async def _quickstart(settings: Settings, simulator_port: int) -> None:
 
 
 def quickstart(settings: Settings, simulator_port: int = 8090) -> None:
-    install_uvloop()
     with pid_file(settings):
         asyncio.run(_quickstart(settings, simulator_port))

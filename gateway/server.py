@@ -19,14 +19,6 @@ from gateway.state import PRICES
 log = logging.getLogger(__name__)
 
 
-def install_uvloop() -> None:
-    """uvloop makes the proxy's per-request overhead markedly lower; use it where it exists."""
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
 PID_FILE = "gateway.pid"
 
 
@@ -95,7 +87,6 @@ def pid_file(settings: Settings) -> Iterator[None]:
 
 
 def serve(settings: Settings) -> None:
-    install_uvloop()
     with pid_file(settings):
         asyncio.run(
             serve_apps(

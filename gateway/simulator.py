@@ -27,7 +27,6 @@ import hmac
 import signal
 import time
 import uuid
-from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -245,12 +244,9 @@ def config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
 
 
 def run_simulator(host: str, port: int, config: SimulatorConfig) -> None:
-    """Serve the simulator until Ctrl-C or SIGTERM (blocking); uses uvloop when installed."""
-    with (
-        asyncio.Runner(loop_factory=_loop_factory()) as runner,
-        contextlib.suppress(KeyboardInterrupt),
-    ):
-        runner.run(_serve(host, port, config))
+    """Serve the simulator until Ctrl-C or SIGTERM (blocking)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(host, port, config))
 
 
 async def _serve(host: str, port: int, config: SimulatorConfig) -> None:
@@ -267,14 +263,6 @@ async def _serve(host: str, port: int, config: SimulatorConfig) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 def _non_negative(text: str) -> float:

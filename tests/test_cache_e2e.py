@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -483,3 +484,30 @@ async def test_other_image_paths_bypass_the_cache(gateway: Any, key: str) -> Non
     for _ in range(2):
         response = await gateway.get("/v1/images/unknown-thing", headers=auth(key))
         assert response.headers["x-gateway-cache"] == "bypass"
+
+
+async def test_cli_stats_verify_and_purge_on_the_servers_data_dir(
+    sdk: openai.AsyncOpenAI, gateway: Any, tmp_path: Any
+) -> None:
+    from tests.test_cli import gateway as run_cli
+
+    await generate_raw(sdk, prompt="one")
+    await generate_raw(sdk, prompt="two", quality="medium")
+    await stored(gateway)
+    bodies = [sha for sha, _ in await gateway.app[STORE].cache.bodies()]
+    assert len(bodies) == 2
+    gateway.app[CACHE].files.path(bodies[0]).write_bytes(b"not the image it was")
+
+    def cli(*args: str) -> str:
+        return run_cli(tmp_path, "cache", *args).stdout
+
+    assert "checked 2 bodies: 1 missing or corrupt, 1 entries dropped" in await asyncio.to_thread(
+        cli, "verify"
+    )
+    stats = json.loads(await asyncio.to_thread(cli, "stats", "--json"))
+    assert stats["entries"] == 1 and stats["bodies"] == 1
+    assert not gateway.app[CACHE].files.path(bodies[0]).exists()
+    refused = await asyncio.to_thread(run_cli, tmp_path, "cache", "purge", check=False)
+    assert refused.returncode == 2 and "--all" in refused.stderr
+    assert "purged 1 entries" in await asyncio.to_thread(cli, "purge", "--team", "team-a")
+    assert json.loads(await asyncio.to_thread(cli, "stats", "--json"))["entries"] == 0

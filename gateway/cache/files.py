@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1024 * 1024
+SEND_CHUNK = 256 * 1024  # per read when sendfile is missing: 100 hits in flight hold ~25 MiB
 
 
 @dataclass(frozen=True, slots=True)

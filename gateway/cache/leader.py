@@ -22,8 +22,9 @@ from gateway.body import SpooledBody
 from gateway.cache.cache import ResponseCache
 from gateway.cache.files import Tee, Written
 from gateway.cache.inflight import Abandoned, Failed, InFlight, Reply, Stored, StreamEnd
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, error_body
 from gateway.flow import Flow
+from gateway.sse import format_event
 from gateway.store.base import CacheEntry
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,16 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name in KEPT_HEADERS if (value := found.get(name)) is not None}
 
 
+def cut_event() -> bytes:
+    """The `error` event that ends a follower's stream when the stream it shared broke off."""
+    error = error_body(
+        "The image stream was cut off: the identical request this one shared ended early.",
+        type="upstream_error",
+        code="stream_cut",
+    )
+    return format_event("error", error)
+
+
 class Leader:
     def __init__(self, cache: ResponseCache, flow: Flow, key: str, inflight: InFlight | None):
         self.cache = cache
@@ -45,6 +56,7 @@ class Leader:
         self.inflight = inflight  # None when twins may not join (a no-cache request)
         self.tee: Tee | None = None
         self._storing = False  # a background store ends the InFlight's registration itself
+        self._tee_failed = False
         flow.cleanup.push_async_exit(self._settle)
 
     # A stream: each event goes to the tee (for the cache and for followers) after the client.
@@ -52,22 +64,37 @@ class Leader:
     async def stream_started(self, headers: dict[str, str]) -> None:
         if self.flow.status != 200:
             return
-        self.tee = await self.cache.files.new_tee()
+        try:
+            self.tee = await self.cache.files.new_tee()
+        except OSError:
+            log.exception("cannot tee a stream into the cache; it is relayed uncached")
+            return
         if self.inflight is not None:
             self.inflight.attach_tee(self.tee, kept_headers(headers))
 
     async def stream_event(self, raw: bytes | bytearray) -> None:
-        if self.tee is not None:
+        if self.tee is None or self._tee_failed:
+            return
+        try:
             await self.tee.append(raw)
+        except OSError:
+            # The client's own stream goes on; the cache and the followers lose it (followers
+            # end with a stream_cut error after the whole events they already have).
+            log.exception("teeing a stream into the cache failed; it is relayed uncached")
+            self._tee_failed = True
             if self.inflight is not None:
-                self.inflight.notify()
+                self.inflight.end(StreamEnd("stream_cut", cut_event(), 0, 0))
+            return
+        if self.inflight is not None:
+            self.inflight.notify()
 
     async def stream_ended(self, trailer: bytes) -> None:
         """Followers finish with `trailer`; a complete stream is stored."""
         flow = self.flow
         if self.inflight is not None:
             self.inflight.end(StreamEnd(flow.outcome, trailer, flow.images, flow.cost_nanos))
-        if flow.outcome == "ok" and flow.status == 200 and self.tee is not None:
+        stored = flow.outcome == "ok" and flow.status == 200 and not self._tee_failed
+        if stored and self.tee is not None:
             try:
                 written = await self.tee.finish()
             except OSError:

@@ -16,13 +16,12 @@ from aiohttp import web
 
 from gateway.accounting import cost_header, record
 from gateway.cache.cache import Hit
-from gateway.cache.files import CHUNK
+from gateway.cache.files import SEND_CHUNK
 from gateway.cache.inflight import InFlight, Reply, StreamEnd
-from gateway.errors import error_body
+from gateway.cache.leader import cut_event
 from gateway.flow import Flow
 from gateway.money import nanos_to_usd
 from gateway.relay import CLIENT_GONE, ClientWriter, cost_comment, stream_headers
-from gateway.sse import format_event
 
 EVENT_STREAM = "text/event-stream"
 
@@ -73,7 +72,7 @@ async def _send_file(
     request: web.Request, response: web.StreamResponse, body: BinaryIO, size: int
 ) -> None:
     """`size` bytes of `body` to the client: by sendfile where the loop has it, else in chunks
-    read on a thread (uvloop has no sendfile)."""
+    read on a thread (a loop without sendfile, such as uvloop's)."""
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("the client has gone")
@@ -84,7 +83,7 @@ async def _send_file(
         pass
     remaining = size
     while remaining > 0:
-        chunk = await asyncio.to_thread(body.read, min(CHUNK, remaining))
+        chunk = await asyncio.to_thread(body.read, min(SEND_CHUNK, remaining))
         if not chunk:
             raise ConnectionResetError("the cached body shrank while it was sent")
         await response.write(chunk)
@@ -132,18 +131,9 @@ async def follow_stream(flow: Flow, inflight: InFlight, status: str) -> web.Stre
             flow.images = outcome.images
             flow.saved_nanos = outcome.cost_nanos
     else:  # the leader ended mid-stream without an ending of its own (or this client left)
-        flow.outcome, trailer = "stream_cut", _cut_event()
+        flow.outcome, trailer = "stream_cut", cut_event()
     await writer.write(trailer)
     await record(flow)
     await writer.write(cost_comment(flow))
     await writer.close()
     return response
-
-
-def _cut_event() -> bytes:
-    error = error_body(
-        "The image stream was cut off: the request this one shared ended early.",
-        type="upstream_error",
-        code="stream_cut",
-    )
-    return format_event("error", error)

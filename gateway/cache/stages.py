@@ -7,7 +7,7 @@ import asyncio
 
 from aiohttp import web
 
-from gateway.cache.inflight import Abandoned, Failed, InFlight, Reply, Stored
+from gateway.cache.inflight import Abandoned, Failed, InFlight, Reply, Stored, StreamEnd
 from gateway.cache.key import KeyRequest, cache_key
 from gateway.cache.leader import Leader
 from gateway.cache.policy import CachePlan, caching_allowed, directives, scope_of
@@ -65,15 +65,18 @@ async def join_in_flight(flow: Flow) -> web.StreamResponse | None:
     if plan is None:
         return None
     cache = flow.request.app[CACHE]
+    tried: InFlight | None = None
     while True:
         inflight, leading = cache.in_flight.claim(plan.key)
-        if leading or not plan.read:
+        # Twins may not join a no-cache request, nor can a follower wait twice on one leader
+        # whose outcome it could not use: those go upstream on their own.
+        if leading or not plan.read or inflight is tried:
             flow.leader = Leader(cache, flow, plan.key, inflight if leading else None)
             return None
         response = await _follow(flow, inflight)
         if response is not None:
             return response
-        # The leader gave up before asking upstream: lead, or follow whoever leads now.
+        tried = inflight  # its leader gave up, or its outcome could not be used: try again
 
 
 async def _follow(flow: Flow, inflight: InFlight) -> web.StreamResponse | None:
@@ -100,5 +103,6 @@ async def _follow(flow: Flow, inflight: InFlight) -> web.StreamResponse | None:
         raise GatewayError(
             error.status, error.message, type=error.type, code=error.code, headers=error.headers
         )
-    assert isinstance(outcome, Abandoned)
+    # Abandoned, or a stream the leader could not share (it had no tee): go on alone.
+    assert isinstance(outcome, Abandoned | StreamEnd)
     return None
