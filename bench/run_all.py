@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cache
 import latency
 import memory
 
@@ -26,6 +27,18 @@ def main() -> None:
     lat = latency.main(lat_args if ns.quick else [])
     print("\n== memory ==", flush=True)
     mem = memory.main(mem_args if ns.quick else [])
+    print("\n== cache ==", flush=True)
+    cache_args = [
+        "--seconds",
+        "1",
+        "--rounds",
+        "1",
+        "--latency-n",
+        "20",
+        "--memory-requests",
+        "200",
+    ]
+    hits = cache.main([*cache_args, "--miss-n", "10"] if ns.quick else [])
 
     plain, stream = lat["non_streaming"], lat["stream_first_event"]
     print("\n== summary ==")
@@ -47,6 +60,16 @@ def main() -> None:
         f" peak minus idle max {mem['max_peak_minus_idle_mib']:.1f} MiB"
         f" (kernel VmHWM {mem['max_kernel_peak_minus_idle_mib']:.1f} MiB);"
         f" upload MiB/s per round: {speeds}"
+    )
+    through = hits["throughput"]
+    print(
+        f"cache hits of a {hits['body_bytes'] / 2**20:.1f} MiB body:"
+        f" {through['gateway_hit']['rps']:.0f} req/s ({through['gateway_hit']['mb_s']:.0f} MB/s),"
+        f" static file server {through['static']['rps']:.0f} req/s:"
+        f" {through['ratio_static_over_gateway_rps']}x;"
+        f" p50 {hits['latency_ms']['gateway_hit']['p50']:.2f} ms"
+        f" (static {hits['latency_ms']['static']['p50']:.2f} ms);"
+        f" +{hits['memory']['added_mib']} MiB RSS with 100 concurrent hits"
     )
 
 

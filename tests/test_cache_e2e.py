@@ -162,22 +162,7 @@ async def test_twenty_identical_requests_in_flight_make_one_upstream_call(
 async def test_a_follower_joining_a_live_stream_gets_every_event(
     aiohttp_server: Any, aiohttp_client: Any, make_settings: Callable[..., Any]
 ) -> None:
-    from gateway import accounts
-    from gateway.app import create_app
-    from gateway.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
-
-    upstream_app = create_simulator_app(
-        SimulatorConfig(record=True, api_key="sk-upstream", partial_interval_ms=300)
-    )
-    upstream = await aiohttp_server(upstream_app)
-    settings = make_settings(
-        upstream_url=str(upstream.make_url("/v1")), upstream_api_key="sk-upstream",
-        cache_enabled=True,
-    )  # fmt: skip
-    gateway = await aiohttp_client(create_app(settings))
-    store = gateway.app[STORE]
-    await accounts.create_team(store, accounts.TeamCreate(name="t"))
-    key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
+    gateway, key, upstream = await paced_gateway(aiohttp_server, aiohttp_client, make_settings, 300)
     sdk = sdk_for(gateway, key)
 
     leader = await sdk.images.generate(**PROMPT, stream=True, partial_images=3)
@@ -192,7 +177,7 @@ async def test_a_follower_joining_a_live_stream_gets_every_event(
     follower_events = await follower_task
     assert len(leader_events) == 4
     assert follower_events == leader_events
-    assert len(upstream_app[SIMULATOR_STATE].requests) == 1
+    assert len(upstream.requests) == 1
     rows = await ledger(gateway)
     assert [row[0] for row in rows] == ["miss", "coalesced"]
     await sdk.close()
@@ -511,3 +496,97 @@ async def test_cli_stats_verify_and_purge_on_the_servers_data_dir(
     assert refused.returncode == 2 and "--all" in refused.stderr
     assert "purged 1 entries" in await asyncio.to_thread(cli, "purge", "--team", "team-a")
     assert json.loads(await asyncio.to_thread(cli, "stats", "--json"))["entries"] == 0
+
+
+async def test_hits_are_sent_in_chunks_where_the_loop_has_no_sendfile(
+    sdk: openai.AsyncOpenAI, gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await generate_raw(sdk)
+    await stored(gateway)
+
+    async def no_sendfile(*args: Any, **kwargs: Any) -> int:
+        raise NotImplementedError
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "sendfile", no_sendfile)
+    monkeypatch.setattr("gateway.cache.serve.SEND_CHUNK", 1000)
+    again = await generate_raw(sdk)
+    assert again[0] == "hit" and again[2] == first[2]
+
+
+async def paced_gateway(
+    aiohttp_server: Any, aiohttp_client: Any, make_settings: Callable[..., Any], interval_ms: float
+) -> tuple[Any, str, Any]:
+    """A gateway (cache on) in front of a simulator that spaces stream events `interval_ms`
+    apart; its client, a key, and the simulator's state."""
+    from gateway import accounts
+    from gateway.app import create_app
+    from gateway.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
+
+    config = SimulatorConfig(record=True, api_key="sk-upstream", partial_interval_ms=interval_ms)
+    upstream_app = create_simulator_app(config)
+    upstream = await aiohttp_server(upstream_app)
+    settings = make_settings(
+        upstream_url=str(upstream.make_url("/v1")),
+        upstream_api_key="sk-upstream",
+        cache_enabled=True,
+    )
+    gateway = await aiohttp_client(create_app(settings))
+    store = gateway.app[STORE]
+    await accounts.create_team(store, accounts.TeamCreate(name="t"))
+    key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
+    return gateway, key, upstream_app[SIMULATOR_STATE]
+
+
+async def test_followers_of_a_cut_stream_get_the_events_and_the_same_error(
+    aiohttp_server: Any, aiohttp_client: Any, make_settings: Callable[..., Any]
+) -> None:
+    gateway, key, upstream = await paced_gateway(aiohttp_server, aiohttp_client, make_settings, 50)
+    body = {**PROMPT, "stream": True, "partial_images": 2}
+    headers = {**auth(key), "x-simulator-fault": "cut:2"}
+
+    async def stream() -> tuple[str, str]:
+        response = await gateway.post("/v1/images/generations", json=body, headers=headers)
+        return response.headers["x-gateway-cache"], await response.text()
+
+    leader = asyncio.create_task(stream())
+    await asyncio.sleep(0.02)  # the leader claims the key first
+    (leader_status, leader_text), (follower_status, follower_text) = await asyncio.gather(
+        leader, stream()
+    )
+    assert (leader_status, follower_status) == ("miss", "coalesced")
+    assert len(upstream.requests) == 1
+    for text in (leader_text, follower_text):
+        assert text.count("event: image_generation.partial_image") == 2
+        assert '"code":"stream_cut"' in text
+    assert (await gateway.app[CACHE].stats())["entries"] == 0
+    rows = await ledger(gateway)
+    assert [(row[0], row[2]) for row in rows] == [
+        ("miss", "stream_cut"),
+        ("coalesced", "stream_cut"),
+    ]
+
+
+async def test_a_response_too_large_for_memory_is_shared_once_stored(
+    aiohttp_client: Any, fake_upstream: FakeUpstream, make_settings: Callable[..., Any]
+) -> None:
+    from gateway import accounts
+    from gateway.app import create_app
+
+    settings = make_settings(
+        upstream_url=fake_upstream.url, cache_enabled=True, response_memory_bytes=64
+    )
+    gateway = await aiohttp_client(create_app(settings))
+    store = gateway.app[STORE]
+    await accounts.create_team(store, accounts.TeamCreate(name="t"))
+    sdk = sdk_for(gateway, (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret)
+    slow = {"extra_headers": {"x-simulator-fault": "slow:200"}}
+    results = await asyncio.gather(*(generate_raw(sdk, **slow) for _ in range(3)))
+    assert sorted(r[0] for r in results) == ["coalesced", "coalesced", "miss"]
+    assert len({r[2] for r in results}) == 1
+    assert len(fake_upstream.requests) == 1
+
+
+async def test_refusals_say_bypass(gateway: Any) -> None:
+    response = await gateway.post("/v1/images/generations", json=PROMPT)
+    assert response.status == 401
+    assert response.headers["x-gateway-cache"] == "bypass"
