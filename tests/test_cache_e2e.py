@@ -590,3 +590,20 @@ async def test_refusals_say_bypass(gateway: Any) -> None:
     response = await gateway.post("/v1/images/generations", json=PROMPT)
     assert response.status == 401
     assert response.headers["x-gateway-cache"] == "bypass"
+
+
+async def test_a_cache_that_cannot_write_costs_only_the_entry(
+    sdk: openai.AsyncOpenAI, gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    files = gateway.app[CACHE].files
+    monkeypatch.setattr(files, "write_bytes", disk_full)
+    monkeypatch.setattr(files, "new_tee", disk_full)
+    assert (await generate_raw(sdk))[:2] == ("miss", LOW_COST)
+    await stored(gateway)
+    assert (await generate_raw(sdk))[0] == "miss"
+    events = await stream_events(sdk)
+    assert events[-1][0] == "image_generation.completed"
+    assert (await gateway.app[CACHE].stats())["entries"] == 0

@@ -64,7 +64,7 @@ class ResponseCache:
         self._hits[entry.key] = (count + 1, time.time())
         return Hit(entry, body)
 
-    async def put(self, entry: CacheEntry, written: Written) -> CacheEntry:
+    async def put(self, entry: CacheEntry, written: Written) -> None:
         """Name the written body and index the entry; then evict down to the size limit."""
         async with self._lock:
             await self.files.name(written)
@@ -72,7 +72,6 @@ class ResponseCache:
             await self._flush_hits()  # eviction goes by the latest hits
             await self.store.cache.evict_to(self.settings.cache_max_bytes)
             await self._sweep()
-        return entry
 
     async def housekeeping(self) -> None:
         """Write pending hit counts, drop expired entries and the bodies nothing uses."""

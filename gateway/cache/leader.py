@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 
-from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.background import spawn
@@ -93,29 +92,20 @@ class Leader:
         flow = self.flow
         if self.inflight is not None:
             self.inflight.end(StreamEnd(flow.outcome, trailer, flow.images, flow.cost_nanos))
-        stored = flow.outcome == "ok" and flow.status == 200 and not self._tee_failed
-        if stored and self.tee is not None:
-            try:
-                written = await self.tee.finish()
-            except OSError:
-                log.exception("could not store a stream in the cache")
-                return
-            await self._store(written, flow.request.app)
+        complete = flow.outcome == "ok" and flow.status == 200 and not self._tee_failed
+        if complete and self.tee is not None:
+            await self._store(self.tee.finish)
 
     # A whole body: shared from memory at once, stored in the background.
 
     async def body_read(self, headers: dict[str, str], body: SpooledBody) -> None:
         flow = self.flow
         complete = flow.status == 200 and flow.outcome == "ok"
-        if body.path is not None:
+        path = body.path
+        if path is not None:
             # Too large to hold in memory for followers: they are served once it is stored.
             if complete:
-                try:
-                    written = await self.cache.files.copy_file(body.path)
-                except OSError:
-                    log.exception("could not store a response in the cache")
-                    return
-                await self._store(written, flow.request.app)
+                await self._store(lambda: self.cache.files.copy_file(path))
             return
         data = body.bytes_in_memory()
         if self.inflight is not None:
@@ -127,47 +117,53 @@ class Leader:
 
     async def _store_bytes(self, data: bytes) -> None:
         try:
-            written = await self.cache.files.write_bytes(data)
-            await self._store(written, self.flow.request.app, carries_urls=b'"url"' in data)
-        except OSError:
-            log.exception("could not store a response in the cache")
+            await self._store(
+                lambda: self.cache.files.write_bytes(data), carries_urls=b'"url"' in data
+            )
         finally:
             if self.inflight is not None:
                 self.cache.in_flight.remove(self.inflight)
 
     async def _store(
-        self, written: Written, app: web.Application, carries_urls: bool = False
+        self, write: Callable[[], Awaitable[Written]], carries_urls: bool = False
     ) -> None:
+        """Write the body (`write`), index it, and tell followers. A failure here is logged and
+        costs only the cache entry: the response itself has gone, or goes, out whole."""
         flow = self.flow
         assert flow.key is not None and flow.team is not None and flow.upstream is not None
+        assert flow.cache is not None
         settings = self.cache.settings
-        now = time.time()
-        ttl = min(settings.cache_ttl_s, settings.cache_url_ttl_s if carries_urls else 1e18)
-        entry = CacheEntry(
-            key=self.key,
-            scope=flow.cache.scope if flow.cache is not None else "",
-            team_id=flow.team.id,
-            key_id=flow.key.id,
-            endpoint=flow.endpoint.name,
-            model=flow.model,
-            stream=flow.stream,
-            body_sha256=written.sha256,
-            content_type=flow.upstream.content_type,
-            headers=kept_headers(flow.upstream.headers),
-            size=written.size,
-            images=flow.images,
-            cost_nanos=flow.cost_nanos,
-            created_at=now,
-            expires_at=now + ttl,
-        )
-        if written.size > settings.cache_max_bytes:
-            await self.cache.files.discard(written)
-            return
+        written = None
         try:
+            written = await write()
+            if written.size > settings.cache_max_bytes:
+                await self.cache.files.discard(written)
+                return
+            now = time.time()
+            ttl = min(settings.cache_ttl_s, settings.cache_url_ttl_s if carries_urls else 1e18)
+            entry = CacheEntry(
+                key=self.key,
+                scope=flow.cache.scope,
+                team_id=flow.team.id,
+                key_id=flow.key.id,
+                endpoint=flow.endpoint.name,
+                model=flow.model,
+                stream=flow.stream,
+                body_sha256=written.sha256,
+                content_type=flow.upstream.content_type,
+                headers=kept_headers(flow.upstream.headers),
+                size=written.size,
+                images=flow.images,
+                cost_nanos=flow.cost_nanos,
+                created_at=now,
+                expires_at=now + ttl,
+            )
             await self.cache.put(entry, written)
-        except BaseException:
-            await self.cache.files.discard(written)
-            raise
+        except Exception:
+            log.exception("could not store a response in the cache")
+            if written is not None:
+                await self.cache.files.discard(written)
+            return
         if self.inflight is not None:
             self.inflight.end(Stored(entry))
 

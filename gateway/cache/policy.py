@@ -19,10 +19,12 @@ from gateway.store import ApiKey, Team
 
 @dataclass(frozen=True, slots=True)
 class CachePlan:
+    """A request that uses the cache always stores its fresh answer; `read` says whether it may
+    also be answered from the cache or by an identical request in flight (not with no-cache)."""
+
     key: str
     scope: str
-    read: bool  # look up, and join an identical request in flight
-    write: bool  # store the response (and let identical requests join this one)
+    read: bool
 
 
 def directives(headers: Mapping[str, str]) -> set[str]:

@@ -43,7 +43,7 @@ async def plan_cache(flow: Flow) -> None:
         digest = await asyncio.to_thread(cache_key, request, body, ignored)
     else:
         digest = cache_key(request, body, ignored)
-    flow.cache = CachePlan(digest, scope, read="no-cache" not in asked, write=True)
+    flow.cache = CachePlan(digest, scope, read="no-cache" not in asked)
     flow.cache_status = "miss"
 
 
