@@ -446,6 +446,7 @@ async def test_admin_stats_and_purge_by_team_and_key(
     teams = {team["team"]: team for team in stats["teams"]}
     assert teams["team-a"]["hits"] == 1 and teams["team-a"]["saved_usd"] == LOW_COST
     assert teams["team-b"]["saved_usd"] == "0.00"
+    assert set(teams["team-a"]) == {"team", "entries", "bytes", "hits", "saved_usd"}
 
     assert (await gateway.get("/admin/cache/stats")).status == 401
     purged = await gateway.post("/admin/cache/purge", json={"team": "team-a"}, headers=admin)

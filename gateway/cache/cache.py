@@ -110,7 +110,8 @@ class ResponseCache:
             "hits": stats.hits,
             "in_flight": len(self.in_flight),
             "teams": [
-                {**team, "saved_usd": nanos_to_usd(team.pop("saved_nanos"))}
+                {k: v for k, v in team.items() if k != "saved_nanos"}
+                | {"saved_usd": nanos_to_usd(team["saved_nanos"])}
                 for team in stats.by_team
             ],
         }
