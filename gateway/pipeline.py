@@ -1,7 +1,7 @@
 """The ordered stages of a proxied request. Reading STAGES tells a request's whole story.
 
 Each stage is `async def stage(flow) -> StreamResponse | None`: it fills in its part of the Flow,
-and returning a response ends the chain (a relayed answer). A stage refuses by raising
+and returning a response ends the chain (a cache hit, a relayed answer). A stage refuses by raising
 GatewayError. Whatever happens, `flow.cleanup` runs when the request ends: the ledger row is
 written (settling the reservation), spool files are removed, the upstream response is released.
 
