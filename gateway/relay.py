@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -77,12 +78,28 @@ async def relay_response(flow: Flow) -> web.StreamResponse:
     return await relay_body(flow, upstream)
 
 
-def _headers(flow: Flow, upstream: aiohttp.ClientResponse) -> dict[str, str]:
-    headers = dict(client_response_headers(upstream.headers))
+def gateway_headers(flow: Flow, base: Mapping[str, str]) -> dict[str, str]:
+    """`base` (upstream's headers, or those stored with a cached body) plus the gateway's own:
+    rate-limit headers, request id, cache status."""
+    headers = dict(base)
     headers.update(flow.response_headers)
     headers["x-gateway-request-id"] = flow.request_id
     headers["x-gateway-cache"] = flow.cache_status
     return headers
+
+
+def _headers(flow: Flow, upstream: aiohttp.ClientResponse) -> dict[str, str]:
+    return gateway_headers(flow, client_response_headers(upstream.headers))
+
+
+def stream_cut_event(reason: str) -> bytes:
+    """The `error` event that ends a stream cut before its completed event."""
+    error = error_body(
+        f"The image stream was cut off: {reason}. No complete image was delivered.",
+        type="upstream_error",
+        code="stream_cut",
+    )
+    return format_event("error", error)
 
 
 def stream_headers() -> dict[str, str]:
@@ -171,12 +188,7 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
     await record(flow)
     trailer = b""
     if failure is not None:
-        error = error_body(
-            f"The image stream was cut off: {failure}. No complete image was delivered.",
-            type="upstream_error",
-            code="stream_cut",
-        )
-        trailer = format_event("error", error)
+        trailer = stream_cut_event(failure)
         await writer.write(trailer)
     await writer.write(cost_comment(flow))
     await writer.close()

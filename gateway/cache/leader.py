@@ -21,9 +21,9 @@ from gateway.body import SpooledBody
 from gateway.cache.cache import ResponseCache
 from gateway.cache.files import Tee, Written
 from gateway.cache.inflight import Abandoned, Failed, InFlight, Reply, Stored, StreamEnd
-from gateway.errors import GatewayError, error_body
+from gateway.errors import GatewayError
 from gateway.flow import Flow
-from gateway.sse import format_event
+from gateway.relay import stream_cut_event
 from gateway.store.base import CacheEntry
 
 log = logging.getLogger(__name__)
@@ -35,16 +35,6 @@ KEPT_HEADERS = ("content-type", "openai-version")
 def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     found = CIMultiDict(headers)  # header names are case-insensitive
     return {name: value for name in KEPT_HEADERS if (value := found.get(name)) is not None}
-
-
-def cut_event() -> bytes:
-    """The `error` event that ends a follower's stream when the stream it shared broke off."""
-    error = error_body(
-        "The image stream was cut off: the identical request this one shared ended early.",
-        type="upstream_error",
-        code="stream_cut",
-    )
-    return format_event("error", error)
 
 
 class Leader:
@@ -82,7 +72,8 @@ class Leader:
             log.exception("teeing a stream into the cache failed; it is relayed uncached")
             self._tee_failed = True
             if self.inflight is not None:
-                self.inflight.end(StreamEnd("stream_cut", cut_event(), 0, 0))
+                reason = "the gateway could not share it (its cache copy failed)"
+                self.inflight.end(StreamEnd("stream_cut", stream_cut_event(reason), 0, 0))
             return
         if self.inflight is not None:
             self.inflight.notify()

@@ -18,20 +18,23 @@ from gateway.accounting import cost_header, record
 from gateway.cache.cache import Hit
 from gateway.cache.files import SEND_CHUNK
 from gateway.cache.inflight import InFlight, Reply, StreamEnd
-from gateway.cache.leader import cut_event
 from gateway.flow import Flow
 from gateway.money import nanos_to_usd
-from gateway.relay import CLIENT_GONE, ClientWriter, cost_comment, stream_headers
+from gateway.relay import (
+    CLIENT_GONE,
+    ClientWriter,
+    cost_comment,
+    gateway_headers,
+    stream_cut_event,
+    stream_headers,
+)
 
 EVENT_STREAM = "text/event-stream"
 
 
 def _headers(flow: Flow, kept: dict[str, str]) -> dict[str, str]:
-    headers = dict(kept)
-    headers.update(flow.response_headers)
-    headers["x-gateway-request-id"] = flow.request_id
+    headers = gateway_headers(flow, kept)
     headers["x-request-id"] = flow.request_id  # no upstream request answered this one
-    headers["x-gateway-cache"] = flow.cache_status
     headers["x-gateway-cost-usd"] = cost_header(flow)
     headers["x-gateway-saved-usd"] = nanos_to_usd(flow.saved_nanos)
     return headers
@@ -131,7 +134,8 @@ async def follow_stream(flow: Flow, inflight: InFlight, status: str) -> web.Stre
             flow.images = outcome.images
             flow.saved_nanos = outcome.cost_nanos
     else:  # the leader ended mid-stream without an ending of its own (or this client left)
-        flow.outcome, trailer = "stream_cut", cut_event()
+        reason = "the identical request this one shared ended early"
+        flow.outcome, trailer = "stream_cut", stream_cut_event(reason)
     await writer.write(trailer)
     await record(flow)
     await writer.write(cost_comment(flow))
