@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from gateway.errors import GatewayError, invalid_request
-from gateway.flow import Flow
+from gateway.flow import SERVED_BY_CACHE, Flow
 from gateway.imageinfo import image_dimensions
 from gateway.money import nanos_to_usd
 from gateway.periods import Periods
@@ -27,7 +27,6 @@ from gateway.store.base import LedgerRow
 
 PARTIAL_IMAGE_TOKENS = 100  # each partial image costs 100 image output tokens (image guide)
 NO_USAGE = Usage(0, 0, 0, 0, 0, 0)
-SERVED_BY_CACHE = ("hit", "coalesced")  # answered without an upstream call of their own
 
 
 def _int_param(flow: Flow, name: str, default: int) -> int:
@@ -167,7 +166,7 @@ def actual_cost(flow: Flow) -> int:
     return usage_cost_nanos(price, partial)
 
 
-def _outcome_of(error: BaseException | None, flow: Flow) -> tuple[int, str]:
+def outcome_of(error: BaseException | None, flow: Flow) -> tuple[int, str]:
     """The status and outcome the ledger records; a request that ended by an exception says
     which (the client's own status is what it was told, or would have been)."""
     if error is None:
@@ -185,7 +184,7 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
     if flow.recorded or flow.key is None or flow.team is None:
         return
     flow.recorded = True
-    flow.status, flow.outcome = _outcome_of(error, flow)
+    flow.status, flow.outcome = outcome_of(error, flow)
     flow.cost_nanos = actual_cost(flow)
     usage = flow.usage or NO_USAGE
     now = dt.datetime.now(dt.UTC)

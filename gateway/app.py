@@ -10,24 +10,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import pipeline
+from gateway import ops, pipeline
 from gateway.admin import create_admin_app
 from gateway.cache.cache import ResponseCache
 from gateway.endpoints import endpoint_for
 from gateway.errors import GatewayError, error_body
 from gateway.flow import Flow
 from gateway.logs import redact_secret
+from gateway.metrics import Metrics
 from gateway.quota import RateLimiter
 from gateway.relay import CLIENT_GONE
 from gateway.settings import Settings
 from gateway.state import (
     CACHE,
     DETACHED,
+    LIFECYCLE,
+    METRICS,
     PRICES,
     RATE_LIMITER,
     SETTINGS,
     STORE,
     UPSTREAM,
+    WORKER,
+    Lifecycle,
     PriceBook,
 )
 from gateway.store import open_store
@@ -83,10 +88,7 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
-    tail = request.match_info["tail"]
-    endpoint = endpoint_for(tail)
-    if endpoint.known and request.method != "POST":
-        raise GatewayError(405, f"Use POST for /v1/images/{tail}.", code="method_not_allowed")
+    endpoint = endpoint_for(request.match_info["tail"])
     # The raw path, still percent-encoded, so upstream sees exactly what the client sent.
     upstream_path = request.raw_path.removeprefix("/v1/")
     flow = Flow(
@@ -106,37 +108,28 @@ async def not_images(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    try:
-        await request.app[STORE].ping()
-    except Exception as exc:  # any failure means not ready; say which
-        return web.json_response({"status": "unavailable", "store": str(exc)}, status=503)
-    return web.json_response({"status": "ready", "store": "ok"})
-
-
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     """Open the store (migrated) and the upstream session for the app's life. On the way out,
-    requests still finishing for clients that left get `shutdown_grace_s` to write their ledger
-    rows; then the session and the store close."""
+    requests still finishing for clients that left get what remains of the shutdown grace to
+    write their ledger rows; then the session and the store close (the cache's hit counts and
+    the store's log are flushed first)."""
     settings = app[SETTINGS]
     store, upstream, cache = app[STORE], app[UPSTREAM], app[CACHE]
     await store.connect()
     try:
         await store.migrate()
         await store.release_expired(time.time())
-        _empty_spool_dir(settings)
-        await cache.start()
+        worker = app[WORKER]
+        if not worker:  # several workers share these dirs; the supervisor empties them
+            empty_spool_dir(settings)
+        await cache.start(empty_tmp=not worker)
         await upstream.start()
         housekeeping = asyncio.create_task(_housekeeping(app))
         try:
             yield
         finally:
             housekeeping.cancel()
-            await _finish_detached(app, settings.shutdown_grace_s)
+            await _finish_detached(app, _grace_left(app))
             await upstream.close()
             await cache.close()
     finally:
@@ -159,6 +152,16 @@ async def _housekeeping(app: web.Application) -> None:
             log.exception("housekeeping failed; trying again shortly")
 
 
+async def _stopping(app: web.Application) -> None:
+    """Shutdown has begun (the listener is closed): /readyz says so, and the grace starts."""
+    app[LIFECYCLE].stopping_at = time.monotonic()
+
+
+def _grace_left(app: web.Application) -> float:
+    started = app[LIFECYCLE].stopping_at or time.monotonic()
+    return max(0.0, started + app[SETTINGS].shutdown_grace_s - time.monotonic())
+
+
 async def _finish_detached(app: web.Application, grace_s: float) -> None:
     pending = app[DETACHED].copy()
     if not pending:
@@ -171,14 +174,15 @@ async def _finish_detached(app: web.Application, grace_s: float) -> None:
         await asyncio.wait(late)
 
 
-def _empty_spool_dir(settings: Settings) -> None:
+def empty_spool_dir(settings: Settings) -> None:
     """Spool files left by a process that died are removed before serving."""
     settings.spool_dir.mkdir(parents=True, exist_ok=True)
     for leftover in settings.spool_dir.glob("body-*"):
         leftover.unlink(missing_ok=True)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, worker: bool = False) -> web.Application:
+    """The gateway app. `worker`: this process is one of several serving the same data dir."""
     if settings.upstream_api_key is not None:
         redact_secret(settings.upstream_api_key.get_secret_value())
     app = web.Application(middlewares=[request_id, openai_errors])
@@ -187,12 +191,15 @@ def create_app(settings: Settings) -> web.Application:
     app[UPSTREAM] = Upstream(settings)
     app[PRICES] = PriceBook(settings.prices)
     app[RATE_LIMITER] = RateLimiter()
-    app[CACHE] = ResponseCache(settings, app[STORE])
+    app[METRICS] = Metrics(key_labels=settings.metrics_key_labels)
+    app[CACHE] = ResponseCache(settings, app[STORE], app[METRICS].cache_evicted)
     app[DETACHED] = set()
+    app[LIFECYCLE] = Lifecycle()
+    app[WORKER] = worker
     app.cleanup_ctx.append(_resources)
+    app.on_shutdown.append(_stopping)
     app.add_subapp("/admin", create_admin_app())
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    ops.add_routes(app)
     app.router.add_route("*", "/v1/images/{tail:.+}", proxy)
     app.router.add_route("*", "/v1/{tail:.*}", not_images)
     return app

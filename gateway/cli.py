@@ -253,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the gateway")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="worker processes (GATEWAY_WORKERS)")
+    # What the supervisor starts its workers with; not for people.
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
     quick = commands.add_parser(
         "quickstart",
@@ -333,13 +336,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from gateway.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    if ns.command in ("serve", "quickstart"):
+        # A server logs to stdout (where containers collect it), one JSON line per request.
+        configure_logging(settings.log_level, settings.log_format, sys.stdout)
+    else:  # a command's own output goes to stdout; its logs must not mix with it
+        configure_logging(settings.log_level, "text", sys.stderr)
     if ns.command == "serve":
-        from gateway.server import serve
+        from gateway.server import serve, serve_worker
 
-        overrides = {k: v for k, v in (("host", ns.host), ("port", ns.port)) if v is not None}
-        serve(settings.model_copy(update=overrides))
-        return 0
+        given = (("host", ns.host), ("port", ns.port), ("workers", ns.workers))
+        settings = settings.model_copy(update={k: v for k, v in given if v is not None})
+        return serve_worker(settings) if ns.worker else serve(settings)
     if ns.command == "prices":
         return cmd_prices(ns, settings)
     if ns.command == "quickstart":

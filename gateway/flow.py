@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from gateway.cache.leader import Leader
     from gateway.cache.policy import CachePlan
 
+# `cache_status` values of requests answered without an upstream call of their own.
+SERVED_BY_CACHE = ("hit", "coalesced")
+
 
 @dataclass(slots=True)
 class Flow:
@@ -68,3 +71,10 @@ class Flow:
     upstream_request_id: str | None = None
     recorded: bool = False
     response_headers: dict[str, str] = field(default_factory=dict)
+    # Timing and live state for the metrics (perf_counter seconds): when this request's own
+    # upstream call was sent and its answer fully read, when its first stream event went out,
+    # and whether it counts among the open streams.
+    upstream_started: float | None = None
+    upstream_ended: float | None = None
+    first_event_at: float | None = None
+    stream_open: bool = False

@@ -1,15 +1,28 @@
-"""Logging setup, with a filter that keeps secrets out of every log line.
+"""Logging: one structured line per request, and secrets kept out of every line.
 
-The upstream key is registered at start; any record that would contain it is rewritten with the
-key replaced, whichever logger (ours, aiohttp's, a library's) produced it.
+`configure_logging` sends every logger's records to one stream (stdout when serving), as JSON
+lines (`GATEWAY_LOG_FORMAT=json`, the default) or as text. The upstream key is registered at
+start; whatever line would contain it (ours, aiohttp's, a library's, a logged prompt) has it
+replaced, because the redaction runs on the formatted line itself.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
+import sys
+import time
+from typing import IO, Any
+
+from gateway.flow import Flow
+from gateway.money import nanos_to_usd
 
 _secrets: set[str] = set()
 REDACTED = "[redacted]"
+REQUEST_LOG = logging.getLogger("gateway.requests")
+MAX_LOGGED_PROMPT = 4000  # characters; a prompt can be 32k
+MAX_LOGGED_MODEL = 100  # the model is what the client typed
 
 
 def redact_secret(secret: str) -> None:
@@ -17,22 +30,81 @@ def redact_secret(secret: str) -> None:
         _secrets.add(secret)
 
 
-class RedactSecrets(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not _secrets:
-            return True
-        message = record.getMessage()
-        if any(secret in message for secret in _secrets):
-            for secret in _secrets:
-                message = message.replace(secret, REDACTED)
-            record.msg, record.args = message, None
-        return True
+def redact(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets())
+class JsonFormatter(logging.Formatter):
+    """A JSON object per record: ts, level, logger, message, the record's `fields`, and the
+    exception if there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        line.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(line, default=str, ensure_ascii=False))
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message key=value …` for people reading a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = getattr(record, "fields", None)
+        if fields:
+            text += "".join(f" {name}={json.dumps(value)}" for name, value in fields.items())
+        return redact(text)
+
+
+def configure_logging(level: str, fmt: str = "text", stream: IO[str] | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def log_request(flow: Flow, *, with_prompt: bool = False) -> None:
+    """The request's one log line: who, what, how it ended, what it cost, how long it took.
+    Never the key itself (its id only); the prompt only when configured."""
+    if not REQUEST_LOG.isEnabledFor(logging.INFO):
+        return
+    model = flow.model[:MAX_LOGGED_MODEL] if flow.model is not None else None
+    fields: dict[str, Any] = {
+        "request_id": flow.request_id,
+        "key_id": flow.key.id if flow.key is not None else None,
+        "team": flow.team.name if flow.team is not None else None,
+        "method": flow.request.method,
+        "endpoint": flow.endpoint.name if flow.endpoint.known else "other",
+        "model": model,
+        "stream": flow.stream,
+        "status": flow.status,
+        "outcome": flow.outcome,
+        "cache": flow.cache_status,
+        "images": flow.images,
+        "cost_usd": nanos_to_usd(flow.cost_nanos),
+        "saved_usd": nanos_to_usd(flow.saved_nanos),
+        "latency_ms": round((time.perf_counter() - flow.started) * 1000, 3),
+        "upstream_request_id": flow.upstream_request_id,
+    }
+    if flow.client_gone:
+        fields["client_gone"] = True
+    prompt = flow.params.get("prompt")
+    if with_prompt and isinstance(prompt, str):
+        fields["prompt"] = prompt[:MAX_LOGGED_PROMPT]
+    REQUEST_LOG.info("request", extra={"fields": fields})

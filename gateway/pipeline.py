@@ -12,6 +12,8 @@ its wait, while the upstream call finishes and is charged for what it produced.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
@@ -19,16 +21,32 @@ from typing import Any
 from aiohttp import web
 
 from gateway import auth
-from gateway.accounting import check_rate_limits, estimate_cost, record, reserve_budget
+from gateway.accounting import (
+    check_rate_limits,
+    estimate_cost,
+    outcome_of,
+    record,
+    reserve_budget,
+)
 from gateway.background import spawn
 from gateway.body import read_body
 from gateway.cache.stages import join_in_flight, plan_cache, serve_from_cache
 from gateway.errors import GatewayError, invalid_request
 from gateway.flow import Flow
+from gateway.logs import log_request
 from gateway.relay import relay_response
-from gateway.state import SETTINGS, STORE, UPSTREAM
+from gateway.state import METRICS, SETTINGS, STORE, UPSTREAM
 
+log = logging.getLogger(__name__)
 Stage = Callable[[Flow], Awaitable[web.StreamResponse | None]]
+
+
+async def check_method(flow: Flow) -> None:
+    """The known endpoints take POST only."""
+    if flow.endpoint.known and flow.request.method != "POST":
+        raise GatewayError(
+            405, f"Use POST for /v1/images/{flow.endpoint.name}.", code="method_not_allowed"
+        )
 
 
 async def authenticate(flow: Flow) -> None:
@@ -117,6 +135,7 @@ async def call_upstream(flow: Flow) -> None:
     body = flow.body
     assert body is not None
     request = flow.request
+    flow.upstream_started = time.perf_counter()
     flow.upstream = await request.app[UPSTREAM].send(
         request.method, flow.upstream_path, request.headers, body.payload(), body.size
     )
@@ -134,6 +153,7 @@ async def call_upstream(flow: Flow) -> None:
 
 
 STAGES: tuple[Stage, ...] = (
+    check_method,
     authenticate,
     read_request_body,
     inspect_request,
@@ -158,8 +178,12 @@ async def _run_stages(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamRespon
 
 
 async def run(flow: Flow, stages: tuple[Stage, ...] = STAGES) -> web.StreamResponse:
-    """Run the stages in order until one answers; clean up whatever happened."""
+    """Run the stages in order until one answers; clean up whatever happened; report the
+    request (metrics, its log line) once it has ended."""
     split = stages.index(DETACHED_FROM) if DETACHED_FROM in stages else len(stages)
+    flow.request.app[METRICS].request_started()
+    # Pushed first, so it runs last: after the ledger row, when status and cost are final.
+    flow.cleanup.push_async_exit(_report_on_exit(flow))
     async with flow.cleanup:
         response = await _run_stages(flow, stages[:split])
         if response is None and split < len(stages):
@@ -167,6 +191,23 @@ async def run(flow: Flow, stages: tuple[Stage, ...] = STAGES) -> web.StreamRespo
     if response is None:
         raise RuntimeError("the pipeline ended without a response")
     return response
+
+
+def _report_on_exit(flow: Flow) -> Callable[..., Awaitable[bool]]:
+    async def report(
+        kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        if not flow.recorded:  # refused before authentication: no ledger row set these
+            flow.status, flow.outcome = outcome_of(error, flow)
+        app = flow.request.app
+        try:
+            app[METRICS].observe_request(flow, error)
+            log_request(flow, with_prompt=app[SETTINGS].log_prompts)
+        except Exception:  # a report that fails must not change the request's answer
+            log.exception("reporting request %s failed", flow.request_id)
+        return False
+
+    return report
 
 
 async def _detach(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamResponse | None:

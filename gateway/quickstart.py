@@ -76,7 +76,9 @@ async def _quickstart(settings: Settings, simulator_port: int) -> None:
     key = await _issue_quickstart_key(settings)
     apps.append((create_app(settings), settings.host, settings.port))
     base_url = f"http://{settings.host}:{settings.port}"
-    await serve_apps(apps, on_ready=banner(base_url, key, upstream))
+    await serve_apps(
+        apps, on_ready=banner(base_url, key, upstream), grace_s=settings.shutdown_grace_s
+    )
 
 
 def quickstart(settings: Settings, simulator_port: int = 8090) -> None:

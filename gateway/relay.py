@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +27,7 @@ from gateway.errors import error_body, upstream_unreachable
 from gateway.flow import Flow
 from gateway.pricing import Usage
 from gateway.sse import EventSplitter, event_name, format_event
-from gateway.state import SETTINGS
+from gateway.state import METRICS, SETTINGS
 from gateway.upstream import client_response_headers
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ async def relay_body(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stream
         )
     except UPSTREAM_BROKE as exc:
         raise upstream_unreachable(f"the response was cut off ({type(exc).__name__}).") from exc
+    flow.upstream_ended = time.perf_counter()
     flow.cleanup.push_async_callback(body.aclose)
     if upstream.status == 200:
         flow.usage = _usage(find_usage(await read_tail(body, USAGE_TAIL_BYTES)))
@@ -179,6 +181,7 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
                     await leader.stream_event(raw)
     except UPSTREAM_BROKE as exc:
         failure = f"the upstream connection failed ({type(exc).__name__})"
+    flow.upstream_ended = time.perf_counter()
     if failure is None and (not finished or splitter.pending):
         failure = "upstream ended the stream before its completed event"
     if failure is not None:
@@ -214,8 +217,9 @@ async def _inspect_event(flow: Flow, raw: bytearray) -> bool:
 
 
 class ClientWriter:
-    """Writes to the client until it leaves; after that, writes go nowhere (the stream is still
-    read to its end for accounting)."""
+    """Writes a stream to the client until it leaves; after that, writes go nowhere (the stream
+    is still read to its end for accounting). The stream counts as open from `prepare` until the
+    request ends, and its first write is its first event."""
 
     def __init__(self, flow: Flow, response: web.StreamResponse) -> None:
         self.flow = flow
@@ -226,8 +230,11 @@ class ClientWriter:
             await self.response.prepare(self.flow.request)
         except CLIENT_GONE:
             self.flow.client_gone = True
+        self.flow.request.app[METRICS].stream_opened(self.flow)
 
     async def write(self, data: bytes | bytearray) -> None:
+        if self.flow.first_event_at is None:
+            self.flow.first_event_at = time.perf_counter()
         if self.flow.client_gone:
             return
         try:

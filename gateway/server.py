@@ -53,19 +53,30 @@ async def _wait_for_signal(apps: list[web.Application]) -> None:
 
 
 async def serve_apps(
-    apps: list[tuple[web.Application, str, int]], on_ready: str | None = None
+    apps: list[tuple[web.Application, str, int]],
+    on_ready: str | None = None,
+    *,
+    grace_s: float = 30.0,
+    reuse_port: bool = False,
 ) -> None:
-    """Serve each (app, host, port) until SIGINT or SIGTERM, then shut all down in reverse."""
+    """Serve each (app, host, port) until SIGINT or SIGTERM, then shut all down in reverse.
+
+    Shutting down an app: its listener closes at once, requests and streams in flight get
+    `grace_s` to finish (then they are cancelled, and their ledger rows written), then its
+    cleanup runs.
+    """
     runners = []
     try:
         for app, host, port in apps:
             # A client that disconnects cancels its handler, so nothing waits on its behalf (an
             # upstream that went quiet, say); cleanup runs on the way out. aiohttp's test server
             # does the same, so tests see what production does.
-            runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+            runner = web.AppRunner(
+                app, access_log=None, handler_cancellation=True, shutdown_timeout=grace_s
+            )
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
         if on_ready:
             print(on_ready, flush=True)
         await _wait_for_signal([app for app, _, _ in apps])
@@ -86,12 +97,32 @@ def pid_file(settings: Settings) -> Iterator[None]:
         path.unlink(missing_ok=True)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
+    """`gateway serve`: in this process, or as a supervisor of `settings.workers` workers."""
+    if settings.workers > 1:
+        from gateway.workers import supervise
+
+        return supervise(settings)
     with pid_file(settings):
         asyncio.run(
             serve_apps(
                 [(create_app(settings), settings.host, settings.port)],
                 on_ready=f"gateway listening on http://{settings.host}:{settings.port}"
                 f" (upstream {settings.upstream_url})",
+                grace_s=settings.shutdown_grace_s,
             )
         )
+    return 0
+
+
+def serve_worker(settings: Settings) -> int:
+    """One of several workers: the port is shared (SO_REUSEPORT); the supervisor did the
+    start-up work and owns the pid file."""
+    asyncio.run(
+        serve_apps(
+            [(create_app(settings, worker=True), settings.host, settings.port)],
+            grace_s=settings.shutdown_grace_s,
+            reuse_port=True,
+        )
+    )
+    return 0

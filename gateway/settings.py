@@ -39,7 +39,22 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     database_url: str | None = None
     prices: Path = Path("config/prices.toml")
+    # Worker processes serving one port (SO_REUSEPORT); their metrics are summed.
+    workers: int = Field(default=1, ge=1, le=64)
+
+    # Logs: to stdout when serving, one JSON line per request (and per message).
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    # Prompts are the users' data: logged only when the operator asks for it.
+    log_prompts: bool = False
+
+    # Metrics. Key ids as labels multiply the series by the number of keys: opt in.
+    metrics_key_labels: bool = False
+    # When set, GET /metrics asks for `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = None
+    # /readyz asks upstream whether it is reachable at most this often, within this timeout.
+    readiness_cache_s: float = Field(default=5.0, ge=0)
+    readiness_timeout_s: float = Field(default=3.0, gt=0)
 
     # Request bodies. An edit may carry 16 images of 50 MB; multipart bodies are spooled to disk
     # past `spool_threshold_bytes`. JSON bodies are parsed whole, so they get their own limit.
@@ -60,7 +75,8 @@ class Settings(BaseSettings):
     # Non-stream responses are read whole before they are relayed (their cost must be known
     # first); past this they wait in a temporary file rather than in memory.
     response_memory_bytes: int = Field(default=16 * MiB, gt=0)
-    # How long shutdown waits for requests still finishing after their client left.
+    # On SIGTERM: how long requests and streams in flight may take to finish (those still
+    # running then are cancelled, and their ledger rows written).
     shutdown_grace_s: float = Field(default=30.0, ge=0)
 
     # Response cache. Entries belong to a team by default ("key" narrows, "global" widens).

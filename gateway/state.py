@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from gateway.cache.cache import ResponseCache
+from gateway.metrics import Metrics
 from gateway.pricing import PriceTable, load_prices
 from gateway.quota import RateLimiter
 from gateway.settings import Settings
@@ -29,12 +31,29 @@ class PriceBook:
         return self.table
 
 
+@dataclass
+class Lifecycle:
+    """Where the app is in its life. `stopping_at` (monotonic seconds) is set when shutdown
+    begins: no new connections are taken from then on, and what is in flight has until
+    `stopping_at + shutdown_grace_s` to finish."""
+
+    stopping_at: float | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.stopping_at is not None
+
+
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 UPSTREAM = web.AppKey("upstream", Upstream)
 PRICES = web.AppKey("prices", PriceBook)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 CACHE = web.AppKey("cache", ResponseCache)
+METRICS = web.AppKey("metrics", Metrics)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+# True when this process is one of several workers serving the same port and data dir.
+WORKER = web.AppKey("worker", bool)
 # Requests that finish after their client left (to charge what upstream produced); the app waits
 # for them before it closes the store.
 DETACHED: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("detached")

@@ -6,6 +6,8 @@ Authorization header of upstream requests (never into a response, an error or a 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
@@ -100,6 +102,8 @@ class Upstream:
         )
         self._max_connections = settings.upstream_max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._probe_lock = asyncio.Lock()
+        self._probed: tuple[float, str | None] | None = None  # (when, problem)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -118,6 +122,33 @@ class Upstream:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def problem(self, max_age_s: float, timeout_s: float) -> str | None:
+        """None when upstream answered HTTP (any status) to `GET models` lately; else what went
+        wrong. At most one probe runs at a time, and its answer is reused for `max_age_s`."""
+        async with self._probe_lock:
+            if self._probed is not None and time.monotonic() - self._probed[0] < max_age_s:
+                return self._probed[1]
+            problem = await self._probe(timeout_s)
+            self._probed = (time.monotonic(), problem)
+            return problem
+
+    async def _probe(self, timeout_s: float) -> str | None:
+        if self._session is None:
+            return "the upstream session is not open"
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        try:
+            async with self._session.get(
+                self.url("models"),
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as response:
+                await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            where = f"{self.base.host}:{self.base.port}"
+            return f"upstream {where} is unreachable ({type(exc).__name__})"
+        return None
 
     def url(self, path_and_query: str) -> URL:
         """`images/edits?x=1` below the upstream base URL."""

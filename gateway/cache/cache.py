@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -33,10 +34,22 @@ class Hit:
     body: BinaryIO  # open at offset 0; the caller closes it
 
 
+def _not_counted(reason: str, entries: int) -> None:
+    pass
+
+
 class ResponseCache:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        on_evicted: Callable[[str, int], None] = _not_counted,
+    ) -> None:
+        """`on_evicted(reason, entries)` hears of every entry removed (reason: size, expired,
+        corrupt, purge): the metrics count them."""
         self.settings = settings
         self.store = store
+        self.on_evicted = on_evicted
         self.files = BodyFiles(settings.cache_dir)
         self.in_flight = InFlightRegistry()
         self._lock = asyncio.Lock()
@@ -44,8 +57,8 @@ class ResponseCache:
         # so a hit costs no write on the serving path.
         self._hits: dict[str, tuple[int, float]] = {}
 
-    async def start(self) -> None:
-        await asyncio.to_thread(self.files.prepare)
+    async def start(self, *, empty_tmp: bool = True) -> None:
+        await asyncio.to_thread(self.files.prepare, empty_tmp=empty_tmp)
 
     async def lookup(self, key: str) -> Hit | None:
         """The fresh entry for `key` with its body open, counted as a hit; or None."""
@@ -59,6 +72,7 @@ class ResponseCache:
         if body is None:
             log.warning("cache body %s is missing or corrupt: dropped", entry.body_sha256)
             await self.store.cache.delete(entry.key)
+            self.on_evicted("corrupt", 1)
             return None
         count, _ = self._hits.get(entry.key, (0, 0.0))
         self._hits[entry.key] = (count + 1, time.time())
@@ -70,13 +84,14 @@ class ResponseCache:
             await self.files.name(written)
             await self.store.cache.put(entry)
             await self._flush_hits()  # eviction goes by the latest hits
-            await self.store.cache.evict_to(self.settings.cache_max_bytes)
+            evicted = await self.store.cache.evict_to(self.settings.cache_max_bytes)
+            self.on_evicted("size", evicted)
             await self._sweep()
 
     async def housekeeping(self) -> None:
         """Write pending hit counts, drop expired entries and the bodies nothing uses."""
         await self._flush_hits()
-        await self.store.cache.delete_expired(time.time())
+        self.on_evicted("expired", await self.store.cache.delete_expired(time.time()))
         async with self._lock:
             await self._sweep()
 
@@ -86,6 +101,7 @@ class ResponseCache:
     async def purge(self, *, team_id: int | None = None, key_id: str | None = None) -> int:
         await self._flush_hits()
         dropped = await self.store.cache.purge(team_id=team_id, key_id=key_id)
+        self.on_evicted("purge", dropped)
         async with self._lock:
             await self._sweep()
         return dropped
@@ -126,6 +142,7 @@ class ResponseCache:
             if not await self.files.is_intact(sha256, size):
                 corrupt += 1
                 dropped += await self.store.cache.delete_body(sha256)
+        self.on_evicted("corrupt", dropped)
         async with self._lock:
             await self._sweep()
             known = {sha256 for sha256, _ in await self.store.cache.bodies()}

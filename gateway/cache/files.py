@@ -42,11 +42,14 @@ class BodyFiles:
         # sha256 → (inode, size, mtime_ns) of the file as last hashed: trusted while unchanged.
         self._verified: dict[str, tuple[int, int, int]] = {}
 
-    def prepare(self) -> None:
+    def prepare(self, *, empty_tmp: bool = True) -> None:
         """Create the directories and drop partial writes a dead process left (blocking: call at
-        start, before serving)."""
+        start, before serving). Worker processes sharing the directory leave `tmp/` alone: the
+        supervisor emptied it before any of them started."""
         self.bodies.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
+        if not empty_tmp:
+            return
         for leftover in self.tmp.iterdir():
             leftover.unlink(missing_ok=True)
 

@@ -28,6 +28,7 @@ from gateway.relay import (
     stream_cut_event,
     stream_headers,
 )
+from gateway.state import METRICS
 
 EVENT_STREAM = "text/event-stream"
 
@@ -60,6 +61,9 @@ async def serve_stored(flow: Flow, hit: Hit, status: str) -> web.StreamResponse:
         response.content_length = entry.size + len(trailer)
         try:
             await response.prepare(flow.request)
+            if trailer:  # a stream: its events start going out now
+                flow.request.app[METRICS].stream_opened(flow)
+                flow.first_event_at = time.perf_counter()
             await _send_file(flow.request, response, hit.body, entry.size)
             if trailer:
                 await response.write(trailer)

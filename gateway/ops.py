@@ -1,0 +1,63 @@
+"""What operators and their orchestrators ask: `/healthz`, `/readyz` and `/metrics`.
+
+- `/healthz`: the process serves (a liveness probe; it touches nothing else).
+- `/readyz`: the store answers, upstream is reachable (probed at most every
+  `GATEWAY_READINESS_CACHE_S`), and the gateway is not shutting down. 503 says which is not.
+- `/metrics`: Prometheus text; behind `GATEWAY_METRICS_TOKEN` when one is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from gateway.auth import bearer_token
+from gateway.errors import GatewayError
+from gateway.metrics import read_store_snapshot
+from gateway.state import LIFECYCLE, METRICS, SETTINGS, STORE, UPSTREAM
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    app = request.app
+    settings = app[SETTINGS]
+    checks: dict[str, str] = {}
+    try:
+        await app[STORE].ping()
+        checks["store"] = "ok"
+    except Exception as exc:  # any failure means not ready; say which
+        checks["store"] = f"failed: {exc}"
+    problem = await app[UPSTREAM].problem(settings.readiness_cache_s, settings.readiness_timeout_s)
+    checks["upstream"] = problem or "ok"
+    if app[LIFECYCLE].stopping:
+        checks["shutdown"] = "in progress"
+    ready = all(value == "ok" for value in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "unavailable", **checks}, status=200 if ready else 503
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    settings = app[SETTINGS]
+    if settings.metrics_token is not None:
+        token = bearer_token(request.headers.get("Authorization")) or ""
+        expected = settings.metrics_token.get_secret_value()
+        if not hmac.compare_digest(token.encode(), expected.encode()):
+            raise GatewayError(401, "Invalid or missing metrics token.", code="invalid_token")
+    snapshot = await read_store_snapshot(app[STORE], settings.cache_max_bytes)
+    # Rendering reads the workers' metric files (several workers): not on the event loop.
+    body = await asyncio.to_thread(app[METRICS].render, snapshot)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
