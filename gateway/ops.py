@@ -12,7 +12,9 @@ import asyncio
 import hmac
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+
+# 0.0.4: the text format every Prometheus version parses (our names need nothing newer).
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from gateway.auth import bearer_token
 from gateway.errors import GatewayError
@@ -54,7 +56,7 @@ async def metrics(request: web.Request) -> web.Response:
     snapshot = await read_store_snapshot(app[STORE], settings.cache_max_bytes)
     # Rendering reads the workers' metric files (several workers): not on the event loop.
     body = await asyncio.to_thread(app[METRICS].render, snapshot)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
 def add_routes(app: web.Application) -> None:
