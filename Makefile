@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest promtool bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/gateway quickstart
 
-test: $(STAMP) lint typecheck pytest
+test: $(STAMP) lint typecheck pytest promtool
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
@@ -26,6 +26,18 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
+
+# Prometheus' own checks of deploy/prometheus: the config, the alert rules, and the rules' unit
+# tests. promtool comes from Debian's `prometheus` package, installed here when this machine can.
+promtool:
+	@command -v promtool >/dev/null || deploy/install-promtool || true
+	@if command -v promtool >/dev/null; then \
+		promtool check config deploy/prometheus/prometheus.yml && \
+		promtool check rules deploy/prometheus/alerts.yml && \
+		promtool test rules deploy/prometheus/alerts.test.yml; \
+	else \
+		echo "promtool cannot be installed here: deploy/prometheus was checked by pytest only"; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -1,0 +1,198 @@
+"""deploy/: every file parses, the pieces agree with each other, and every metric name the
+dashboard and the alert rules use is one the gateway exports (taken from a live `/metrics`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+METRIC_NAME = re.compile(r"(?<![A-Za-z0-9_:])gateway_[a-z0-9_]+")
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+
+
+@pytest.fixture
+async def exported(gateway: Any) -> set[str]:
+    """Every sample name the gateway's /metrics can carry (families without samples yet are
+    described there too)."""
+    text = await (await gateway.get("/metrics")).text()
+    names = set()
+    for family in text_string_to_metric_families(text):
+        names |= {family.name + suffix for suffix in SUFFIXES[family.type]}
+    return names
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def alert_expressions() -> dict[str, str]:
+    rules = load_yaml(DEPLOY / "prometheus" / "alerts.yml")
+    return {rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"]}
+
+
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        (DEPLOY / "grafana" / "dashboards" / "images-gateway.json").read_text()
+    )
+    return data
+
+
+def dashboard_panels() -> list[dict[str, Any]]:
+    return [panel for panel in dashboard()["panels"] if panel["type"] != "row"]
+
+
+def test_the_exported_names_are_what_the_readme_lists(exported: set[str]) -> None:
+    assert {"gateway_requests_total", "gateway_budget_remaining_usd"} <= exported
+    readme = (ROOT / "README.md").read_text()
+    families = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in exported}
+    missing = sorted(name for name in families if f"`{name}" not in readme)
+    assert missing == [], "metrics the README does not list"
+
+
+def test_alert_rules_use_only_exported_metrics(exported: set[str]) -> None:
+    expressions = alert_expressions()
+    assert {
+        "GatewayTeamBudgetNearlyExhausted",
+        "GatewayUpstreamErrorRatioHigh",
+        "GatewayP99LatencyHigh",
+        "GatewayCacheNearLimit",
+    } <= set(expressions)
+    for alert, expr in expressions.items():
+        used = set(METRIC_NAME.findall(expr))
+        assert used or "up{" in expr, alert
+        assert used <= exported, (alert, used - exported)
+
+
+def test_dashboard_panels_query_only_exported_metrics(exported: set[str]) -> None:
+    panels = dashboard_panels()
+    titles = {panel["title"] for panel in panels}
+    for wanted in ("Spend rate", "Budget remaining", "Cache hit ratio", "Dollars saved"):
+        assert any(title.startswith(wanted) for title in titles), wanted
+    assert any("first stream event" in title for title in titles)
+    assert any("Refusals" in title for title in titles)
+    assert any("Upstream errors" in title for title in titles)
+    for panel in panels:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            used = set(METRIC_NAME.findall(target["expr"]))
+            assert used, (panel["title"], target["expr"])
+            assert used <= exported, (panel["title"], used - exported)
+            assert target["datasource"]["uid"] == panel["datasource"]["uid"]
+    ids = [panel["id"] for panel in dashboard()["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_grafana_provisioning_points_at_the_dashboard_and_the_datasource() -> None:
+    datasources = load_yaml(DEPLOY / "grafana/provisioning/datasources/prometheus.yml")
+    (source,) = datasources["datasources"]
+    assert {panel["datasource"]["uid"] for panel in dashboard_panels()} == {source["uid"]}
+    assert source["url"] == "http://prometheus:9090"
+    providers = load_yaml(DEPLOY / "grafana/provisioning/dashboards/dashboards.yml")
+    assert providers["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_compose_wires_gateway_prometheus_and_grafana() -> None:
+    compose = load_yaml(DEPLOY / "docker-compose.yml")
+    services = compose["services"]
+    assert {"gateway", "prometheus", "grafana"} <= set(services)
+    for service in services.values():  # every file a service mounts is in the repository
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), source
+    mounts = {v.split(":")[1] for v in services["grafana"]["volumes"]}
+    assert {"/etc/grafana/provisioning", "/var/lib/grafana/dashboards"} <= mounts
+    gateway = services["gateway"]
+    assert (ROOT / gateway["build"]["context"].replace("..", ".") / "deploy/Dockerfile").exists()
+    assert gateway["ports"] == ["8080:8080"]
+    prometheus = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    (job,) = prometheus["scrape_configs"]
+    assert job["static_configs"][0]["targets"] == ["gateway:8080"]
+    assert job["metrics_path"] == "/metrics"
+    assert prometheus["rule_files"] == ["alerts.yml"]
+    # The alerts name the scrape job they watch.
+    assert f'job="{job["job_name"]}"' in alert_expressions()["GatewayDown"]
+
+
+def test_dockerfile_runs_unprivileged_with_a_volume_and_a_healthcheck() -> None:
+    lines = [
+        line.strip()
+        for line in (DEPLOY / "Dockerfile").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    instructions = [line.split()[0] for line in lines if line.split()[0].isupper()]
+    assert "HEALTHCHECK" in instructions and "VOLUME" in instructions
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert instructions.index("USER") < instructions.index("CMD")
+    for line in lines:
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), source
+    assert any("/healthz" in line for line in lines)
+    # The image serves on every interface: the gateway's own default is loopback.
+    assert any("GATEWAY_HOST=0.0.0.0" in line for line in lines)
+
+
+def kubernetes() -> dict[str, dict[str, Any]]:
+    kustomization = load_yaml(DEPLOY / "kubernetes" / "kustomization.yaml")
+    documents = {}
+    for name in kustomization["resources"]:
+        for document in yaml.safe_load_all((DEPLOY / "kubernetes" / name).read_text()):
+            documents[document["kind"]] = document
+    return documents
+
+
+def test_kubernetes_manifests_agree_with_each_other() -> None:
+    manifests = kubernetes()
+    assert set(manifests) == {
+        "ConfigMap",
+        "Secret",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "Service",
+        "ServiceMonitor",
+    }
+    deployment, service = manifests["Deployment"], manifests["Service"]
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    (port,) = container["ports"]
+    config = manifests["ConfigMap"]["data"]
+    assert port["containerPort"] == int(config["GATEWAY_PORT"])
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+    labels = pod["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    monitor = manifests["ServiceMonitor"]["spec"]
+    assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    assert monitor["endpoints"][0]["path"] == "/metrics"
+    # SIGTERM's grace fits in the pod's, after the preStop pause.
+    grace = float(config["GATEWAY_SHUTDOWN_GRACE_S"])
+    pause = float(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert pod["spec"]["terminationGracePeriodSeconds"] > grace + pause
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    assert mounts["data"] == config["GATEWAY_DATA_DIR"]
+    claims = [v for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    assert (
+        claims[0]["persistentVolumeClaim"]["claimName"]
+        == (manifests["PersistentVolumeClaim"]["metadata"]["name"])
+    )
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    # Secrets come from the Secret, and every setting named is a real one.
+    secret_names = set(manifests["Secret"]["stringData"])
+    assert secret_names == {"GATEWAY_UPSTREAM_API_KEY", "GATEWAY_ADMIN_TOKEN"}
+    known = {f"GATEWAY_{name.upper()}" for name in Settings.model_fields}
+    assert set(config) | secret_names <= known
