@@ -24,6 +24,7 @@ from gateway.settings import Settings
 from gateway.state import (
     CACHE,
     DETACHED,
+    ENDING_S,
     LIFECYCLE,
     METRICS,
     PRICES,
@@ -130,6 +131,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         finally:
             housekeeping.cancel()
             await _finish_detached(app, _grace_left(app))
+            deadline = app[LIFECYCLE].deadline
+            if deadline is not None:
+                deadline.cancel()
             await upstream.close()
             await cache.close()
     finally:
@@ -153,13 +157,27 @@ async def _housekeeping(app: web.Application) -> None:
 
 
 async def _stopping(app: web.Application) -> None:
-    """Shutdown has begun (the listener is closed): /readyz says so, and the grace starts."""
-    app[LIFECYCLE].stopping_at = time.monotonic()
+    """Shutdown has begun (the listener is closed): /readyz says so, and the grace starts. At
+    its end, upstream reads still going are cut, so streams end with their `stream_cut` event
+    and are charged for what they delivered, rather than being dropped mid-event."""
+    lifecycle = app[LIFECYCLE]
+    lifecycle.stopping_at = time.monotonic()
+    lifecycle.deadline = asyncio.get_running_loop().call_later(
+        app[SETTINGS].shutdown_grace_s, _cut_upstream, app
+    )
+
+
+def _cut_upstream(app: web.Application) -> None:
+    cut = app[UPSTREAM].cut_all()
+    if cut:
+        log.warning("shutdown grace is over: cut %d upstream responses still being read", cut)
 
 
 def _grace_left(app: web.Application) -> float:
+    """What remains of the grace and the time to send endings after it."""
     started = app[LIFECYCLE].stopping_at or time.monotonic()
-    return max(0.0, started + app[SETTINGS].shutdown_grace_s - time.monotonic())
+    deadline = started + app[SETTINGS].shutdown_grace_s + ENDING_S
+    return max(0.0, deadline - time.monotonic())
 
 
 async def _finish_detached(app: web.Application, grace_s: float) -> None:

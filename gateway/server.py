@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.pricing import PriceError
 from gateway.settings import Settings
-from gateway.state import PRICES
+from gateway.state import ENDING_S, PRICES
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,9 @@ async def serve_apps(
     """Serve each (app, host, port) until SIGINT or SIGTERM, then shut all down in reverse.
 
     Shutting down an app: its listener closes at once, requests and streams in flight get
-    `grace_s` to finish (then they are cancelled, and their ledger rows written), then its
-    cleanup runs.
+    `grace_s` to finish; then the app cuts its upstream reads (see app._stopping), and what is
+    still running after ENDING_S more is cancelled (its ledger row written); then its cleanup
+    runs.
     """
     runners = []
     try:
@@ -72,7 +73,10 @@ async def serve_apps(
             # upstream that went quiet, say); cleanup runs on the way out. aiohttp's test server
             # does the same, so tests see what production does.
             runner = web.AppRunner(
-                app, access_log=None, handler_cancellation=True, shutdown_timeout=grace_s
+                app,
+                access_log=None,
+                handler_cancellation=True,
+                shutdown_timeout=grace_s + ENDING_S,
             )
             await runner.setup()
             runners.append(runner)

@@ -31,13 +31,18 @@ class PriceBook:
         return self.table
 
 
+ENDING_S = 2.0
+
+
 @dataclass
 class Lifecycle:
     """Where the app is in its life. `stopping_at` (monotonic seconds) is set when shutdown
     begins: no new connections are taken from then on, and what is in flight has until
-    `stopping_at + shutdown_grace_s` to finish."""
+    `stopping_at + shutdown_grace_s` to finish; then upstream reads are cut, and the relays get
+    ENDING_S more to send their endings and write their ledger rows."""
 
     stopping_at: float | None = None
+    deadline: asyncio.TimerHandle | None = None  # ends upstream reads when the grace is over
 
     @property
     def stopping(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
@@ -102,6 +103,8 @@ class Upstream:
         )
         self._max_connections = settings.upstream_max_connections
         self._session: aiohttp.ClientSession | None = None
+        # Responses still being read, so that shutdown can end them at its deadline.
+        self._open: weakref.WeakSet[aiohttp.ClientResponse] = weakref.WeakSet()
         self._probe_lock = asyncio.Lock()
         self._probed: tuple[float, str | None] | None = None  # (when, problem)
 
@@ -173,7 +176,7 @@ class Upstream:
         # An explicit length keeps the upload un-chunked even when it streams from a spool file.
         headers["Content-Length"] = str(content_length)
         try:
-            return await self._session.request(
+            response = await self._session.request(
                 method,
                 self.url(path_and_query),
                 headers=headers,
@@ -191,3 +194,14 @@ class Upstream:
             raise upstream_unreachable("it closed the connection without answering.") from exc
         except aiohttp.ClientError as exc:
             raise upstream_unreachable(type(exc).__name__) from exc
+        self._open.add(response)
+        return response
+
+    def cut_all(self) -> int:
+        """Close every upstream response still being read (shutdown's deadline): their relays
+        see a broken connection and end as they would for one, a stream with its `stream_cut`
+        event and a charge for what it delivered. Returns how many were cut."""
+        cut = [response for response in self._open if not response.closed]
+        for response in cut:
+            response.close()
+        return len(cut)

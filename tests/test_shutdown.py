@@ -35,7 +35,14 @@ def wait_until_up(port: int, seconds: float = 15) -> None:
 
 
 @pytest.fixture
-def servers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, str, Path]]:
+def grace_s() -> str:
+    return "30"
+
+
+@pytest.fixture
+def servers(
+    tmp_path: Path, grace_s: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int, str, Path]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     sim_port, gw_port = free_port(), free_port()
     simulator = subprocess.Popen(
@@ -57,6 +64,7 @@ def servers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, str,
         "GATEWAY_DATA_DIR": str(tmp_path / "data"),
         "GATEWAY_PORT": str(gw_port),
         "GATEWAY_UPSTREAM_URL": f"http://127.0.0.1:{sim_port}/v1",
+        "GATEWAY_SHUTDOWN_GRACE_S": grace_s,
     }
     subprocess.run(
         [sys.executable, "-m", "gateway", "teams", "create", "t"],
@@ -89,10 +97,9 @@ def servers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, str,
             process.wait(timeout=10)
 
 
-def test_sigterm_lets_an_in_flight_stream_finish_and_keeps_its_row(
-    servers: tuple[subprocess.Popen[bytes], int, str, Path],
-) -> None:
-    gateway, port, key, db = servers
+def stream_through_sigterm(port: int, key: str, gateway: subprocess.Popen[bytes]) -> list[str]:
+    """Start a stream of 3 partial images (300 ms apart), SIGTERM the gateway at its first
+    event, and read what arrives."""
     events = []
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
     body = {
@@ -117,6 +124,19 @@ def test_sigterm_lets_an_in_flight_stream_finish_and_keeps_its_row(
         elif line.startswith(": gateway-cost-usd="):
             events.append(line.strip())
     connection.close()
+    return events
+
+
+def ledger(db: Path) -> list[tuple[str, int]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT outcome, cost_nanos FROM ledger").fetchall()
+
+
+def test_sigterm_lets_an_in_flight_stream_finish_and_keeps_its_row(
+    servers: tuple[subprocess.Popen[bytes], int, str, Path],
+) -> None:
+    gateway, port, key, db = servers
+    events = stream_through_sigterm(port, key, gateway)
     assert events == [
         "image_generation.partial_image",
         "image_generation.partial_image",
@@ -125,7 +145,25 @@ def test_sigterm_lets_an_in_flight_stream_finish_and_keeps_its_row(
         ": gateway-cost-usd=0.022885",
     ]
     assert gateway.wait(timeout=15) == 0
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT outcome, cost_nanos FROM ledger").fetchall()
     # 272 + 3 x 100 image tokens x $40/1M + 1 text token x $5/1M
-    assert rows == [("ok", 22_885_000)]
+    assert ledger(db) == [("ok", 22_885_000)]
+
+
+@pytest.mark.parametrize("grace_s", ["0.45"])
+def test_a_stream_longer_than_the_grace_ends_cut_and_charged_for_what_arrived(
+    servers: tuple[subprocess.Popen[bytes], int, str, Path],
+) -> None:
+    gateway, port, key, db = servers
+    started = time.monotonic()
+    events = stream_through_sigterm(port, key, gateway)
+    # Partial images come at 0, 0.3, 0.6 s...: the grace ends after the second.
+    assert events == [
+        "image_generation.partial_image",
+        "image_generation.partial_image",
+        "error",
+        ": gateway-cost-usd=0.008",
+    ]
+    assert gateway.wait(timeout=15) == 0
+    assert time.monotonic() - started < 3
+    # 2 partial images x 100 image tokens x $40/1M
+    assert ledger(db) == [("stream_cut", 8_000_000)]
