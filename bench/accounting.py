@@ -6,7 +6,10 @@ request goes round-robin to the simulator directly, the core gateway, and the cu
 whose key's team has a budget and rate limits so that every accounting step runs (estimate, rate
 limit admission, budget reservation, usage parsing, the settling ledger row).
 
-Run: .venv/bin/python bench/accounting.py [--n 2000] [--core-rev REV]
+Run: .venv/bin/python bench/accounting.py [--n 2000] [--core-rev REV] [--limits-on-both]
+
+`--core-rev b6c04d4 --limits-on-both` measures instead what came after that revision (metrics,
+the request log line) with both gateways doing the same accounting.
 """
 
 from __future__ import annotations
@@ -98,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--core-rev", default=CORE_REV)
+    parser.add_argument(
+        "--limits-on-both",
+        action="store_true",
+        help="give the baseline's team the same budget and limits (compare two revisions)",
+    )
     ns = parser.parse_args(argv)
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="gw-acct-") as tmp_name, worktree(ns.core_rev) as core:
@@ -113,8 +121,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             )
             servers.append(sim)
             wait_ready(sim, None)
-            core_gw, core_key = start_gateway("core", tmp, sim_port, core, ())
-            servers.append(core_gw)
             limits = (
                 "--budget-usd",
                 "1000000",
@@ -125,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "--ipm",
                 "1000000",
             )
+            core_limits = limits if ns.limits_on_both else ()
+            core_gw, core_key = start_gateway("core", tmp, sim_port, core, core_limits)
+            servers.append(core_gw)
             acct_gw, acct_key = start_gateway("accounting", tmp, sim_port, ROOT, limits)
             servers.append(acct_gw)
             json_type = {"Content-Type": "application/json"}
@@ -145,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 stop_server(server)
     result = {
         "core_rev": ns.core_rev,
+        "limits_on_both": ns.limits_on_both,
         "n_each": ns.n,
         "cut_short": cut,
         "ms": stats,

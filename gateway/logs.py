@@ -18,7 +18,8 @@ from typing import IO, Any
 from gateway.flow import Flow
 from gateway.money import nanos_to_usd
 
-_secrets: set[str] = set()
+# Longest first: a secret that contains another must be replaced whole.
+_secrets: tuple[str, ...] = ()
 REDACTED = "[redacted]"
 REQUEST_LOG = logging.getLogger("gateway.requests")
 MAX_LOGGED_PROMPT = 4000  # characters; a prompt can be 32k
@@ -26,8 +27,9 @@ MAX_LOGGED_MODEL = 100  # the model is what the client typed
 
 
 def redact_secret(secret: str) -> None:
-    if len(secret) >= 8:
-        _secrets.add(secret)
+    global _secrets
+    if len(secret) >= 8 and secret not in _secrets:
+        _secrets = tuple(sorted({*_secrets, secret}, key=len, reverse=True))
 
 
 def redact(text: str) -> str:

@@ -34,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError
 from gateway.flow import SERVED_BY_CACHE, Flow
 from gateway.money import NANOS_PER_USD
@@ -224,6 +225,19 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self._start_at_zero()
+
+    def _start_at_zero(self) -> None:
+        """Series whose labels are known in advance exist from the start, at 0, so that the
+        first event of their kind shows in `rate()` and `increase()` (a series born at 1 has no
+        earlier sample to rise from)."""
+        for endpoint in (*ENDPOINTS, "other"):
+            for kind in ("timeout", "unreachable", "stream_cut"):
+                self.upstream_errors.labels(endpoint, kind, "")
+        for reason in ("size", "expired", "corrupt", "purge"):
+            self.cache_evictions.labels(reason)
+        for reason in ("budget", "rpm", "ipm", "auth", "invalid"):
+            self.refusals.labels(reason, "")
 
     def request_started(self) -> None:
         self.in_flight.inc()
