@@ -36,6 +36,13 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ipm", type=int, help="images per minute")
 
 
+def _worker_count(text: str) -> int:
+    count = int(text)
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError("between 1 and 64")
+    return count
+
+
 def _limit_fields(ns: argparse.Namespace) -> dict[str, Any]:
     """Only the options given, so that an update changes only those."""
     fields: dict[str, Any] = {}
@@ -253,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the gateway")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int, help="worker processes (GATEWAY_WORKERS)")
+    serve.add_argument("--workers", type=_worker_count, help="worker processes (1-64)")
     # What the supervisor starts its workers with; not for people.
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 

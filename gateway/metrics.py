@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from prometheus_client import (
     CollectorRegistry,
@@ -39,6 +39,7 @@ from gateway.errors import GatewayError
 from gateway.flow import SERVED_BY_CACHE, Flow
 from gateway.money import NANOS_PER_USD
 from gateway.periods import Periods
+from gateway.pricing import Usage
 from gateway.store.base import CacheStats, Spend, Store, Team
 
 log = logging.getLogger(__name__)
@@ -49,14 +50,8 @@ LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300,
 )  # fmt: skip
 FIRST_EVENT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
-TOKEN_KINDS = (
-    "text_input",
-    "cached_text_input",
-    "image_input",
-    "cached_image_input",
-    "image_output",
-    "text_output",
-)
+# The kinds of tokens a bill has: text_input, cached_text_input, image_input, ... text_output.
+TOKEN_KINDS = tuple(kind.name for kind in fields(Usage))
 
 
 def multiprocess_dir() -> str | None:
