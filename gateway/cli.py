@@ -24,7 +24,7 @@ from gateway.ledger import GROUPS, usage_report
 from gateway.pricing import PriceError, describe, load_prices
 from gateway.server import read_pid
 from gateway.settings import Settings
-from gateway.store import Conflict, Store, open_store
+from gateway.store import Conflict, Store, migrated_store, open_store
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -54,13 +54,8 @@ def _limit_fields(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[int]]) -> int:
-    store = open_store(settings.resolved_database_url)
-    await store.connect()
-    try:
-        await store.migrate()
+    async with migrated_store(settings.resolved_database_url) as store:
         return await work(store)
-    finally:
-        await store.close()
 
 
 def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:

@@ -15,16 +15,13 @@ from gateway import accounts
 from gateway.app import create_app
 from gateway.server import pid_file, serve_apps
 from gateway.settings import Settings
-from gateway.store import open_store
+from gateway.store import migrated_store
 
 QUICKSTART_TEAM = "default"
 
 
 async def _issue_quickstart_key(settings: Settings) -> str:
-    store = open_store(settings.resolved_database_url)
-    await store.connect()
-    try:
-        await store.migrate()
+    async with migrated_store(settings.resolved_database_url) as store:
         team = await store.get_team(QUICKSTART_TEAM)
         if team is None:
             team = await accounts.create_team(store, accounts.TeamCreate(name=QUICKSTART_TEAM))
@@ -32,8 +29,6 @@ async def _issue_quickstart_key(settings: Settings) -> str:
             store, accounts.KeyCreate(team=team.name, name="quickstart")
         )
         return issued.secret
-    finally:
-        await store.close()
 
 
 def banner(base_url: str, key: str, upstream: str) -> str:

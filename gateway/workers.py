@@ -29,7 +29,7 @@ from gateway.app import empty_spool_dir
 from gateway.cache.files import BodyFiles
 from gateway.server import pid_file
 from gateway.settings import Settings
-from gateway.store import open_store
+from gateway.store import migrated_store
 
 log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = 1.0
@@ -41,13 +41,8 @@ def metrics_dir(settings: Settings) -> Path:
 
 
 async def _prepare_store(settings: Settings) -> None:
-    store = open_store(settings.resolved_database_url)
-    await store.connect()
-    try:
-        await store.migrate()
+    async with migrated_store(settings.resolved_database_url) as store:
         await store.release_expired(time.time())
-    finally:
-        await store.close()
 
 
 def prepare(settings: Settings) -> Path:

@@ -6,6 +6,9 @@ scheme. Today that is SQLite (`sqlite:///path`); a server database is another mo
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from gateway.store.base import ApiKey, Conflict, Store, Team
 from gateway.store.sqlite import SqliteStore
 
@@ -19,4 +22,17 @@ def open_store(url: str) -> Store:
     raise ValueError(f"unsupported database URL {url!r}: only sqlite:///path is supported")
 
 
-__all__ = ["ApiKey", "Conflict", "Store", "Team", "open_store"]
+@contextlib.asynccontextmanager
+async def migrated_store(url: str) -> AsyncIterator[Store]:
+    """The store for `url`, connected and migrated, closed on the way out: for commands and
+    start-up work outside the server (the server opens its own in the app's cleanup_ctx)."""
+    store = open_store(url)
+    await store.connect()
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
+
+
+__all__ = ["ApiKey", "Conflict", "Store", "Team", "migrated_store", "open_store"]

@@ -7,21 +7,18 @@ the dashboard (`$__range` as 5m) and every alert expression through Prometheus' 
 prints how many series each returns. Exits 1 if a query fails, a dashboard query returns
 nothing, or a rule is unhealthy.
 
-Run from the repository root: .venv/bin/python deploy/check_with_prometheus.py
+Run: .venv/bin/python bench/prometheus_check.py
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -30,27 +27,23 @@ from typing import Any
 import openai
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    HOST,
+    ROOT,
+    Server,
+    clean_env,
+    free_port,
+    gateway_command,
+    run_cli,
+    start_server,
+    stop_server,
+    wait_ready,
+)
+
 DEPLOY = ROOT / "deploy"
 ADMIN = "check-admin-token"
 LOW = {"model": "gpt-image-1", "quality": "low", "size": "1024x1024"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_up(port: int, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def get_json(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
@@ -59,20 +52,9 @@ def get_json(url: str, data: bytes | None = None, headers: dict[str, str] | None
         return json.load(response)
 
 
-def gateway_cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
-
-
 def drive_traffic(port: int, keys: dict[str, str]) -> None:
     def client(key: str) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+        return openai.OpenAI(base_url=f"http://{HOST}:{port}/v1", api_key=key, max_retries=0)
 
     rich, poor = client(keys["rich"]), client(keys["poor"])
     for prompt in ("a lighthouse", "a harbour", "a lighthouse", "a lighthouse"):
@@ -96,7 +78,7 @@ def drive_traffic(port: int, keys: dict[str, str]) -> None:
         with contextlib.suppress(openai.APIError):
             bad.images.generate(prompt="refused", **LOW)
     get_json(
-        f"http://127.0.0.1:{port}/admin/cache/purge",
+        f"http://{HOST}:{port}/admin/cache/purge",
         data=json.dumps({"team": "rich"}).encode(),
         headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
     )
@@ -122,66 +104,58 @@ def main() -> int:
     if prometheus is None:
         print("no `prometheus` on PATH (Debian: apt-get install prometheus)")
         return 2
+    servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="gw-prom-") as tmp_name:
         tmp = Path(tmp_name)
         sim_port, gw_port, prom_port = free_port(), free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | {
-            "GATEWAY_DATA_DIR": str(tmp / "data"),
-            "GATEWAY_PORT": str(gw_port),
-            "GATEWAY_UPSTREAM_URL": f"http://127.0.0.1:{sim_port}/v1",
-            "GATEWAY_ADMIN_TOKEN": ADMIN,
-            "GATEWAY_WORKERS": "2",
-        }
-        gateway_cli(env, "teams", "create", "rich", "--budget-usd", "100")
-        gateway_cli(env, "teams", "create", "poor", "--budget-usd", "0.01")
-        keys = {
-            team: gateway_cli(env, "keys", "create", "--team", team) for team in ("rich", "poor")
-        }
+        env = clean_env(
+            GATEWAY_DATA_DIR=str(tmp / "data"),
+            GATEWAY_PORT=str(gw_port),
+            GATEWAY_UPSTREAM_URL=f"http://{HOST}:{sim_port}/v1",
+            GATEWAY_ADMIN_TOKEN=ADMIN,
+            GATEWAY_WORKERS="2",
+        )
+        keys = {}
+        for team, budget in {"rich": "100", "poor": "0.01"}.items():
+            run_cli(["teams", "create", team, "--budget-usd", budget], env)
+            keys[team] = run_cli(["keys", "create", "--team", team], env).strip().splitlines()[-1]
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(DEPLOY / "prometheus/alerts.yml")],
             "scrape_configs": [
                 {
                     "job_name": "images-gateway",
-                    "static_configs": [{"targets": [f"127.0.0.1:{gw_port}"]}],
+                    "static_configs": [{"targets": [f"{HOST}:{gw_port}"]}],
                 }
             ],
         }
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-        logs = (tmp / "servers.log").open("w")
-        processes = [
-            subprocess.Popen(
-                [sys.executable, "-m", "gateway", "simulator", "--port", str(sim_port)],
-                stdout=logs,
-                stderr=logs,
-            ),
-            subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve"], env=env, stdout=logs, stderr=logs
-            ),
-            subprocess.Popen(
-                [
-                    prometheus,
-                    f"--config.file={tmp / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={tmp / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{prom_port}",
-                ],
-                stdout=logs,
-                stderr=logs,
-            ),
+        prometheus_argv = [
+            prometheus,
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address={HOST}:{prom_port}",
         ]
         try:
-            for port in (sim_port, gw_port, prom_port):
-                wait_until_up(port)
+            for name, argv, port, ready in (
+                (
+                    "simulator",
+                    gateway_command("simulator", "--port", str(sim_port)),
+                    sim_port,
+                    None,
+                ),
+                ("gateway", gateway_command("serve"), gw_port, "/healthz"),
+                ("prometheus", prometheus_argv, prom_port, "/-/ready"),
+            ):
+                servers.append(start_server(name, argv, port, env, tmp))
+                wait_ready(servers[-1], ready)
             time.sleep(2)  # a first scrape before the traffic, so rates have a start
             drive_traffic(gw_port, keys)
             time.sleep(8)
-            return check(f"http://127.0.0.1:{prom_port}")
+            return check(f"http://{HOST}:{prom_port}")
         finally:
-            for process in processes:
-                process.send_signal(signal.SIGTERM)
-            for process in processes:
-                process.wait(timeout=40)
-            logs.close()
+            for server in reversed(servers):
+                stop_server(server)
 
 
 def check(base: str) -> int:
