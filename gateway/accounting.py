@@ -12,7 +12,9 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
+import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import GatewayError, invalid_request
@@ -20,33 +22,22 @@ from gateway.flow import SERVED_BY_CACHE, Flow
 from gateway.imageinfo import image_dimensions
 from gateway.money import nanos_to_usd
 from gateway.periods import Periods
-from gateway.pricing import EstimateRequest, Usage, estimate, per_image_cost_nanos, usage_cost_nanos
+from gateway.pricing import (
+    EstimateRequest,
+    ModelPrice,
+    PriceTable,
+    Usage,
+    estimate,
+    per_image_cost_nanos,
+    usage_cost_nanos,
+)
 from gateway.quota import budget_exhausted, limits_for
 from gateway.state import PRICES, RATE_LIMITER, SETTINGS, STORE
 from gateway.store.base import LedgerRow
 
+log = logging.getLogger(__name__)
 PARTIAL_IMAGE_TOKENS = 100  # each partial image costs 100 image output tokens (image guide)
 NO_USAGE = Usage(0, 0, 0, 0, 0, 0)
-
-
-def _int_param(flow: Flow, name: str, default: int) -> int:
-    value = flow.params.get(name, default)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = -1
-    if isinstance(value, bool) or number < 0 or (isinstance(value, float) and value != number):
-        raise invalid_request(
-            f"'{name}' must be a non-negative integer.", code="invalid_value", param=name
-        )
-    return number
-
-
-def _text_param(flow: Flow, name: str) -> str | None:
-    value = flow.params.get(name)
-    return value if isinstance(value, str) else None
 
 
 def _input_images(flow: Flow) -> list[tuple[int, int] | None]:
@@ -74,35 +65,73 @@ def _data_url_dimensions(item: Any) -> tuple[int, int] | None:
 
 async def estimate_cost(flow: Flow) -> None:
     """`flow.estimate_nanos` is an upper bound of the cost in the usual case, and `flow.price`
-    the model's prices. A model with no price is refused unless the config allows it."""
-    if not flow.endpoint.known or flow.model is None:
+    the model's prices (`flow.svg_author` the SVG author's). A model with no price is refused
+    unless the config allows it; an SVG author with no price is refused always."""
+    parsed = flow.parsed
+    if not flow.endpoint.known or flow.model is None or parsed is None:
         return
-    app = flow.request.app
-    flow.price_version = app[PRICES].table.version
-    flow.price = app[PRICES].table.lookup(flow.model)
-    flow.n = _int_param(flow, "n", 1)
+    table = flow.request.app[PRICES].table
+    flow.price_version = table.version
+    flow.price = table.lookup(flow.model)
+    if flow.price is not None and flow.price.text_only:
+        raise invalid_request(
+            f"The model {flow.model!r} is a text model: it can author SVG output (svg.model),"
+            " not make images.",
+            code="invalid_value",
+            param="model",
+        )
     if flow.price is None:
-        if not app[SETTINGS].allow_unpriced_models:
-            raise invalid_request(
-                f"The model {flow.model!r} has no price in this gateway's price table, so its"
-                " cost cannot be charged. Ask the operator to add it to the price table.",
-                code="model_not_priced",
-                param="model",
-            )
+        if not flow.request.app[SETTINGS].allow_unpriced_models:
+            raise model_not_priced(flow.model, "model")
         return
+    if parsed.output_format == "svg" and not flow.price.per_image_billing:
+        flow.svg_author = _svg_author(table, parsed.svg_model)
     request = EstimateRequest(
         model=flow.model,
         endpoint=flow.endpoint.name,
-        size=_text_param(flow, "size"),
-        quality=_text_param(flow, "quality"),
+        size=parsed.size,
+        quality=parsed.quality,
         n=flow.n,
-        partial_images=_int_param(flow, "partial_images", 0),
+        partial_images=parsed.partial_images,
         stream=flow.stream,
-        prompt=_text_param(flow, "prompt") or "",
+        prompt=parsed.prompt,
         input_images=_input_images(flow) if flow.endpoint.name != "generations" else [],
-        input_fidelity=_text_param(flow, "input_fidelity"),
+        input_fidelity=parsed.input_fidelity,
+        output_format=parsed.output_format,
+        frame_count=parsed.frame_count,
+        complexity=parsed.complexity,
     )
-    flow.estimate_nanos = estimate(flow.price, request).nanos
+    estimated = estimate(flow.price, request, flow.svg_author)
+    flow.estimate_nanos = estimated.nanos
+    flow.svg_estimate_nanos = estimated.svg_nanos
+
+
+def _svg_author(table: PriceTable, name: str | None) -> ModelPrice:
+    """The text model that will author an SVG: the one named, which must be priced; when none
+    is named (upstream picks), the dearest text model the table knows, for an upper bound."""
+    if name is not None:
+        author = table.lookup(name)
+        if author is None or not author.text_only:
+            raise model_not_priced(name, "svg.model")
+        return author
+    author = table.dearest_text_model()
+    if author is None:
+        raise invalid_request(
+            "SVG output is authored by a text model, and this gateway's price table has none, so"
+            " its cost cannot be charged. Ask the operator to add one to the price table.",
+            code="model_not_priced",
+            param="svg.model",
+        )
+    return author
+
+
+def model_not_priced(model: str, param: str) -> GatewayError:
+    return invalid_request(
+        f"The model {model!r} has no price in this gateway's price table, so its cost cannot be"
+        " charged. Ask the operator to add it to the price table.",
+        code="model_not_priced",
+        param=param,
+    )
 
 
 async def check_rate_limits(flow: Flow) -> None:
@@ -150,26 +179,67 @@ async def reserve_budget(flow: Flow) -> None:
     )
 
 
-def actual_cost(flow: Flow) -> int:
-    """What upstream produced, at the model's prices (0 when nothing was produced)."""
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What a request is charged, and whether part of it is the estimate standing in for usage
+    upstream did not report (`usage_missing`)."""
+
+    nanos: int
+    usage_missing: bool = False
+
+
+def charge_for(flow: Flow) -> Charge:
+    """What upstream produced, at the model's prices (0 when nothing was produced).
+
+    Never $0 by accident: a 200 whose usage cannot be read is charged the estimate (an upper
+    bound), and marked so; a per-image model answering with token usage is charged at token
+    prices (the dearest image model the table knows, as the table cannot know which answered)."""
     price = flow.price
     if price is None or flow.status != 200 or flow.cache_status in SERVED_BY_CACHE:
-        return 0
+        return Charge(0)
+    if flow.outcome == "stream_cut" and flow.images == 0:
+        # Cut before any completed event: the partial images that arrived.
+        pending = Usage(0, 0, 0, 0, flow.partial_images_pending * PARTIAL_IMAGE_TOKENS, 0)
+        return Charge(usage_cost_nanos(price, pending) if not price.per_image_billing else 0)
+    if price.per_image_billing and flow.usage is None:
+        parsed = flow.parsed
+        size, quality = (parsed.size, parsed.quality) if parsed else (None, None)
+        return Charge(per_image_cost_nanos(price, size, quality, flow.images))
+    if flow.usage is None:
+        return Charge(flow.estimate_nanos, usage_missing=True)
+    token_price = price
     if price.per_image_billing:
-        return per_image_cost_nanos(
-            price, _text_param(flow, "size"), _text_param(flow, "quality"), flow.images
-        )
-    if flow.usage is not None:
-        return usage_cost_nanos(price, flow.usage)
-    # A stream cut before its completed event: charge the partial images that arrived.
-    partial = Usage(0, 0, 0, 0, flow.partial_images_seen * PARTIAL_IMAGE_TOKENS, 0)
-    return usage_cost_nanos(price, partial)
+        log.warning("per-image model %r answered with token usage", price.name)
+        token_price = flow.request.app[PRICES].table.dearest_image_model() or price
+    usage = flow.usage
+    if flow.partial_images_pending:  # a cut stream: partial images after its last completed
+        usage = usage.plus_output(flow.partial_images_pending * PARTIAL_IMAGE_TOKENS)
+    nanos, missing = usage_cost_nanos(token_price, usage), False
+    if flow.svg_author is not None:
+        svg_nanos = _svg_cost(flow)
+        missing = svg_nanos is None
+        nanos += flow.svg_estimate_nanos if svg_nanos is None else svg_nanos
+    return Charge(nanos, usage_missing=missing)
+
+
+def _svg_cost(flow: Flow) -> int | None:
+    """The SVG author's charge from `svg_usage`, or None when it cannot be read or priced."""
+    svg = flow.svg_usage
+    if svg is None:
+        return None
+    author = flow.request.app[PRICES].table.lookup(svg.model)
+    if author is None or not author.text_only:
+        log.warning("svg_usage names a model the price table cannot charge: %r", svg.model)
+        return None
+    return usage_cost_nanos(author, svg.as_usage())
 
 
 def outcome_of(error: BaseException | None, flow: Flow) -> tuple[int, str]:
     """The status and outcome the ledger records; a request that ended by an exception says
     which (the client's own status is what it was told, or would have been)."""
     if error is None:
+        if flow.outcome == "ok" and flow.status >= 400:
+            return flow.status, "upstream_error"  # upstream's own error, passed through
         return flow.status, flow.outcome
     if isinstance(error, GatewayError):
         outcomes = {"insufficient_quota": "refused_budget", "rate_limit_exceeded": "refused_rate"}
@@ -185,7 +255,16 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
         return
     flow.recorded = True
     flow.status, flow.outcome = outcome_of(error, flow)
-    flow.cost_nanos = actual_cost(flow)
+    charge = charge_for(flow)
+    flow.cost_nanos = charge.nanos
+    if charge.usage_missing and flow.outcome == "ok":
+        flow.outcome = "usage_missing"
+        log.warning(
+            "request %s: upstream answered 200 without usage the gateway can read; charged the"
+            " estimate, $%s",
+            flow.request_id,
+            nanos_to_usd(flow.cost_nanos),
+        )
     usage = flow.usage or NO_USAGE
     now = dt.datetime.now(dt.UTC)
     periods = Periods.at(now)
@@ -199,8 +278,8 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
         team_id=flow.team.id,
         endpoint=flow.endpoint.name,
         model=flow.model,
-        size=_text_param(flow, "size"),
-        quality=_text_param(flow, "quality"),
+        size=flow.parsed.size if flow.parsed else None,
+        quality=flow.parsed.quality if flow.parsed else None,
         n=flow.n,
         stream=flow.stream,
         status=flow.status,

@@ -29,6 +29,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from gateway.errors import invalid_request, request_too_large
+from gateway.params import check_depth, nested_too_deeply
 
 FILE_HEAD_BYTES = 64 * 1024  # enough for the dimensions of any PNG, JPEG, WebP or GIF
 TEXT_FIELD_LIMIT = 1024 * 1024  # prompts are at most 32k characters; longer fields count as files
@@ -76,6 +77,19 @@ class SpooledBody:
         if self._path is None:
             return bytes(self._memory)
         return _read_file_chunks(self._path)
+
+    def buffer(self) -> bytearray:
+        """The body held in memory, without a copy (not to be changed while in use)."""
+        if self._path is not None:
+            raise RuntimeError("body is spooled to disk")
+        return self._memory
+
+    def replace(self, data: bytes) -> None:
+        """Hold `data` instead (a body held in memory, rewritten before it is relayed)."""
+        if self._path is not None:
+            raise RuntimeError("body is spooled to disk")
+        self._memory = bytearray(data)
+        self.size = len(data)
 
     def bytes_in_memory(self) -> bytes:
         if self._path is not None:
@@ -278,19 +292,6 @@ async def spool_chunks(
     return body
 
 
-async def read_tail(body: SpooledBody, size: int) -> bytes:
-    """The last `size` bytes of the body."""
-    if body._path is None:
-        return bytes(body._memory[-size:])
-
-    def tail(path: Path) -> bytes:
-        with path.open("rb") as handle:
-            handle.seek(max(0, body.size - size))
-            return handle.read()
-
-    return await asyncio.to_thread(tail, body._path)
-
-
 def media_type_of(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
@@ -380,9 +381,14 @@ async def _parse_json(body: SpooledBody) -> Any:
     try:
         # Large JSON (data URLs of images) is parsed on a thread so the loop keeps serving.
         if len(raw) > 256 * 1024:
-            return await asyncio.to_thread(json.loads, raw)
-        return json.loads(raw)
+            document = await asyncio.to_thread(json.loads, raw)
+        else:
+            document = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_request(
             f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
         ) from exc
+    except RecursionError as exc:
+        raise nested_too_deeply() from exc
+    check_depth(document)
+    return document

@@ -13,7 +13,6 @@ class Endpoint:
     known: bool = True
     media_types: frozenset[str] = frozenset()
     requires_prompt: bool = False
-    default_model: str | None = None
 
 
 JSON = "application/json"
@@ -24,18 +23,15 @@ ENDPOINTS: dict[str, Endpoint] = {
         "generations",
         media_types=frozenset({JSON}),
         requires_prompt=True,
-        default_model="dall-e-2",
     ),
     "edits": Endpoint(
         "edits",
         media_types=frozenset({JSON, MULTIPART}),
         requires_prompt=True,
-        default_model="dall-e-2",
     ),
     "variations": Endpoint(
         "variations",
         media_types=frozenset({MULTIPART}),
-        default_model="dall-e-2",
     ),
 }
 

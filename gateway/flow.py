@@ -12,7 +12,8 @@ from aiohttp import web
 
 from gateway.body import SpooledBody
 from gateway.endpoints import Endpoint
-from gateway.pricing import ModelPrice, Usage
+from gateway.params import ImageParams
+from gateway.pricing import ModelPrice, SvgUsage, Usage
 from gateway.store import ApiKey, Team
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Flow:
     team: Team | None = None
     body: SpooledBody | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    parsed: ImageParams | None = None  # the checked fields of a known endpoint's request
     model: str | None = None
     stream: bool = False
     upstream: aiohttp.ClientResponse | None = None
@@ -55,12 +57,17 @@ class Flow:
     price: ModelPrice | None = None
     price_version: str | None = None
     estimate_nanos: int = 0
+    # SVG output: the text model that authors it, and the part of the estimate that is its own.
+    svg_author: ModelPrice | None = None
+    svg_estimate_nanos: int = 0
     reservation_id: int | None = None
     status: int = 0
     outcome: str = "ok"
     usage: Usage | None = None
+    svg_usage: SvgUsage | None = None
     images: int = 0
-    partial_images_seen: int = 0
+    # Partial images streamed since the last completed event (what a cut stream still owes).
+    partial_images_pending: int = 0
     cost_nanos: int = 0
     saved_nanos: int = 0
     # The cache: its plan (key, whether to read and write), and this request's part when it goes

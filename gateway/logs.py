@@ -32,6 +32,16 @@ def redact_secret(secret: str) -> None:
         _secrets = tuple(sorted({*_secrets, secret}, key=len, reverse=True))
 
 
+def redact_bytes(data: bytes | bytearray) -> bytes:
+    """`data` with every registered secret replaced (for small bodies: an upstream error)."""
+    data = bytes(data)
+    for secret in _secrets:
+        encoded = secret.encode()
+        if encoded in data:
+            data = data.replace(encoded, REDACTED.encode())
+    return data
+
+
 def redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:

@@ -105,10 +105,10 @@ def upstream_error(flow: Flow, error: BaseException | None) -> tuple[str, str] |
             return "status", "401"
     if flow.outcome == "stream_cut":
         return "stream_cut", ""
-    if flow.outcome == "upstream_error":
-        return "status", "error_event"
     if flow.upstream is not None and flow.upstream.status >= 400:
         return "status", str(flow.upstream.status)
+    if flow.outcome == "upstream_error":
+        return "status", "error_event"
     return None
 
 
@@ -208,6 +208,38 @@ class Metrics:
             ("endpoint", "kind", "status"),
             registry=r,
         )
+        self.usage_missing = Counter(
+            "gateway_usage_missing",
+            "200 answers whose usage could not be read: charged their estimate instead.",
+            ("model",),
+            registry=r,
+        )
+        self.ledger_journaled = Counter(
+            "gateway_ledger_journaled",
+            "Ledger rows the store could not take at once, written to the journal in the data dir.",
+            registry=r,
+        )
+        self.ledger_replayed = Counter(
+            "gateway_ledger_replayed",
+            "Journaled ledger rows written into the store later.",
+            registry=r,
+        )
+        self.orphaned = Counter(
+            "gateway_reservations_orphaned",
+            "Reservations whose request never settled (its process died), charged their estimate.",
+            registry=r,
+        )
+        self.connections_refused = Counter(
+            "gateway_connections_refused",
+            "Client connections answered 503 at once: the connection cap was reached.",
+            registry=r,
+        )
+        self.connections_timed_out = Counter(
+            "gateway_connections_timed_out",
+            "Client connections closed for being too slow, by phase (header, body).",
+            ("phase",),
+            registry=r,
+        )
         self.in_flight = Gauge(
             "gateway_requests_in_flight",
             "Requests being handled (including those finishing after their client left).",
@@ -233,6 +265,8 @@ class Metrics:
             self.cache_evictions.labels(reason)
         for reason in ("budget", "rpm", "ipm", "auth", "invalid"):
             self.refusals.labels(reason, "")
+        for phase in ("header", "body"):
+            self.connections_timed_out.labels(phase)
 
     def request_started(self) -> None:
         self.in_flight.inc()
@@ -290,6 +324,8 @@ class Metrics:
         reason = refusal_reason(flow, error)
         if reason is not None:
             self.refusals.labels(reason, team).inc()
+        if flow.outcome == "usage_missing":
+            self.usage_missing.labels(model).inc()
         failed = upstream_error(flow, error)
         if failed is not None:
             self.upstream_errors.labels(endpoint, *failed).inc()

@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
 
 from aiohttp import web
 
@@ -34,6 +33,7 @@ from gateway.cache.stages import join_in_flight, plan_cache, serve_from_cache
 from gateway.errors import GatewayError, invalid_request
 from gateway.flow import Flow
 from gateway.logs import log_request
+from gateway.params import read_params, text
 from gateway.relay import relay_response
 from gateway.state import METRICS, SETTINGS, STORE, UPSTREAM
 
@@ -117,17 +117,19 @@ async def inspect_request(flow: Flow) -> None:
             raise invalid_request(
                 "'prompt' must be a non-empty string.", code="invalid_value", param="prompt"
             )
-    model = flow.params.get("model") or flow.endpoint.default_model
-    if not isinstance(model, str):
-        raise invalid_request("'model' must be a string.", code="invalid_value", param="model")
+    settings = flow.request.app[SETTINGS]
+    model = text(flow.params, "model") or settings.default_model(flow.endpoint.name)
+    if model is None and not settings.allow_unpriced_models:
+        raise invalid_request(
+            "Missing required parameter: 'model'. Specify a model explicitly (this gateway"
+            " has no default model for this endpoint).",
+            code="missing_required_parameter",
+            param="model",
+        )
+    flow.parsed = read_params(flow.params, model)
     flow.model = model
-    flow.stream = _truthy(flow.params.get("stream"))
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1")
-    return value is True
+    flow.stream = flow.parsed.stream
+    flow.n = flow.parsed.n
 
 
 async def call_upstream(flow: Flow) -> None:

@@ -22,7 +22,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from decimal import (
     MAX_EMAX,
@@ -79,7 +79,18 @@ _TOKEN_RATES = (
     "text_output",
 )
 _REQUIRED_TOKEN_RATES = ("text_input", "image_input", "image_output")
-_MODEL_KEYS = frozenset({"source", *_TOKEN_RATES, "per_image", "output_tokens"})
+_MODEL_KEYS = frozenset(
+    {
+        "source",
+        *_TOKEN_RATES,
+        "per_image",
+        "output_tokens",
+        "complexity_tokens",
+        "max_output_tokens",
+    }
+)
+# A text model (one that authors SVG for an image model) has these rates and an output cap.
+_TEXT_MODEL_RATES = ("text_input", "text_output")
 _TOP_KEYS = frozenset({"version", "models", "aliases", "default_output_tokens"})
 
 # A usage kind with no rate of its own is charged at the next rate in its chain.
@@ -114,6 +125,9 @@ _UNKNOWN_IMAGE_TOKENS = _IMAGE_BASE_TOKENS + _IMAGE_TILE_TOKENS * _MAX_TILES
 _HIGH_FIDELITY_TOKENS = 4160
 _HIGH_FIDELITY_MAX_IMAGES = 5
 _PARTIAL_IMAGE_TOKENS = 100
+# GIF output: the API's default frame count, and the most it accepts.
+_DEFAULT_GIF_FRAMES = 9
+MAX_GIF_FRAMES = 16
 
 
 class PriceError(Exception):
@@ -140,11 +154,21 @@ class ModelPrice:
     text_output: Decimal | None
     per_image: Mapping[str, Decimal]
     output_tokens: Mapping[str, Mapping[str, int]]
+    # complexity -> text output tokens per image, an upper bound of the planning `complexity`
+    # adds (empty: the model has no such parameter, or it adds nothing).
+    complexity_tokens: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # Text models only: the most output tokens one answer can have (bounds an SVG's cost).
+    max_output_tokens: int | None = None
 
     @property
     def per_image_billing(self) -> bool:
         """True when the model is charged per image rather than per token."""
         return bool(self.per_image)
+
+    @property
+    def text_only(self) -> bool:
+        """A text model: it prices SVG authoring (`svg_usage`), never an image request."""
+        return not self.per_image and self.image_output is None
 
 
 @dataclass(frozen=True)
@@ -171,6 +195,17 @@ class PriceTable:
             if match is not None:
                 found = self._direct(match.group(1))
         return found
+
+    def dearest_text_model(self) -> ModelPrice | None:
+        """The text model with the dearest text output (then input): the upper bound for an SVG
+        whose author the request does not name."""
+        texts = [price for price in self.models.values() if price.text_only]
+        return max(texts, key=lambda p: (p.text_output, p.text_input), default=None)
+
+    def dearest_image_model(self) -> ModelPrice | None:
+        """The token-billed image model with the dearest image output (then input) rate."""
+        images = [p for p in self.models.values() if p.image_output is not None]
+        return max(images, key=lambda p: (p.image_output, p.image_input), default=None)
 
     def _direct(self, model: str) -> ModelPrice | None:
         price = self.models.get(model)
@@ -199,6 +234,10 @@ class Usage:
             value = getattr(self, item.name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"usage {item.name} must be a whole number >= 0, not {value!r}")
+
+    def plus_output(self, image_tokens: int) -> Usage:
+        """This usage with `image_tokens` more image output."""
+        return replace(self, image_output=self.image_output + image_tokens)
 
     @classmethod
     def from_api(cls, usage: Mapping[str, Any]) -> Usage:
@@ -259,12 +298,47 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class SvgUsage:
+    """What authoring an SVG cost (`svg_usage`): its text model and billable tokens.
+
+    `output_tokens` counts reasoning too: the larger of the reported output and total - input.
+    """
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+
+    @classmethod
+    def from_api(cls, usage: Mapping[str, Any]) -> SvgUsage:
+        """Read the API's `svg_usage` object; raises ValueError when it cannot be billed."""
+        if not isinstance(usage, Mapping):
+            raise ValueError(f"svg_usage must be an object, not {type(usage).__name__}")
+        model = usage.get("model")
+        if not isinstance(model, str) or not model:
+            raise ValueError("svg_usage.model must name a model")
+        given = _count(usage, "input_tokens", "svg_usage")
+        output = _count(usage, "output_tokens", "svg_usage")
+        total = _count(usage, "total_tokens", "svg_usage")
+        reasoning = _count(usage, "reasoning_tokens", "svg_usage")
+        if given is None or (output is None and total is None):
+            raise ValueError("svg_usage must give input_tokens and output or total tokens")
+        billable = max(output or 0, (total or 0) - given)
+        if output is not None and total is not None and total < given + output:
+            billable += reasoning or 0  # reasoning was reported beside, not inside, the output
+        return cls(model, given, billable)
+
+    def as_usage(self) -> Usage:
+        return Usage(self.input_tokens, 0, 0, 0, 0, self.output_tokens)
+
+
+@dataclass(frozen=True)
 class EstimateRequest:
     """What `estimate` needs to know of a request.
 
     `endpoint` is "generations", "edits" or "variations". `input_images` holds one entry per
     input image (not the mask): its (width, height) from the file header, or None if unknown.
-    `size` and `quality` are as the client sent them (None when absent).
+    `size`, `quality`, `output_format` and `complexity` are as the client sent them (None when
+    absent); `frame_count` is None when absent.
     """
 
     model: str
@@ -277,14 +351,20 @@ class EstimateRequest:
     prompt: str = ""
     input_images: Sequence[tuple[int, int] | None] = ()
     input_fidelity: str | None = None
+    output_format: str | None = None
+    frame_count: int | None = None
+    complexity: str | None = None
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """An estimated cost in nano-dollars and the token counts it assumed (zero when per-image)."""
+    """An estimated cost in nano-dollars and the token counts it assumed (zero when per-image).
+
+    `svg_nanos` is the part of `nanos` for authoring an SVG (0 when none is asked for)."""
 
     nanos: int
     usage: Usage
+    svg_nanos: int = 0
 
 
 def load_prices(path: Path) -> PriceTable:
@@ -336,8 +416,8 @@ def per_image_cost_nanos(price: ModelPrice, size: str | None, quality: str | Non
 
     The entry is chosen by quality, when the model's prices depend on it, and size:
 
-    * quality None: "standard" (the API's default) if the model has it; a quality the model
-      lists: that one; "auto" or any other: the most expensive quality for the size;
+    * quality None or "auto": "standard" (the API's default) if the model has it; a quality
+      the model lists: that one; any other: the most expensive quality for the size;
     * size None: "1024x1024" (the API's default) if listed; a listed size: that one; any other
       size (including "auto"): the most expensive entry, an upper bound;
     * a model whose prices do not depend on quality ignores `quality`;
@@ -349,7 +429,9 @@ def per_image_cost_nanos(price: ModelPrice, size: str | None, quality: str | Non
         raise ValueError(f"model {price.name!r} is not billed per image")
     if n < 0:
         raise ValueError(f"n must be >= 0, not {n}")
-    size, quality = size or None, quality or None
+    size = size or None
+    # "auto" lets the API choose, and it chooses its default: auto costs what omitting costs.
+    quality = None if quality in (None, "", "auto") else quality
     entries = [(*_per_image_key(key), usd) for key, usd in price.per_image.items()]
     qualities = {q for q, _, _ in entries if q is not None}
     if qualities:
@@ -365,7 +447,9 @@ def per_image_cost_nanos(price: ModelPrice, size: str | None, quality: str | Non
         return _round_nanos(each * n * NANOS_PER_USD)
 
 
-def estimate(price: ModelPrice, request: EstimateRequest) -> Estimate:
+def estimate(
+    price: ModelPrice, request: EstimateRequest, svg_author: ModelPrice | None = None
+) -> Estimate:
     """Estimate the cost of `request` before it runs: an upper bound of its charge, usually.
 
     Per-image models: `per_image_cost_nanos(size, quality, n)`, with an all-zero usage.
@@ -375,9 +459,12 @@ def estimate(price: ModelPrice, request: EstimateRequest) -> Estimate:
     * output, per image: the `output_tokens` entry for quality and size. A quality that is
       None, "auto" or not in the table takes the most expensive row; a size that is None,
       "auto" or not "WxH" the most expensive size of the row; a "WxH" outside the row the row's
-      highest tokens-per-pixel scaled to that area, rounded up (for the shipped tables that is
-      the 1024x1024 count scaled by area). Streaming adds 100 per partial image per image; the
-      total is n times that. Text output is assumed to be zero.
+      highest tokens-per-pixel scaled to that area, rounded up (any size up to 3840x2160 is
+      bounded so). Streaming adds 100 per partial image per image. GIF output
+      (`output_format` "gif") renders `frame_count` frames (9 when absent, at most 16), each
+      an image. The total is n times that.
+    * text output, per image: the model's `complexity_tokens` for the request's complexity (the
+      largest entry when it is absent or unknown); zero for a model without that table.
     * text input: the prompt's length in UTF-8 bytes. A token covers at least one byte, so this
       bounds any byte-level tokenizer's count (and len(prompt), and the ceil(len/4) rule).
     * image input, per image: 65 + 129 per 512-pixel tile after fitting within 2048x2048 and
@@ -385,12 +472,16 @@ def estimate(price: ModelPrice, request: EstimateRequest) -> Estimate:
       (581 tokens; a 2048x2048 image is only 1 tile). An edit with no images listed counts one
       unknown image, since an edit has at least one. `input_fidelity` "high" adds 4160 for each
       of the first 5 images (gpt-image-1.5 preserves up to 5 at high fidelity; others 1).
+    * SVG output (`output_format` "svg"): `svg_author`, a text model, reads the prompt and the
+      reference image (at most the image's output tokens) and writes at most its
+      `max_output_tokens`; that part is `svg_nanos`.
     * nothing is assumed cached: cached tokens only lower a charge.
 
     "Usually" means: the upstream counts tokens as above (the public guide's table and the
-    simulator's model), the request's images are the ones listed, and no text is output.
-    Raises ValueError for a negative `n` or `partial_images`, or a token-billed model without an
-    output-token table.
+    simulator's model), the request's images are the ones listed, and the table's caps (rows for
+    unpublished qualities, complexity tokens) are at least what upstream spends.
+    Raises ValueError for a negative `n` or `partial_images`, a token-billed model without an
+    output-token table, or SVG output without a priced text model to author it.
     """
     if request.n < 0 or request.partial_images < 0:
         raise ValueError("n and partial_images must be >= 0")
@@ -402,21 +493,41 @@ def estimate(price: ModelPrice, request: EstimateRequest) -> Estimate:
     per_image = _output_tokens(price.output_tokens, request.size, request.quality)
     if request.stream:
         per_image += _PARTIAL_IMAGE_TOKENS * request.partial_images
+    if request.output_format == "gif":
+        frames = _DEFAULT_GIF_FRAMES if request.frame_count is None else request.frame_count
+        per_image *= max(1, min(frames, MAX_GIF_FRAMES))
     images: list[tuple[int, int] | None] = list(request.input_images)
     if not images and request.endpoint == "edits":
         images = [None]
     image_tokens = sum(_input_image_tokens(dims) for dims in images)
     if images and request.input_fidelity == "high":
         image_tokens += _HIGH_FIDELITY_TOKENS * min(len(images), _HIGH_FIDELITY_MAX_IMAGES)
+    prompt_tokens = len(request.prompt.encode("utf-8", "surrogatepass"))
     usage = Usage(
-        text_input=len(request.prompt.encode("utf-8")),
+        text_input=prompt_tokens,
         cached_text_input=0,
         image_input=image_tokens,
         cached_image_input=0,
         image_output=request.n * per_image,
-        text_output=0,
+        text_output=request.n * _complexity_tokens(price, request.complexity),
     )
-    return Estimate(usage_cost_nanos(price, usage), usage)
+    nanos = usage_cost_nanos(price, usage)
+    svg_nanos = 0
+    if request.output_format == "svg":
+        if svg_author is None or svg_author.max_output_tokens is None:
+            raise ValueError("SVG output needs a priced text model to author it")
+        reading = Usage(prompt_tokens + per_image, 0, 0, 0, 0, svg_author.max_output_tokens)
+        svg_nanos = request.n * usage_cost_nanos(svg_author, reading)
+    return Estimate(nanos + svg_nanos, usage, svg_nanos)
+
+
+def _complexity_tokens(price: ModelPrice, complexity: str | None) -> int:
+    table = price.complexity_tokens
+    if not table:
+        return 0
+    if complexity is not None and complexity in table:
+        return table[complexity]
+    return max(table.values())
 
 
 def describe(table: PriceTable) -> list[dict[str, str]]:
@@ -428,7 +539,8 @@ def describe(table: PriceTable) -> list[dict[str, str]]:
     """
     rows: list[dict[str, str]] = []
     for name, price in table.models.items():
-        row = {"model": name, "billing": "per image" if price.per_image_billing else "tokens"}
+        billing = "per image" if price.per_image_billing else "tokens"
+        row = {"model": name, "billing": "text (SVG author)" if price.text_only else billing}
         for rate in _TOKEN_RATES:
             value: Decimal | None = getattr(price, rate)
             row[rate] = "" if value is None else f"{value:f}"
@@ -443,9 +555,12 @@ def describe(table: PriceTable) -> list[dict[str, str]]:
 
 
 def _count(mapping: Mapping[str, Any], key: str, where: str) -> int | None:
+    """A token count: a whole number >= 0, also when written as a float (`1632.0`)."""
     value = mapping.get(key)
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{where}.{key} must be a whole number >= 0, not {value!r}")
     return value
@@ -600,15 +715,42 @@ class _Loader:
         }
         per_image: Mapping[str, Decimal] = MappingProxyType({})
         output_tokens: Mapping[str, Mapping[str, int]] = MappingProxyType({})
+        complexity_tokens: Mapping[str, int] = MappingProxyType({})
+        max_output_tokens: int | None = None
+        if "complexity_tokens" in data:
+            table = self.mapping(data["complexity_tokens"], f"{where}.complexity_tokens")
+            complexity_tokens = MappingProxyType(
+                {
+                    name: self.tokens(value, f"{where}.complexity_tokens.{_quote(name)}")
+                    for name, value in table.items()
+                }
+            )
         if "per_image" in data:
             per_image = self.per_image(data["per_image"], f"{where}.per_image")
-            token_keys = [k for k in (*_TOKEN_RATES, "output_tokens") if k in data]
+            token_keys = [
+                k
+                for k in (*_TOKEN_RATES, "output_tokens", "complexity_tokens", "max_output_tokens")
+                if k in data
+            ]
             if token_keys:
                 raise self.fail(
                     where,
                     f"has per_image and {', '.join(token_keys)}: a model is billed either per "
                     "image or per token",
                 )
+        elif rates["image_input"] is None and rates["image_output"] is None:
+            # A text model: it authors SVG for image models and is priced by its own usage.
+            missing = [rate for rate in _TEXT_MODEL_RATES if rates[rate] is None]
+            if "max_output_tokens" not in data:
+                missing.append("max_output_tokens")
+            if missing:
+                raise self.fail(
+                    where,
+                    f"missing {', '.join(missing)}: a text model (an SVG author) gives text_input,"
+                    " text_output and max_output_tokens; an image model gives text_input,"
+                    " image_input and image_output (USD per 1M tokens), or per_image",
+                )
+            max_output_tokens = self.tokens(data["max_output_tokens"], f"{where}.max_output_tokens")
         else:
             missing = [rate for rate in _REQUIRED_TOKEN_RATES if rates[rate] is None]
             if missing:
@@ -636,7 +778,14 @@ class _Loader:
             text_output=rates["text_output"],
             per_image=per_image,
             output_tokens=output_tokens,
+            complexity_tokens=complexity_tokens,
+            max_output_tokens=max_output_tokens,
         )
+
+    def tokens(self, value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(where, f"must be a whole number of tokens, not {value!r}")
+        return value
 
     def per_image(self, data: Any, where: str) -> Mapping[str, Decimal]:
         data = self.mapping(data, where)
@@ -673,11 +822,7 @@ class _Loader:
                 entry_where = f"{row_where}.{_quote(size)}"
                 if _parse_size(size) is None:
                     raise self.fail(entry_where, 'size must be "WxH", e.g. "1024x1024"')
-                if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
-                    raise self.fail(
-                        entry_where, f"must be a whole number of tokens, not {tokens!r}"
-                    )
-                row[size] = tokens
+                row[size] = self.tokens(tokens, entry_where)
             table[quality] = MappingProxyType(row)
         return MappingProxyType(table)
 

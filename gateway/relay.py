@@ -12,9 +12,9 @@ client leaves, the stream is still read to its end, so what upstream produced is
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,13 +22,15 @@ import aiohttp
 from aiohttp import web
 
 from gateway.accounting import cost_header, record
-from gateway.body import SpooledBody, read_tail, spool_chunks
+from gateway.body import SpooledBody, spool_chunks
 from gateway.errors import error_body, upstream_unreachable
 from gateway.flow import Flow
-from gateway.pricing import Usage
+from gateway.logs import redact_bytes
+from gateway.pricing import SvgUsage, Usage
 from gateway.sse import EventSplitter, event_name, format_event
 from gateway.state import METRICS, SETTINGS
 from gateway.upstream import client_response_headers
+from gateway.usage_scan import ScannedObject, event_data, scan_file, scan_object
 
 log = logging.getLogger(__name__)
 
@@ -37,35 +39,57 @@ log = logging.getLogger(__name__)
 CLIENT_GONE = (ConnectionError,)
 # Reading from an upstream that stops mid-body raises one of these.
 UPSTREAM_BROKE = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError)
-USAGE_TAIL_BYTES = 256 * 1024  # `usage` closes an images response; it is found in the tail
+# What accounting reads from an images response: its usage objects (decoded) and its images
+# (counted, never decoded).
+_DECODED = frozenset({"usage", "svg_usage"})
+_COUNTED = frozenset({"data"})
+LARGE_SCAN_BYTES = 256 * 1024  # a body this large is scanned on a thread
 
 
-def find_usage(data: bytes | bytearray) -> dict[str, Any] | None:
-    """The `usage` object of a JSON document, found from the end without parsing the images.
-
-    A `"usage"` inside a JSON string would be escaped (`\\"usage\\"`), so the last match of the
-    byte pattern is the key itself.
-    """
-    at = data.rfind(b'"usage"')
-    colon = data.find(b":", at + 7) if at >= 0 else -1
-    if colon < 0:
-        return None
-    text = bytes(data[colon + 1 :]).decode("utf-8", "replace").lstrip()
-    try:
-        value, _ = json.JSONDecoder().raw_decode(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _usage(found: dict[str, Any] | None) -> Usage | None:
+def read_usage(found: Any) -> Usage | None:
+    """`usage` as the gateway bills it, or None (logged) when absent or unreadable."""
     if found is None:
         return None
     try:
         return Usage.from_api(found)
     except ValueError:
-        log.warning("upstream sent a usage object the gateway cannot read: %r", found)
+        log.warning("upstream sent a usage object the gateway cannot read: %.300r", found)
         return None
+
+
+def read_svg_usage(found: Any) -> SvgUsage | None:
+    if found is None:
+        return None
+    try:
+        return SvgUsage.from_api(found)
+    except ValueError:
+        log.warning("upstream sent an svg_usage the gateway cannot read: %.300r", found)
+        return None
+
+
+async def scan_body(body: SpooledBody) -> ScannedObject:
+    """The usage objects and image count of a whole response body, large ones on a thread."""
+    if body.path is not None:
+        return await asyncio.to_thread(scan_file, body.path, decode=_DECODED, count=_COUNTED)
+    data = body.buffer()
+    if len(data) > LARGE_SCAN_BYTES:
+        return await asyncio.to_thread(scan_object, data, decode=_DECODED, count=_COUNTED)
+    return scan_object(data, decode=_DECODED, count=_COUNTED)
+
+
+def salvage_buffered(content: aiohttp.StreamReader) -> bytes:
+    """The bytes aiohttp had received when the connection broke but not yet handed out.
+
+    Its readers raise the connection's error before returning what they hold, so an event that
+    arrived whole just before a cut would be lost; this takes it from the reader's buffer."""
+    buffer: deque[bytes] | None = getattr(content, "_buffer", None)
+    if not buffer:
+        return b""
+    offset: int = getattr(content, "_buffer_offset", 0)
+    data = b"".join(buffer)[offset:]
+    buffer.clear()
+    content._buffer_offset = 0
+    return data
 
 
 async def relay_response(flow: Flow) -> web.StreamResponse:
@@ -96,7 +120,7 @@ def _headers(flow: Flow, upstream: aiohttp.ClientResponse) -> dict[str, str]:
 def stream_cut_event(reason: str) -> bytes:
     """The `error` event that ends a stream cut before its completed event."""
     error = error_body(
-        f"The image stream was cut off: {reason}. No complete image was delivered.",
+        f"The image stream was cut off: {reason}. Not every image was delivered.",
         type="upstream_error",
         code="stream_cut",
     )
@@ -127,8 +151,12 @@ async def relay_body(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stream
     flow.upstream_ended = time.perf_counter()
     flow.cleanup.push_async_callback(body.aclose)
     if upstream.status == 200:
-        flow.usage = _usage(find_usage(await read_tail(body, USAGE_TAIL_BYTES)))
-        flow.images = flow.n
+        found = await scan_body(body)
+        flow.usage = read_usage(found.members.get("usage"))
+        flow.svg_usage = read_svg_usage(found.members.get("svg_usage"))
+        flow.images = found.counts.get("data", flow.n)
+    elif not body.spooled:
+        body.replace(redact_bytes(body.buffer()))  # an error that echoes the upstream key
     await record(flow)
 
     headers = _headers(flow, upstream)
@@ -170,17 +198,26 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
         await leader.stream_started(headers)
 
     splitter = EventSplitter()
-    finished = False  # a completed or error event has been seen
+    finished = False  # the last completed event, or an error event, has been seen
+
+    async def relay(chunk: bytes) -> None:
+        nonlocal finished
+        for raw in splitter.feed(chunk):
+            if event_name(raw) == "error":
+                raw = bytearray(redact_bytes(raw))  # an error that echoes the upstream key
+            await writer.write(raw)
+            finished = _inspect_event(flow, raw) or finished
+            if leader is not None:
+                await leader.stream_event(raw)
+
     failure: str | None = None
     try:
         async for chunk in upstream.content.iter_any():
-            for raw in splitter.feed(chunk):
-                await writer.write(raw)
-                finished = await _inspect_event(flow, raw) or finished
-                if leader is not None:
-                    await leader.stream_event(raw)
+            await relay(chunk)
     except UPSTREAM_BROKE as exc:
         failure = f"the upstream connection failed ({type(exc).__name__})"
+        # Whole events that arrived before the cut are delivered (and charged) all the same.
+        await relay(salvage_buffered(upstream.content))
     flow.upstream_ended = time.perf_counter()
     if failure is None and (not finished or splitter.pending):
         failure = "upstream ended the stream before its completed event"
@@ -200,16 +237,21 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
     return response
 
 
-async def _inspect_event(flow: Flow, raw: bytearray) -> bool:
-    """Count what the event carries; True when it ends the stream (completed or error)."""
+def _inspect_event(flow: Flow, raw: bytearray) -> bool:
+    """Count what the event carries; True when it ends the stream: the completed event of the
+    last of the n images, or an error."""
     name = event_name(raw) or ""
     if name.endswith(".partial_image"):
-        flow.partial_images_seen += 1
+        flow.partial_images_pending += 1
     elif name.endswith(".completed"):
         flow.images += 1
+        flow.partial_images_pending = 0
         # Each completed event carries the usage so far; the last one is the request's.
-        flow.usage = _usage(find_usage(raw[-USAGE_TAIL_BYTES:])) or flow.usage
-        return True
+        data, start, end = event_data(raw)
+        found = scan_object(data, decode=_DECODED, start=start, end=end)
+        flow.usage = read_usage(found.members.get("usage")) or flow.usage
+        flow.svg_usage = read_svg_usage(found.members.get("svg_usage")) or flow.svg_usage
+        return flow.images >= flow.n
     elif name == "error":
         flow.outcome = "upstream_error"
         return True

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     upstream_read_timeout_s: float = Field(default=300.0, gt=0)
     upstream_max_connections: int = Field(default=100, gt=0)
 
+    # The model a request that names none is for, per endpoint. None: the request must name one.
+    # Shipped as the current API reference has it: generations and edits ask for an explicit
+    # model; variations (a retired endpoint) only ever served dall-e-2.
+    default_model_generations: str | None = None
+    default_model_edits: str | None = None
+    default_model_variations: str | None = "dall-e-2"
+
     # Accounting. A model missing from the price table is refused unless this is set; then it
     # is forwarded and charged $0, and its ledger rows say so.
     allow_unpriced_models: bool = False
@@ -92,6 +99,26 @@ class Settings(BaseSettings):
     # Teams (by name) whose requests are never answered from, nor stored in, the cache.
     cache_disabled_teams: list[str] = Field(default_factory=list)
 
+    @field_validator("upstream_api_key", "admin_token", "metrics_token", mode="after")
+    @classmethod
+    def _blank_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        """A token is sent in a header, whose value has no surrounding whitespace: a token made
+        only of whitespace is no token (the surface it guards stays off), and the rest is
+        stripped."""
+        if value is None:
+            return None
+        stripped = value.get_secret_value().strip()
+        return SecretStr(stripped) if stripped else None
+
+    def default_model(self, endpoint: str) -> str | None:
+        """The model assumed for a request to `endpoint` that names none."""
+        defaults = {
+            "generations": self.default_model_generations,
+            "edits": self.default_model_edits,
+            "variations": self.default_model_variations,
+        }
+        return defaults.get(endpoint) or None
+
     @property
     def resolved_database_url(self) -> str:
         """The store URL: `GATEWAY_DATABASE_URL`, or a SQLite file inside the data dir."""
@@ -107,10 +134,6 @@ class Settings(BaseSettings):
         """Cached response bodies (`bodies/`, named by content hash) and their partial writes
         (`tmp/`, emptied at start)."""
         return self.data_dir / "cache"
-
-    @property
-    def admin_enabled(self) -> bool:
-        return self.admin_token is not None and bool(self.admin_token.get_secret_value())
 
     @classmethod
     def settings_customise_sources(

@@ -31,8 +31,13 @@ from gateway.simulator_errors import (
 )
 from gateway.simulator_inputs import InputImage, file_input, json_inputs, json_reference
 from gateway.simulator_tokens import (
+    COMPLEXITY_TEXT_TOKENS,
     HIGH_FIDELITY_TOKENS,
     PARTIAL_IMAGE_TOKENS,
+    SVG_DEFAULT_AUTHOR,
+    SVG_OUTPUT_TOKENS,
+    SVG_READ_TOKENS,
+    SVG_REASONING_TOKENS,
     Usage,
     image_input_tokens,
     output_tokens_per_image,
@@ -101,6 +106,9 @@ class ImageJob:
     inputs: tuple[InputImage, ...]
     input_fidelity: str | None
     seed: bytes
+    frames: int = 1  # GIF output renders this many frames, each an image's worth of tokens
+    complexity: str | None = None
+    svg_author: str | None = None  # SVG output: the text model that writes it
 
     @property
     def is_gpt(self) -> bool:
@@ -116,15 +124,34 @@ class ImageJob:
         image = sum(image_input_tokens(i.width, i.height) for i in self.inputs)
         if self.inputs and self.input_fidelity == "high":
             image += HIGH_FIDELITY_TOKENS
-        output = output_tokens_per_image(self.tier, self.width, self.height)
+        output = output_tokens_per_image(self.tier, self.width, self.height) * self.frames
         if self.stream:
             output += PARTIAL_IMAGE_TOKENS * self.partial_images
-        return Usage(text, image, output)
+        planning = COMPLEXITY_TEXT_TOKENS.get(self.complexity or "", 0)
+        return Usage(text, image, output + planning, planning)
 
     def usage(self) -> Usage:
         """Usage of the whole request: the input once, n images' output."""
         one = self.image_usage()
-        return Usage(one.text_tokens, one.image_tokens, one.output_tokens * self.n)
+        return Usage(
+            one.text_tokens,
+            one.image_tokens,
+            one.output_tokens * self.n,
+            one.text_output_tokens * self.n,
+        )
+
+    def svg_usage(self) -> dict[str, Any] | None:
+        """`svg_usage` for SVG output: the author's own tokens, reasoning inside its output."""
+        if self.svg_author is None:
+            return None
+        read = text_tokens(self.prompt or "") + SVG_READ_TOKENS
+        return {
+            "model": self.svg_author,
+            "input_tokens": read,
+            "output_tokens": SVG_OUTPUT_TOKENS,
+            "reasoning_tokens": SVG_REASONING_TOKENS,
+            "total_tokens": read + SVG_OUTPUT_TOKENS,
+        }
 
 
 class _Params:
@@ -287,6 +314,14 @@ def _job(
         if response_format not in ("url", "b64_json"):
             raise invalid_value("response_format", response_format, ("url", "b64_json"))
     background = params.string("background") or "auto"
+    output_format = params.string("output_format") or "png"
+    frames = params.integer("frame_count", 9, 2, 16) if output_format == "gif" else 1
+    complexity = params.string("complexity")
+    svg_author = None
+    if output_format == "svg":
+        svg = params.get("svg")
+        named = svg.get("model") if isinstance(svg, dict) else None
+        svg_author = named if isinstance(named, str) and named else SVG_DEFAULT_AUTHOR
     canonical = {
         key: value
         for key, value in params.values.items()
@@ -308,15 +343,18 @@ def _job(
         width=width,
         height=height,
         quality="medium" if quality == "auto" else quality,
-        tier=quality_tier(quality),
+        tier=quality_tier(quality, above_high=model.startswith("gpt-image-2")),
         background="opaque" if background == "auto" else background,
-        output_format=params.string("output_format") or "png",
+        output_format=output_format,
         response_format=response_format,
         stream=stream,
         partial_images=partial_images,
         inputs=tuple(inputs),
         input_fidelity=params.string("input_fidelity"),
         seed=seed.digest(),
+        frames=frames,
+        complexity=complexity,
+        svg_author=svg_author,
     )
 
 

@@ -53,6 +53,9 @@ async def answer(request: web.Request, job: ImageJob, fault: Fault | None) -> we
         body["quality"] = job.quality
         body["size"] = job.size
         body["usage"] = job.usage().to_json()
+        svg_usage = job.svg_usage()
+        if svg_usage is not None:
+            body["svg_usage"] = svg_usage
     else:
         body["data"] = data
     # The real API pretty-prints its JSON; so do we.

@@ -39,6 +39,17 @@ OUTPUT_TOKENS: dict[str, dict[tuple[int, int], int]] = {
     "high": {(1024, 1024): 4160, (1024, 1536): 6240, (1536, 1024): 6208},
 }
 PARTIAL_IMAGE_TOKENS = 100
+# Qualities above high (gpt-image-2 and later): no public counts; the simulator's own model is
+# 1.5 and 2 times `high`, rounded up.
+_ABOVE_HIGH = {"xhigh": (3, 2), "max": (2, 1)}
+# `complexity` (planning before rendering): the simulator bills it as text output per image.
+COMPLEXITY_TEXT_TOKENS = {"low": 300, "medium": 900, "high": 2500}
+# SVG output: the author reads the prompt and a reference image and writes the SVG, reasoning
+# included (its output counts the reasoning, as the Responses API's does).
+SVG_READ_TOKENS = 765
+SVG_OUTPUT_TOKENS = 2400
+SVG_REASONING_TOKENS = 600
+SVG_DEFAULT_AUTHOR = "gpt-5-mini"
 HIGH_FIDELITY_TOKENS = 4160
 # Input images whose size cannot be read (http URLs, file ids, unknown formats) count as this.
 DEFAULT_INPUT_SIZE = (1024, 1024)
@@ -46,9 +57,10 @@ DEFAULT_INPUT_SIZE = (1024, 1024)
 _SQUARE_PIXELS = 1024 * 1024
 
 
-def quality_tier(quality: str) -> str:
-    """The table row for `quality`: itself if known, "medium" for "auto", else "high"."""
-    if quality in OUTPUT_TOKENS:
+def quality_tier(quality: str, *, above_high: bool = False) -> str:
+    """The table row for `quality`: itself if known (xhigh and max, which scale `high`, only for
+    models that have them: `above_high`), "medium" for "auto", else "high"."""
+    if quality in OUTPUT_TOKENS or (above_high and quality in _ABOVE_HIGH):
         return quality
     if quality == "auto":
         return "medium"
@@ -57,6 +69,9 @@ def quality_tier(quality: str) -> str:
 
 def output_tokens_per_image(tier: str, width: int, height: int) -> int:
     """Output image tokens for one final image of `width` × `height` at quality tier `tier`."""
+    if tier in _ABOVE_HIGH:
+        times, over = _ABOVE_HIGH[tier]
+        return -(-output_tokens_per_image("high", width, height) * times // over)
     table = OUTPUT_TOKENS[tier]
     exact = table.get((width, height))
     if exact is not None:
@@ -77,6 +92,7 @@ class Usage:
     text_tokens: int
     image_tokens: int
     output_tokens: int
+    text_output_tokens: int = 0  # of output_tokens: the text part (complexity's planning)
 
     @property
     def input_tokens(self) -> int:
@@ -92,5 +108,8 @@ class Usage:
                 "text_tokens": self.text_tokens,
                 "image_tokens": self.image_tokens,
             },
-            "output_tokens_details": {"image_tokens": self.output_tokens, "text_tokens": 0},
+            "output_tokens_details": {
+                "image_tokens": self.output_tokens - self.text_output_tokens,
+                "text_tokens": self.text_output_tokens,
+            },
         }

@@ -16,6 +16,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.errors import upstream_timeout, upstream_unreachable
+from gateway.logs import redact
 from gateway.settings import Settings
 
 # RFC 9110 §7.6.1 hop-by-hop headers, plus what the client library sets for itself.
@@ -78,9 +79,11 @@ def upstream_request_headers(
 
 
 def client_response_headers(upstream_headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """The headers relayed to the client: hop-by-hop and the upstream account's own dropped, and
+    the upstream key redacted should upstream echo it in one."""
     drop = _RESPONSE_DROP | _connection_listed(upstream_headers)
     return CIMultiDict(
-        (name, value)
+        (name, redact(value))
         for name, value in upstream_headers.items()
         if name.lower() not in drop and not name.lower().startswith(_RESPONSE_DROP_PREFIXES)
     )

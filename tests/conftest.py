@@ -126,3 +126,58 @@ async def sdk(
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@dataclass
+class Reply:
+    """One scripted upstream answer: a status, headers and a body, or a stream of chunks
+    written one by one (then, with `cut`, the connection dropped before the stream's end)."""
+
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] | None = None
+    chunks: list[bytes] | None = None
+    cut: bool = False
+
+
+@dataclass
+class ScriptedUpstream:
+    """An upstream that answers each request with the next scripted `Reply` (a plain JSON image
+    answer when none is left), and counts the requests that reached it."""
+
+    server: TestServer
+    replies: list[Reply]
+    calls: list[str]
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("/v1"))
+
+
+@pytest.fixture
+async def scripted_upstream(aiohttp_server: Any) -> ScriptedUpstream:
+    replies: list[Reply] = []
+    calls: list[str] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        calls.append(request.path_qs)
+        reply = replies.pop(0) if replies else Reply(b'{"created": 1, "data": []}')
+        headers = {"Content-Type": "application/json", **(reply.headers or {})}
+        if reply.chunks is None:
+            return web.Response(status=reply.status, body=reply.body, headers=headers)
+        response = web.StreamResponse(status=reply.status, headers=headers)
+        await response.prepare(request)
+        for chunk in reply.chunks:
+            await response.write(chunk)
+        if reply.cut:
+            assert request.transport is not None
+            request.transport.close()  # flushes what was written, then ends mid-stream
+            return response
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    server = await aiohttp_server(app)
+    return ScriptedUpstream(server, replies, calls)

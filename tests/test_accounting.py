@@ -67,7 +67,7 @@ async def test_a_response_carries_its_exact_cost_and_its_ledger_row(
     assert response.headers["x-gateway-cost-usd"] == "0.062735"
     (row,) = await ledger(gateway)
     assert row[:3] == (200, "ok", 62_735_000)
-    assert row[4:] == (1568, 3, "2026-11-01")
+    assert row[4:] == (1568, 3, "2026-12-02")
     assert row[3] >= row[2]  # the estimate was an upper bound
 
 
@@ -251,7 +251,7 @@ async def test_unpriced_models_pass_only_when_the_config_allows_and_cost_zero(
     )
     assert response.status == 200 and response.headers["x-gateway-cost-usd"] == "0.00"
     rows = await client.app[STORE]._all("SELECT model, cost_nanos, price_version FROM ledger")
-    assert rows == [("gpt-image-9", 0, "2026-11-01")]
+    assert rows == [("gpt-image-9", 0, "2026-12-02")]
 
 
 async def test_usage_report_sums_equal_the_ledger_and_the_headers(gateway: Any, key: str) -> None:
@@ -305,7 +305,7 @@ async def test_sighup_reloads_prices_and_a_bad_file_changes_nothing(
         create_app(make_settings(upstream_url=fake_upstream.url, prices=prices))
     )
     book = client.app[PRICES]
-    prices.write_text(shipped.replace('version = "2026-11-01"', 'version = "2026-12-01"'))
+    prices.write_text(shipped.replace('version = "2026-12-02"', 'version = "2026-12-01"'))
     reload_prices([client.app])
     assert book.table.version == "2026-12-01"
     prices.write_text("this is not toml [")

@@ -62,6 +62,16 @@ README_TOKEN_PRICES = {
     "gpt-image-1-mini": ("2.00", "0.20", "2.50", "0.25", "8.00", None),
     "gpt-image-1.5": ("5.00", "1.25", "8.00", "2.00", "32.00", "10.00"),
     "chatgpt-image-latest": ("5.00", "1.25", "8.00", "2.00", "32.00", "10.00"),
+    # Issue 10: copies of the official pricing page for gpt-image-2; the 2.5 family "aligned
+    # with GPT Image 2" per public reports.
+    "gpt-image-2": ("5.00", "1.25", "8.00", "2.00", "30.00", "10.00"),
+    "gpt-image-2.5-sunburst": ("5.00", "1.25", "8.00", "2.00", "30.00", "10.00"),
+    "gpt-image-2.5-flare": ("5.00", "1.25", "8.00", "2.00", "30.00", "10.00"),
+}
+# Text models that author SVG output: (text in, cached text in, text out) per 1M tokens.
+OFFICIAL_TEXT_PRICES = {
+    "gpt-5": ("1.25", "0.125", "10.00"),
+    "gpt-5-mini": ("0.25", "0.025", "2.00"),
 }
 README_PER_IMAGE = {
     "dall-e-2": {"256x256": "0.016", "512x512": "0.018", "1024x1024": "0.020"},
@@ -82,9 +92,11 @@ GUIDE_TABLE = {
 
 
 def test_shipped_file_has_version_and_every_model(table: PriceTable) -> None:
-    assert table.version == "2026-11-01"
+    assert table.version == "2026-12-02"
     assert table.path == str(SHIPPED)
-    assert set(table.models) == set(README_TOKEN_PRICES) | set(README_PER_IMAGE)
+    assert set(table.models) == (
+        set(README_TOKEN_PRICES) | set(README_PER_IMAGE) | set(OFFICIAL_TEXT_PRICES)
+    )
     for model in table.models.values():
         assert model.source
 
@@ -177,7 +189,8 @@ def test_names_and_dated_snapshots_resolve(table: PriceTable, name: str, base: s
 
 
 @pytest.mark.parametrize(
-    "name", ["gpt-image-2", "gpt-image-2.5-pro", "gpt-image-2-2026-01-01", "GPT-IMAGE-1", "", "-"]
+    "name",
+    ["gpt-image-2.6-sunburst", "gpt-image-2.6-flare", "gpt-image-2.5-pro", "GPT-IMAGE-1", "", "-"],
 )
 def test_unpriced_models_look_up_as_none(table: PriceTable, name: str) -> None:
     assert table.lookup(name) is None
@@ -434,11 +447,11 @@ def test_dall_e_2_by_size(table: PriceTable, size: str | None, nanos: int) -> No
         (None, "1024x1024", 40_000_000),  # standard is the default
         (None, None, 40_000_000),  # standard, 1024x1024
         ("", "", 40_000_000),  # empty form fields: not given
-        ("auto", "1024x1024", 80_000_000),  # auto: the most expensive quality, hd
-        ("auto", "1792x1024", 120_000_000),  # hd
+        ("auto", "1024x1024", 40_000_000),  # auto: the API's default, standard
+        ("auto", "1792x1024", 80_000_000),  # standard
         ("ultra", "1024x1024", 80_000_000),  # unknown quality: hd
         ("standard", "512x512", 80_000_000),  # unknown size: dearest standard entry
-        ("auto", "auto", 120_000_000),  # dearest of all
+        ("auto", "auto", 80_000_000),  # standard, its dearest size
     ],
 )
 def test_dall_e_3_by_quality_and_size(
@@ -683,7 +696,7 @@ def test_estimate_is_an_upper_bound_of_the_simulators_charge(
 # --- bad price files -----------------------------------------------------------------------------
 
 MINIMAL = """\
-version = "2026-11-01"
+version = "2026-12-02"
 [models.m]
 source = "test"
 text_input = "5.00"
@@ -702,14 +715,14 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_minimal_file_loads(tmp_path: Path) -> None:
     loaded = load_prices(write(tmp_path, MINIMAL))
-    assert loaded.version == "2026-11-01"
+    assert loaded.version == "2026-12-02"
     assert price(loaded, "m").image_output == Decimal("40.00")
 
 
 def test_integers_are_money_and_toml_dates_are_versions(tmp_path: Path) -> None:
-    text = MINIMAL.replace('"2026-11-01"', "2026-11-01").replace('"40.00"', "40")
+    text = MINIMAL.replace('"2026-12-02"', "2026-12-02").replace('"40.00"', "40")
     loaded = load_prices(write(tmp_path, text))
-    assert loaded.version == "2026-11-01"
+    assert loaded.version == "2026-12-02"
     assert price(loaded, "m").image_output == Decimal(40)
 
 
@@ -742,8 +755,8 @@ def test_default_output_tokens_fill_in(tmp_path: Path) -> None:
         ),
         (MINIMAL + "currency = 'USD'\n", r"models\.m\.output_tokens\.currency: must be a table"),
         ("extra = 1\n" + MINIMAL, r"top level: unknown key extra"),
-        (MINIMAL.replace('version = "2026-11-01"\n', ""), r"version: missing"),
-        (MINIMAL.replace('"2026-11-01"', '""'), r"version: must be a non-empty string"),
+        (MINIMAL.replace('version = "2026-12-02"\n', ""), r"version: missing"),
+        (MINIMAL.replace('"2026-12-02"', '""'), r"version: must be a non-empty string"),
         (MINIMAL.replace('source = "test"\n', ""), r"models\.m\.source: missing"),
         (MINIMAL.replace('image_input = "10.00"\n', ""), r"models\.m: missing image_input"),
         (MINIMAL.replace('"1024x1024"', '"big"'), r'size must be "WxH"'),

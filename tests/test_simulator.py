@@ -135,7 +135,10 @@ async def test_gpt_generation_returns_png_and_exact_usage(make_client: MakeClien
         ({}, "medium", "1024x1024", 1056),  # auto quality and size
         ({"quality": "high", "size": "1536x1024"}, "high", "1536x1024", 6208),
         ({"quality": "low", "size": "2048x2048"}, "low", "2048x2048", 1088),
-        ({"quality": "xhigh"}, "xhigh", "1024x1024", 4160),  # unknown quality priced as high
+        ({"quality": "ultra"}, "ultra", "1024x1024", 4160),  # unknown quality priced as high
+        ({"quality": "xhigh"}, "xhigh", "1024x1024", 4160),  # gpt-image-1.5 has none: high
+        ({"quality": "xhigh", "model": "gpt-image-2"}, "xhigh", "1024x1024", 6240),  # 1.5 x high
+        ({"quality": "max", "model": "gpt-image-2.5-flare"}, "max", "1024x1024", 8320),  # 2 x
         ({"quality": "medium", "size": "512x512"}, "medium", "512x512", 264),
     ],
 )
@@ -143,7 +146,8 @@ async def test_quality_and_size_resolution(
     make_client: MakeClient, extra: dict[str, Any], quality: str, size: str, output: int
 ) -> None:
     client = await make_client()
-    resp = await client.post(GEN, json={"model": "gpt-image-1.5", "prompt": "cat", **extra})
+    body = {"model": "gpt-image-1.5", "prompt": "cat", **extra}
+    resp = await client.post(GEN, json=body)
     payload = await resp.json()
     assert resp.status == 200, payload
     assert (payload["quality"], payload["size"]) == (quality, size)
@@ -157,8 +161,8 @@ async def test_unknown_model_and_fields_are_accepted(make_client: MakeClient) ->
         "model": "gpt-image-2",
         "prompt": "a logo",
         "svg": True,
-        "complexity": "high",
-        "quality": "xhigh",
+        "brand_kit": "acme",
+        "quality": "ultra",
         "background": "transparent",
         "output_format": "webp",
     }

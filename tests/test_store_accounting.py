@@ -58,7 +58,7 @@ def row(reservation_id: int | None, cost: int, **changes: object) -> LedgerRow:
         saved_nanos=0,
         latency_ms=1.0,
         upstream_request_id="req_up",
-        price_version="2026-11-01",
+        price_version="2026-12-02",
         reservation_id=reservation_id,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
