@@ -20,6 +20,7 @@ from typing import Any
 from gateway.errors import GatewayError, invalid_request
 from gateway.flow import SERVED_BY_CACHE, Flow
 from gateway.imageinfo import image_dimensions
+from gateway.journal import this_process
 from gateway.money import nanos_to_usd
 from gateway.periods import Periods
 from gateway.pricing import (
@@ -32,7 +33,7 @@ from gateway.pricing import (
     usage_cost_nanos,
 )
 from gateway.quota import budget_exhausted, limits_for
-from gateway.state import PRICES, RATE_LIMITER, SETTINGS, STORE
+from gateway.state import JOURNAL, METRICS, PRICES, RATE_LIMITER, SETTINGS, STORE
 from gateway.store.base import LedgerRow
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,12 @@ async def reserve_budget(flow: Flow) -> None:
         periods=periods,
         now=now.timestamp(),
         ttl_s=flow.request.app[SETTINGS].reservation_ttl_s,
+        # Named by its request: should the client leave while this runs, the hold is made all
+        # the same, and the request's ledger row (written on its way out) settles it by name.
+        request_id=flow.request_id,
+        owner=this_process(),
+        endpoint=flow.endpoint.name,
+        model=flow.model,
     )
     if flow.reservation_id is not None:
         return
@@ -300,7 +307,18 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
         price_version=flow.price_version,
         reservation_id=flow.reservation_id,
     )
-    await flow.request.app[STORE].record(row)
+    app = flow.request.app
+    try:
+        await app[STORE].record(row)
+    except Exception:
+        # The client's answer does not change: the row waits in the journal for the store.
+        log.exception("ledger write failed for %s; the row goes to the journal", row.request_id)
+        try:
+            await app[JOURNAL].append(row)
+        except Exception:
+            log.critical("ledger row LOST (journal failed too): %r", row, exc_info=True)
+            return
+        app[METRICS].ledger_journaled.inc()
 
 
 def cost_header(flow: Flow) -> str:

@@ -16,6 +16,7 @@ from gateway.cache.cache import ResponseCache
 from gateway.endpoints import endpoint_for
 from gateway.errors import GatewayError, error_body
 from gateway.flow import Flow
+from gateway.journal import LedgerJournal, settle_holds
 from gateway.logs import redact_secret
 from gateway.metrics import Metrics
 from gateway.quota import RateLimiter
@@ -25,6 +26,7 @@ from gateway.state import (
     CACHE,
     DETACHED,
     ENDING_S,
+    JOURNAL,
     LIFECYCLE,
     METRICS,
     PRICES,
@@ -119,8 +121,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await store.connect()
     try:
         await store.migrate()
-        await store.release_expired(time.time())
         worker = app[WORKER]
+        if not worker:  # the supervisor does this for its workers
+            await _settle_the_books(app, dead_owners=None)
         if not worker:  # several workers share these dirs; the supervisor empties them
             empty_spool_dir(settings)
         await cache.start(empty_tmp=not worker)
@@ -141,19 +144,26 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _housekeeping(app: web.Application) -> None:
-    """Every few seconds: checkpoint the store, release reservations that expired, forget idle
+    """Every few seconds: checkpoint the store, replay journaled ledger rows and settle expired
+    holds, forget idle
     rate-limit windows, write cache hit counts and drop expired cache entries."""
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
         try:
             await app[STORE].checkpoint()
-            released = await app[STORE].release_expired(time.time())
-            if released:
-                log.warning("released %d expired reservations", released)
+            await _settle_the_books(app, dead_owners=[])
             app[RATE_LIMITER].forget_idle(time.monotonic())
             await app[CACHE].housekeeping()
         except Exception:
             log.exception("housekeeping failed; trying again shortly")
+
+
+async def _settle_the_books(app: web.Application, dead_owners: list[str] | None) -> None:
+    """Journaled rows go into the store, then holds that will never settle become rows: in that
+    order, so a journaled request is not also charged as an orphan."""
+    metrics = app[METRICS]
+    metrics.ledger_replayed.inc(await app[JOURNAL].replay(app[STORE]))
+    metrics.orphaned.inc(await settle_holds(app[STORE], dead_owners=dead_owners))
 
 
 async def _stopping(app: web.Application) -> None:
@@ -211,6 +221,7 @@ def create_app(settings: Settings, *, worker: bool = False) -> web.Application:
     app[RATE_LIMITER] = RateLimiter()
     app[METRICS] = Metrics(key_labels=settings.metrics_key_labels)
     app[CACHE] = ResponseCache(settings, app[STORE], app[METRICS].cache_evicted)
+    app[JOURNAL] = LedgerJournal(settings.journal_dir)
     app[DETACHED] = set()
     app[LIFECYCLE] = Lifecycle()
     app[WORKER] = worker

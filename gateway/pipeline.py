@@ -139,7 +139,12 @@ async def call_upstream(flow: Flow) -> None:
     request = flow.request
     flow.upstream_started = time.perf_counter()
     flow.upstream = await request.app[UPSTREAM].send(
-        request.method, flow.upstream_path, request.headers, body.payload(), body.size
+        request.method,
+        flow.upstream_path,
+        request.headers,
+        body.payload(),
+        body.size,
+        request_id=flow.request_id,
     )
     flow.cleanup.callback(flow.upstream.release)
     if flow.upstream.status == 401:

@@ -130,6 +130,11 @@ class Settings(BaseSettings):
         return self.data_dir / "tmp"
 
     @property
+    def journal_dir(self) -> Path:
+        """Ledger rows the store could not take, until they are replayed into it."""
+        return self.data_dir / "journal"
+
+    @property
     def cache_dir(self) -> Path:
         """Cached response bodies (`bodies/`, named by content hash) and their partial writes
         (`tmp/`, emptied at start)."""

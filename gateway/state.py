@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.cache.cache import ResponseCache
+from gateway.journal import LedgerJournal
 from gateway.metrics import Metrics
 from gateway.pricing import PriceTable, load_prices
 from gateway.quota import RateLimiter
@@ -56,6 +57,7 @@ PRICES = web.AppKey("prices", PriceBook)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 CACHE = web.AppKey("cache", ResponseCache)
 METRICS = web.AppKey("metrics", Metrics)
+JOURNAL = web.AppKey("journal", LedgerJournal)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 # True when this process is one of several workers serving the same port and data dir.
 WORKER = web.AppKey("worker", bool)

@@ -167,8 +167,10 @@ class Upstream:
         client_headers: Mapping[str, str],
         body: bytes | AsyncIterator[bytes] | None,
         content_length: int,
+        request_id: str | None = None,
     ) -> aiohttp.ClientResponse:
         """Send one request upstream and return once its status and headers have arrived.
+        `request_id`, the gateway's, goes as `X-Client-Request-Id` unless the client sent one.
 
         Raises GatewayError 502 when upstream cannot be reached or drops the connection, and 504
         when it does not answer in time. The caller must release the response.
@@ -176,6 +178,10 @@ class Upstream:
         if self._session is None:
             raise RuntimeError("upstream session is not started")
         headers = upstream_request_headers(client_headers, self._api_key)
+        if request_id is not None:
+            # OpenAI keeps a client-supplied id with the request: the operator can match the
+            # gateway's ledger row to upstream's logs (a client's own id is kept instead).
+            headers.setdefault("X-Client-Request-Id", request_id)
         # An explicit length keeps the upload un-chunked even when it streams from a spool file.
         headers["Content-Length"] = str(content_length)
         try:

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from gateway.app import empty_spool_dir
 from gateway.cache.files import BodyFiles
+from gateway.journal import LedgerJournal, settle_holds
 from gateway.server import pid_file
 from gateway.settings import Settings
 from gateway.store import migrated_store
@@ -40,14 +42,16 @@ def metrics_dir(settings: Settings) -> Path:
     return settings.data_dir / "metrics"
 
 
-async def _prepare_store(settings: Settings) -> None:
+async def _settle_the_books(settings: Settings, dead_owners: list[str] | None) -> None:
+    """Journaled rows into the store, then the holds of dead processes settled (see journal)."""
     async with migrated_store(settings.resolved_database_url) as store:
-        await store.release_expired(time.time())
+        await LedgerJournal(settings.journal_dir).replay(store)
+        await settle_holds(store, dead_owners=dead_owners)
 
 
 def prepare(settings: Settings) -> Path:
     """Start-up work done once for all workers; returns the metrics directory, emptied."""
-    asyncio.run(_prepare_store(settings))
+    asyncio.run(_settle_the_books(settings, dead_owners=None))
     empty_spool_dir(settings)
     BodyFiles(settings.cache_dir).prepare()
     directory = metrics_dir(settings)
@@ -91,6 +95,10 @@ class Supervisor:
     def _restart(self, index: int, dead: subprocess.Popen[bytes]) -> None:
         log.error("worker %d exited with %s; starting another", dead.pid, dead.returncode)
         self._forget(dead)
+        try:  # its holds will never settle: charge them now rather than after their TTL
+            asyncio.run(_settle_the_books(self.settings, [f"{socket.gethostname()}:{dead.pid}"]))
+        except Exception:
+            log.exception("could not settle the holds of worker %d; they expire instead", dead.pid)
         time.sleep(RESTART_BACKOFF_S)  # a worker that cannot start must not spin
         self.workers[index] = self.start_worker()
 

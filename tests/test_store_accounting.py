@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -28,9 +29,12 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await store.close()
 
 
+_REQUEST_IDS = itertools.count(1)
+
+
 def row(reservation_id: int | None, cost: int, **changes: object) -> LedgerRow:
     base = LedgerRow(
-        request_id="req",
+        request_id=f"req_{next(_REQUEST_IDS)}",  # one row per request
         created_at=NOW.isoformat(),
         day=PERIODS.day,
         week=PERIODS.week,
@@ -136,7 +140,13 @@ async def test_expired_reservations_stop_counting_and_are_released(store: Store)
     assert await store.reserve(
         key_id="key_a", team_id=1, amount_nanos=100, periods=PERIODS, now=later, ttl_s=10
     )
-    assert await store.release_expired(later) == 1
+    assert await store.settle_orphans(later) == 1
+    # The expired hold became a ledger row of its own, charged what it held.
+    rows = await store._all("SELECT outcome, cost_nanos, estimate_nanos FROM ledger")  # type: ignore[attr-defined]
+    assert [tuple(r) for r in rows] == [("orphaned", 100, 100)]
+    # Charged in the periods of the day the hold was made (today).
+    today = Periods.at(dt.datetime.now(dt.UTC))
+    assert (await store.spend("team", "1", today, later)).spent_nanos == 100
 
 
 async def test_usage_groups_and_filters(store: Store) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -78,6 +80,56 @@ class LedgerRow:
     upstream_request_id: str | None
     price_version: str | None
     reservation_id: int | None
+
+
+def orphan_row(
+    reservation_id: int,
+    key_id: str,
+    team_id: int,
+    amount_nanos: int,
+    created_at: str,
+    request_id: str | None,
+    endpoint: str | None,
+    model: str | None,
+) -> LedgerRow:
+    """The ledger row of a hold whose request never settled: charged the hold, in the periods
+    of the day the hold was made."""
+    when = dt.datetime.fromisoformat(created_at)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    periods = Periods.at(when)
+    return LedgerRow(
+        request_id=request_id or f"orphan_{reservation_id}",
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+        day=periods.day,
+        week=periods.week,
+        month=periods.month,
+        key_id=key_id,
+        team_id=team_id,
+        endpoint=endpoint or "unknown",
+        model=model,
+        size=None,
+        quality=None,
+        n=None,
+        stream=False,
+        status=0,
+        outcome="orphaned",
+        cache_status="bypass",
+        text_input_tokens=0,
+        cached_text_input_tokens=0,
+        image_input_tokens=0,
+        cached_image_input_tokens=0,
+        image_output_tokens=0,
+        text_output_tokens=0,
+        images=0,
+        estimate_nanos=amount_nanos,
+        cost_nanos=amount_nanos,
+        saved_nanos=0,
+        latency_ms=0.0,
+        upstream_request_id=None,
+        price_version=None,
+        reservation_id=reservation_id,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +294,10 @@ class Store(Protocol):
         periods: Periods,
         now: float,
         ttl_s: float,
+        request_id: str | None = None,
+        owner: str | None = None,
+        endpoint: str | None = None,
+        model: str | None = None,
     ) -> int | None:
         """Hold `amount_nanos` against the key's and the team's budgets, atomically: the id of
         the reservation, or None when either budget (spent + reserved + amount) would pass."""
@@ -252,11 +308,20 @@ class Store(Protocol):
         ...
 
     async def record(self, row: LedgerRow) -> None:
-        """Write the ledger row; its reservation is released and spend counted in the same
-        statement."""
+        """Write the ledger row; its reservation (by id, or by its request) is released and
+        spend counted in the same statement. A second row for the same request is ignored."""
         ...
 
-    async def release_expired(self, now: float) -> int: ...
+    async def holders(self) -> list[str]:
+        """The owners (`host:pid`) of the holds now in the store."""
+        ...
+
+    async def settle_orphans(self, now: float, dead_owners: Collection[str] = ()) -> int:
+        """Holds whose request never settled, because they expired or their owner died, become
+        ledger rows with outcome `orphaned`, charged their amount (upstream may well have made
+        the image), unless the request has its row already; then the hold just goes. How many
+        holds were settled."""
+        ...
 
     async def usage(self, where: UsageFilter, group_by: str) -> list[dict[str, Any]]:
         """Ledger sums grouped by 'team', 'key', 'model' or 'day'."""

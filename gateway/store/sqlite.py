@@ -7,6 +7,7 @@ disk. Multi-statement changes use an explicit transaction.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from gateway.store.base import (
     Spend,
     Team,
     UsageFilter,
+    orphan_row,
 )
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
 from gateway.store.sqlite_cache import SqliteCacheIndex
@@ -48,8 +50,9 @@ _RESERVED = (
 # One statement, so the check and the hold are one atomic step: SQLite runs one writer at a time,
 # so no two requests can both see the same remaining budget.
 _RESERVE = f"""
-INSERT INTO reservations (key_id, team_id, amount_nanos, created_at, expires_at)
-SELECT :key_id, :team_id, :amount, :created_at, :expires_at
+INSERT INTO reservations
+    (key_id, team_id, amount_nanos, created_at, expires_at, request_id, owner, endpoint, model)
+SELECT :key_id, :team_id, :amount, :created_at, :expires_at, :request_id, :owner, :endpoint, :model
 FROM api_keys k JOIN teams t ON t.id = k.team_id
 WHERE k.id = :key_id
   AND (k.budget_nanos IS NULL OR
@@ -73,10 +76,13 @@ SELECT k.budget_nanos, k.budget_period,
 FROM api_keys k WHERE k.id = :id""",
 }
 _LEDGER_COLUMNS = tuple(LedgerRow.__dataclass_fields__)
+# A request has one row: writing it again (a journal replay, an orphan settled twice) is a no-op.
 _RECORD = (
     f"INSERT INTO ledger ({', '.join(_LEDGER_COLUMNS)})"
     f" VALUES ({', '.join(':' + c for c in _LEDGER_COLUMNS)})"
+    " ON CONFLICT (request_id) DO NOTHING"
 )
+_ORPHAN_COLUMNS = "id, key_id, team_id, amount_nanos, created_at, request_id, endpoint, model"
 _GROUPS = {
     "team": "t.name",
     "key": "l.key_id",
@@ -338,6 +344,10 @@ class SqliteStore:
         periods: Periods,
         now: float,
         ttl_s: float,
+        request_id: str | None = None,
+        owner: str | None = None,
+        endpoint: str | None = None,
+        model: str | None = None,
     ) -> int | None:
         row = await self._one(
             _RESERVE,
@@ -348,6 +358,10 @@ class SqliteStore:
                 "created_at": _now(),
                 "expires_at": now + ttl_s,
                 "now": now,
+                "request_id": request_id,
+                "owner": owner,
+                "endpoint": endpoint,
+                "model": model,
                 **periods.sql_case(),
             },
         )
@@ -363,10 +377,36 @@ class SqliteStore:
         values = {column: getattr(row, column) for column in _LEDGER_COLUMNS}
         await self._all(_RECORD, values)
 
-    async def release_expired(self, now: float) -> int:
-        rows = await self._all(
-            "DELETE FROM reservations WHERE expires_at <= ? RETURNING id", (now,)
+    async def holders(self) -> list[str]:
+        rows = await self._all("SELECT DISTINCT owner FROM reservations WHERE owner IS NOT NULL")
+        return [row[0] for row in rows]
+
+    async def settle_orphans(self, now: float, dead_owners: Collection[str] = ()) -> int:
+        owners = sorted(dead_owners)
+        marks = ", ".join("?" * len(owners))
+        held_by_dead = f" OR owner IN ({marks})" if owners else ""
+        found = await self._all(
+            f"SELECT {_ORPHAN_COLUMNS} FROM reservations WHERE expires_at <= ?{held_by_dead}",
+            (now, *owners),
         )
+        if not found:
+            return 0
+        rows = [orphan_row(*reservation) for reservation in found]
+        # One transaction: every orphan gets its row (a request that has one already keeps it),
+        # and every hold goes, its own row's trigger or the DELETE taking it.
+        try:
+            await self.db.execute("BEGIN IMMEDIATE")
+            await self.db.executemany(
+                _RECORD, [{c: getattr(r, c) for c in _LEDGER_COLUMNS} for r in rows]
+            )
+            await self.db.executemany(
+                "DELETE FROM reservations WHERE id = ?", [(r[0],) for r in found]
+            )
+            await self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                await self.db.execute("ROLLBACK")
+            raise
         return len(rows)
 
     async def usage(self, where: UsageFilter, group_by: str) -> list[dict[str, Any]]:

@@ -1,0 +1,152 @@
+"""Ledger rows the store could not take, kept on disk until it can; and holds left by the dead.
+
+What holds:
+- A ledger row whose write fails (disk full, the database locked past its timeout) is appended,
+  fsynced, to `<data dir>/journal/ledger-<pid>.jsonl` before the request ends, and written into
+  the store by `replay` as soon as the store takes it: by housekeeping and at start. Replaying is
+  idempotent (the ledger has one row per request id), and any process may replay any file: it
+  renames the file first, so two never replay the same one, and takes the file's lock, so a row
+  being appended is never lost.
+- `settle_holds` runs after a replay, so a request whose row was journaled is never also charged
+  as an orphan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+
+from gateway.store.base import LedgerRow, Store
+
+log = logging.getLogger(__name__)
+# A replay file this old belongs to a replayer that died mid-way: another process takes it over.
+STALE_REPLAY_S = 60.0
+
+
+def this_process() -> str:
+    """The owner recorded on this process's holds: `host:pid`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def dead_local_owners(owners: list[str]) -> list[str]:
+    """Of `owners`, those on this host whose process no longer runs."""
+    host = socket.gethostname()
+    dead = []
+    for owner in owners:
+        where, _, pid = owner.rpartition(":")
+        if where != host or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            dead.append(owner)
+        except PermissionError:
+            pass  # alive, another user's
+    return dead
+
+
+async def settle_holds(store: Store, *, dead_owners: list[str] | None = None) -> int:
+    """Expired holds, and those of `dead_owners` (default: every dead process on this host that
+    holds one), become `orphaned` ledger rows. How many."""
+    if dead_owners is None:
+        dead_owners = dead_local_owners(await store.holders())
+    settled = await store.settle_orphans(time.time(), dead_owners)
+    if settled:
+        log.warning(
+            "settled %d holds whose requests never finished as `orphaned` ledger rows, charged"
+            " their estimates",
+            settled,
+        )
+    return settled
+
+
+class LedgerJournal:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def append(self, row: LedgerRow) -> None:
+        """Keep `row` on disk (fsynced) until it can be written into the store."""
+        line = json.dumps(dataclasses.asdict(row), ensure_ascii=True) + "\n"
+        await asyncio.to_thread(self._append, line.encode())
+
+    def _append(self, line: bytes) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"ledger-{os.getpid()}.jsonl"
+        while True:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    current = os.stat(path).st_ino
+                except FileNotFoundError:
+                    current = None
+                if current != os.fstat(fd).st_ino:
+                    continue  # a replayer took this file away: write to a new one
+                os.write(fd, line)
+                os.fsync(fd)
+                return
+            finally:
+                os.close(fd)
+
+    async def pending(self) -> int:
+        """Rows waiting in the journal."""
+        return await asyncio.to_thread(self._count_rows)
+
+    def _count_rows(self) -> int:
+        if not self.directory.exists():
+            return 0
+        return sum(len(path.read_bytes().splitlines()) for path in self.directory.glob("*.jsonl"))
+
+    async def replay(self, store: Store) -> int:
+        """Write every journaled row into the store; files are removed once all their rows are
+        in. How many rows were replayed. A store that still fails leaves the rest for later."""
+        replayed = 0
+        for path in await asyncio.to_thread(self._claim_files):
+            rows = await asyncio.to_thread(self._read_locked, path)
+            for row in rows:
+                await store.record(row)
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            replayed += len(rows)
+        if replayed:
+            log.warning("replayed %d journaled ledger rows into the store", replayed)
+        return replayed
+
+    def _claim_files(self) -> list[Path]:
+        if not self.directory.exists():
+            return []
+        claimed = []
+        now = time.time()
+        for path in sorted(self.directory.glob("*.jsonl")):
+            if path.name.startswith("replay-"):
+                with contextlib.suppress(FileNotFoundError):
+                    if now - path.stat().st_mtime < STALE_REPLAY_S:
+                        continue  # another replayer is at it
+            target = path.with_name(f"replay-{os.getpid()}-{secrets.token_hex(4)}.jsonl")
+            try:
+                path.rename(target)
+                os.utime(target)  # claimed now: others leave it alone for STALE_REPLAY_S
+            except FileNotFoundError:
+                continue  # another process claimed it first
+            claimed.append(target)
+        return claimed
+
+    def _read_locked(self, path: Path) -> list[LedgerRow]:
+        with path.open("rb") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # a writer mid-append finishes first
+            lines = handle.read().splitlines()
+        rows = []
+        for line in lines:
+            try:
+                rows.append(LedgerRow(**json.loads(line)))
+            except (ValueError, TypeError):
+                log.error("journal %s holds a line that is not a ledger row: %.200r", path, line)
+        return rows
