@@ -1,0 +1,105 @@
+"""Issue 10: `kill -9` a real `gateway serve` with requests in flight, start it again. Every
+request upstream saw has its ledger row (charged, or `orphaned` and charged its estimate), and
+no hold outlives the restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from gateway import accounts
+from gateway.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
+from gateway.store import migrated_store
+from tests.conftest import UPSTREAM_KEY
+from tests.test_shutdown import free_port, wait_until_up
+
+IN_FLIGHT = 8
+
+
+def start_gateway(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve"], env=env, stdout=out, stderr=out
+        )
+
+
+async def test_kill_9_under_load_leaves_no_call_unaccounted(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    simulator = create_simulator_app(SimulatorConfig(record=True, api_key=UPSTREAM_KEY))
+    upstream = await aiohttp_server(simulator)
+    data = tmp_path / "data"
+    async with migrated_store(f"sqlite:///{data / 'gateway.db'}") as store:
+        await accounts.create_team(store, accounts.TeamCreate(name="t", budget_usd="100"))
+        key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | {
+        "GATEWAY_DATA_DIR": str(data),
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_UPSTREAM_URL": str(upstream.make_url("/v1")),
+        "GATEWAY_UPSTREAM_API_KEY": UPSTREAM_KEY,
+    }
+    log = tmp_path / "gateway.log"
+    gateway = start_gateway(env, log)
+    try:
+        wait_until_up(port)
+        url = f"http://127.0.0.1:{port}/v1/images/generations"
+        body = {"model": "gpt-image-1.5", "prompt": "a crash", "quality": "low"}
+        headers = {"Authorization": f"Bearer {key}"}
+        async with aiohttp.ClientSession() as session:
+            for i in range(4):  # answered before the crash
+                async with session.post(url, json={**body, "prompt": f"ok {i}"}, headers=headers):
+                    pass
+            slow = {**headers, "x-simulator-fault": "slow:5000"}
+            in_flight = [
+                asyncio.create_task(
+                    session.post(url, json={**body, "prompt": f"slow {i}"}, headers=slow)
+                )
+                for i in range(IN_FLIGHT)
+            ]
+            recorded = simulator[SIMULATOR_STATE].requests
+            deadline = time.monotonic() + 15
+            while len(recorded) < 4 + IN_FLIGHT and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert len(recorded) == 4 + IN_FLIGHT
+            gateway.send_signal(signal.SIGKILL)
+            gateway.wait(timeout=10)
+            for task in in_flight:  # their connections broke with the process
+                try:
+                    (await task).release()
+                except aiohttp.ClientError:
+                    pass
+        with sqlite3.connect(data / "gateway.db") as db:
+            held = db.execute("SELECT COUNT(*) FROM reservations").fetchone()[0]
+        assert held == IN_FLIGHT  # the dead process's holds are still there...
+
+        gateway = start_gateway(env, log)  # ...until it starts again
+        wait_until_up(port)
+    finally:
+        if gateway.poll() is None:
+            gateway.send_signal(signal.SIGTERM)
+            gateway.wait(timeout=30)
+    upstream_ids = {request.headers["x-client-request-id"] for request in recorded}
+    with sqlite3.connect(data / "gateway.db") as db:
+        rows = dict(db.execute("SELECT request_id, outcome FROM ledger").fetchall())
+        charged = db.execute(
+            "SELECT SUM(cost_nanos), SUM(estimate_nanos) FROM ledger WHERE outcome = 'orphaned'"
+        ).fetchone()
+        assert db.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] == 0
+        spent = db.execute(
+            "SELECT spent_nanos FROM spend WHERE scope = 'team' AND period = 'total'"
+        ).fetchone()[0]
+        total = db.execute("SELECT SUM(cost_nanos) FROM ledger").fetchone()[0]
+    assert upstream_ids <= set(rows), "an upstream call without its ledger row"
+    assert sorted(rows[i] for i in upstream_ids) == ["ok"] * 4 + ["orphaned"] * IN_FLIGHT
+    assert charged[0] == charged[1] > 0  # orphans are charged their estimates
+    assert spent == total
