@@ -14,6 +14,7 @@ from gateway import ops, pipeline
 from gateway.admin import create_admin_app
 from gateway.cache.cache import ResponseCache
 from gateway.endpoints import endpoint_for
+from gateway.endpoints import upstream_path as checked_upstream_path
 from gateway.errors import GatewayError, error_body
 from gateway.flow import Flow
 from gateway.journal import LedgerJournal, settle_holds
@@ -70,7 +71,17 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
     try:
         return await handler(request)
     except GatewayError as exc:
-        return exc.response()
+        if exc.status != 408:
+            return exc.response()
+        # A client too slow to send its body is answered and let go at once (rather than
+        # read for aiohttp's lingering time, which is what it is too slow for).
+        response = exc.response()
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.transport is not None:
+            request.transport.close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -91,9 +102,10 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
+    # The raw path, still percent-encoded, so upstream sees exactly what the client sent; but
+    # only when it stays under /v1/images/.
+    upstream_path = checked_upstream_path(request.raw_path)
     endpoint = endpoint_for(request.match_info["tail"])
-    # The raw path, still percent-encoded, so upstream sees exactly what the client sent.
-    upstream_path = request.raw_path.removeprefix("/v1/")
     flow = Flow(
         request=request,
         endpoint=endpoint,

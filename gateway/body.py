@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from aiohttp import web
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from gateway.errors import invalid_request, request_too_large
+from gateway.errors import GatewayError, invalid_request, request_too_large
 from gateway.params import check_depth, nested_too_deeply
 
 FILE_HEAD_BYTES = 64 * 1024  # enough for the dimensions of any PNG, JPEG, WebP or GIF
@@ -296,16 +297,55 @@ def media_type_of(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How fast a body must arrive: no pause longer than `idle_s`, and, once reading has taken
+    `idle_s`, at least `min_bytes_per_s` on average (0: no minimum)."""
+
+    idle_s: float
+    min_bytes_per_s: int
+
+
+async def paced(chunks: AsyncIterator[bytes], pace: Pace) -> AsyncIterator[bytes]:
+    """`chunks`, or a 408 as soon as they arrive too slowly (a client trickling its body)."""
+    started = time.monotonic()
+    received = 0
+    iterator = aiter(chunks)
+    while True:
+        try:
+            async with asyncio.timeout(pace.idle_s):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise body_too_slow(f"nothing arrived for {pace.idle_s:g} s") from None
+        received += len(chunk)
+        elapsed = time.monotonic() - started
+        if elapsed > pace.idle_s and received < pace.min_bytes_per_s * elapsed:
+            raise body_too_slow(
+                f"it arrived at {received / elapsed:.0f} bytes/s, under the"
+                f" {pace.min_bytes_per_s} bytes/s this gateway asks for"
+            )
+        yield chunk
+
+
+def body_too_slow(why: str) -> GatewayError:
+    return GatewayError(408, f"The request body arrived too slowly: {why}.", code="request_timeout")
+
+
 async def read_body(
     request: web.Request,
     *,
     limit: int,
     spool_threshold: int,
     spool_dir: Path,
+    pace: Pace | None = None,
 ) -> SpooledBody:
-    """Read the whole body of `request` once, within `limit` bytes (see read_stream)."""
+    """Read the whole body of `request` once, within `limit` bytes (see read_stream), at
+    `pace` or faster."""
+    chunks = request.content.iter_chunked(READ_CHUNK)
     return await read_stream(
-        request.content.iter_chunked(READ_CHUNK),
+        chunks if pace is None else paced(chunks, pace),
         content_type=request.headers.get("Content-Type", ""),
         declared_size=request.content_length,
         limit=limit,

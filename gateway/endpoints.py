@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import unquote
+
+from gateway.errors import GatewayError, invalid_request
+
+PREFIX = "/v1/images/"
+# Methods upstream serves under /v1/images/: POST for the endpoints, GET for what may come.
+FORWARDED_METHODS = frozenset({"GET", "POST"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +46,40 @@ ENDPOINTS: dict[str, Endpoint] = {
 def endpoint_for(tail: str) -> Endpoint:
     """The endpoint for the path below /v1/images/ (`generations`, `edits/…`, …)."""
     return ENDPOINTS.get(tail) or Endpoint(tail, known=False)
+
+
+def upstream_path(raw_path: str) -> str:
+    """The path and query to send upstream (below /v1/), from the client's raw request target.
+
+    Only a path that is still under /v1/images/ after normalization goes upstream: a segment
+    that is empty (`//`) or a dot segment (`.`, `..`), however percent-encoded, and an encoded
+    slash or backslash inside a segment are refused, since upstream or a proxy in between may
+    decode and collapse them into another path (with the operator's key)."""
+    path, _, _ = raw_path.partition("?")
+    if not path.startswith(PREFIX) or len(path) == len(PREFIX):
+        raise invalid_path(raw_path)
+    for segment in path[len(PREFIX) :].split("/"):
+        decoded, previous = segment, None
+        while decoded != previous:  # decode until stable: %252e is a dot two decodes away
+            previous, decoded = decoded, unquote(decoded)
+        if decoded in ("", ".", "..") or "/" in decoded or "\\" in decoded:
+            raise invalid_path(raw_path)
+    return raw_path.removeprefix("/v1/")
+
+
+def invalid_path(raw_path: str) -> GatewayError:
+    return invalid_request(
+        f"Invalid URL {raw_path[:200]!r}: only paths under /v1/images/ without empty or dot"
+        " segments are served.",
+        code="invalid_path",
+    )
+
+
+def check_forwarded_method(method: str, endpoint: Endpoint) -> None:
+    """Known endpoints take POST; other paths under /v1/images/ GET or POST, nothing else."""
+    allowed = {"POST"} if endpoint.known else FORWARDED_METHODS
+    if method not in allowed:
+        where = f"/v1/images/{endpoint.name}" if endpoint.known else "this path"
+        raise GatewayError(
+            405, f"Use {' or '.join(sorted(allowed))} for {where}.", code="method_not_allowed"
+        )

@@ -277,6 +277,13 @@ class Metrics:
             flow.stream_open = True
             self.streams_open.inc()
 
+    def edge_turned_away(self, what: str) -> None:
+        """A connection refused at the cap (`refused`) or cut for slowness (`header`)."""
+        if what == "refused":
+            self.connections_refused.inc()
+        else:
+            self.connections_timed_out.labels(what).inc()
+
     def cache_evicted(self, reason: str, entries: int) -> None:
         if entries:
             self.cache_evictions.labels(reason).inc(entries)
@@ -324,6 +331,8 @@ class Metrics:
         reason = refusal_reason(flow, error)
         if reason is not None:
             self.refusals.labels(reason, team).inc()
+        if isinstance(error, GatewayError) and error.code == "request_timeout":
+            self.connections_timed_out.labels("body").inc()
         if flow.outcome == "usage_missing":
             self.usage_missing.labels(model).inc()
         failed = upstream_error(flow, error)

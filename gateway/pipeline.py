@@ -28,8 +28,9 @@ from gateway.accounting import (
     reserve_budget,
 )
 from gateway.background import spawn
-from gateway.body import read_body
+from gateway.body import Pace, read_body
 from gateway.cache.stages import join_in_flight, plan_cache, serve_from_cache
+from gateway.endpoints import check_forwarded_method
 from gateway.errors import GatewayError, invalid_request
 from gateway.flow import Flow
 from gateway.logs import log_request
@@ -42,11 +43,9 @@ Stage = Callable[[Flow], Awaitable[web.StreamResponse | None]]
 
 
 async def check_method(flow: Flow) -> None:
-    """The known endpoints take POST only."""
-    if flow.endpoint.known and flow.request.method != "POST":
-        raise GatewayError(
-            405, f"Use POST for /v1/images/{flow.endpoint.name}.", code="method_not_allowed"
-        )
+    """The known endpoints take POST only; other paths GET or POST (nothing else upstream
+    serves for images)."""
+    check_forwarded_method(flow.request.method, flow.endpoint)
 
 
 async def authenticate(flow: Flow) -> None:
@@ -85,6 +84,7 @@ async def read_request_body(flow: Flow) -> None:
         limit=limit,
         spool_threshold=settings.spool_threshold_bytes,
         spool_dir=settings.spool_dir,
+        pace=Pace(settings.body_timeout_s, settings.body_min_bytes_per_s),
     )
     flow.cleanup.push_async_callback(flow.body.aclose)
 

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.guard import Guard, GuardedSite, default_connection_cap
 from gateway.pricing import PriceError
 from gateway.settings import Settings
-from gateway.state import ENDING_S, PRICES
+from gateway.state import ENDING_S, METRICS, PRICES, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,40 @@ async def _wait_for_signal(apps: list[web.Application]) -> None:
     await stop.wait()
 
 
+async def start_app(
+    app: web.Application, host: str, port: int, *, grace_s: float, reuse_port: bool = False
+) -> web.AppRunner:
+    """Serve `app` on host:port until the returned runner is cleaned up. A gateway app (one with
+    settings) is served behind the edge guard: connection cap, header and keep-alive timeouts,
+    parser errors in OpenAI's shape."""
+    settings = app.get(SETTINGS)
+    # A client that disconnects cancels its handler, so nothing waits on its behalf (an
+    # upstream that went quiet, say); cleanup runs on the way out. aiohttp's test server does
+    # the same, so tests see what production does.
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=grace_s + ENDING_S,
+        keepalive_timeout=settings.keepalive_timeout_s if settings else 75.0,
+    )
+    await runner.setup()
+    if settings is None:  # the simulator beside `make run`
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+        return runner
+    guard = Guard(
+        cap=settings.max_connections or default_connection_cap(),
+        header_timeout_s=settings.header_timeout_s,
+        on_count=app[METRICS].edge_turned_away,
+    )
+    try:
+        await GuardedSite(runner, host, port, guard, reuse_port=reuse_port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
 async def serve_apps(
     apps: list[tuple[web.Application, str, int]],
     on_ready: str | None = None,
@@ -69,18 +104,7 @@ async def serve_apps(
     runners = []
     try:
         for app, host, port in apps:
-            # A client that disconnects cancels its handler, so nothing waits on its behalf (an
-            # upstream that went quiet, say); cleanup runs on the way out. aiohttp's test server
-            # does the same, so tests see what production does.
-            runner = web.AppRunner(
-                app,
-                access_log=None,
-                handler_cancellation=True,
-                shutdown_timeout=grace_s + ENDING_S,
-            )
-            await runner.setup()
-            runners.append(runner)
-            await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+            runners.append(await start_app(app, host, port, grace_s=grace_s, reuse_port=reuse_port))
         if on_ready:
             print(on_ready, flush=True)
         await _wait_for_signal([app for app, _, _ in apps])

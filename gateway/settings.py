@@ -62,6 +62,17 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(default=64 * MiB, gt=0)
     spool_threshold_bytes: int = Field(default=1 * MiB, gt=0)
 
+    # The edge. A request's head must arrive within header_timeout_s of connecting; an idle
+    # kept-alive connection closes after keepalive_timeout_s (the next head must arrive within
+    # it too); a body must keep arriving: no pause over body_timeout_s, and at least
+    # body_min_bytes_per_s on average once it has taken that long. Past max_connections open
+    # connections (0: as many as the file-descriptor limit carries), new ones get a 503 at once.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    keepalive_timeout_s: float = Field(default=15.0, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    body_min_bytes_per_s: int = Field(default=1024, ge=0)
+    max_connections: int = Field(default=0, ge=0)
+
     # Upstream. Image generation can take two minutes, so the read timeout is per read, not total.
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
     upstream_read_timeout_s: float = Field(default=300.0, gt=0)
