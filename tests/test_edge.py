@@ -32,13 +32,13 @@ class Served:
         self.port = port
         self.key = key
 
-    async def exchange(self, raw: bytes, *, timeout: float = 5) -> tuple[int, dict[str, Any]]:
+    async def exchange(self, raw: bytes) -> tuple[int, dict[str, Any]]:
         """Send `raw`, read the answer to its end: (status, JSON body)."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         try:
             writer.write(raw)
             await writer.drain()
-            data = await asyncio.wait_for(reader.read(), timeout)
+            data = await asyncio.wait_for(reader.read(), 5)
         finally:
             writer.close()
         return parse(data)
