@@ -315,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.simulator import add_simulator_arguments
 
     add_simulator_arguments(commands.add_parser("simulator", help="serve the fake Images API"))
+    commands.add_parser("openapi", help="print the OpenAPI 3.1 description of the gateway's API")
     return parser
 
 
@@ -329,6 +330,11 @@ ASYNC_COMMANDS: dict[str, Command] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    if ns.command == "openapi":
+        from gateway.openapi import rendered
+
+        sys.stdout.write(rendered())
+        return 0
     settings = Settings()
     if ns.command == "simulator":
         from gateway.simulator import config_from_args, run_simulator

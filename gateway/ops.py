@@ -19,7 +19,10 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from gateway.auth import bearer_token
 from gateway.errors import GatewayError
 from gateway.metrics import read_store_snapshot
+from gateway.openapi import rendered
 from gateway.state import LIFECYCLE, METRICS, SETTINGS, STORE, UPSTREAM
+
+OPENAPI_JSON = rendered()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -59,7 +62,12 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(text=OPENAPI_JSON, content_type="application/json")
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
