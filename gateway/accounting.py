@@ -22,6 +22,7 @@ from gateway.flow import SERVED_BY_CACHE, Flow
 from gateway.imageinfo import image_dimensions
 from gateway.journal import this_process
 from gateway.money import nanos_to_usd
+from gateway.params import is_valid_unicode
 from gateway.periods import Periods
 from gateway.pricing import (
     EstimateRequest,
@@ -217,7 +218,10 @@ def charge_for(flow: Flow) -> Charge:
     token_price = price
     if price.per_image_billing:
         log.warning("per-image model %r answered with token usage", price.name)
-        token_price = flow.request.app[PRICES].table.dearest_image_model() or price
+        dearest = flow.request.app[PRICES].table.dearest_image_model()
+        if dearest is None:  # a table of per-image models only: the upper bound it has
+            return Charge(flow.estimate_nanos, usage_missing=True)
+        token_price = dearest
     usage = flow.usage
     if flow.partial_images_pending:  # a cut stream: partial images after its last completed
         usage = usage.plus_output(flow.partial_images_pending * PARTIAL_IMAGE_TOKENS)
@@ -303,7 +307,8 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
         cost_nanos=flow.cost_nanos,
         saved_nanos=flow.saved_nanos,
         latency_ms=round((time.perf_counter() - flow.started) * 1000, 3),
-        upstream_request_id=flow.upstream_request_id,
+        # Upstream's header may hold bytes that are not UTF-8: stored escaped, never failing.
+        upstream_request_id=storable(flow.upstream_request_id),
         price_version=flow.price_version,
         reservation_id=flow.reservation_id,
     )
@@ -319,6 +324,13 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
             log.critical("ledger row LOST (journal failed too): %r", row, exc_info=True)
             return
         app[METRICS].ledger_journaled.inc()
+
+
+def storable(text: str | None) -> str | None:
+    """`text` as the store can hold it: valid UTF-8 (anything else backslash-escaped)."""
+    if text is None or is_valid_unicode(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def cost_header(flow: Flow) -> str:

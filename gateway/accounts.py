@@ -8,18 +8,33 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from gateway.auth import IssuedKey, issue_key
 from gateway.money import nanos_to_usd, usd_to_nanos
+from gateway.params import is_valid_unicode
 from gateway.periods import Periods
 from gateway.store import ApiKey, Store, Team
 from gateway.store.base import Spend
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 BudgetPeriod = Literal["day", "week", "month", "total"]
+# The largest budget and limits: a budget in nano-dollars, and every count, fit the store's
+# 64-bit integers with room to add.
+MAX_BUDGET_USD = Decimal(10**9)
+MAX_RATE = 10**9
+
+
+def _storable_text(value: str) -> str:
+    if not is_valid_unicode(value):
+        raise ValueError("must be valid Unicode text (no lone surrogates)")
+    return value
+
+
+# Text that goes into the store: a lone surrogate would fail there, after the fact.
+Text = Annotated[str, AfterValidator(_storable_text)]
 
 
 class NotFound(Exception):
@@ -31,10 +46,10 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    budget_usd: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    budget_usd: Decimal | None = Field(default=None, ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False)
     budget_period: BudgetPeriod | None = None
-    rpm: int | None = Field(default=None, ge=0)
-    ipm: int | None = Field(default=None, ge=0)
+    rpm: int | None = Field(default=None, ge=0, le=MAX_RATE)
+    ipm: int | None = Field(default=None, ge=0, le=MAX_RATE)
 
     @field_validator("budget_usd")
     @classmethod
@@ -62,12 +77,12 @@ class TeamCreate(Limits):
 
 
 class KeyCreate(Limits):
-    team: str
-    name: str | None = Field(default=None, max_length=200)
+    team: Text
+    name: Text | None = Field(default=None, max_length=200)
 
 
 class KeyPatch(Limits):
-    name: str | None = Field(default=None, max_length=200)
+    name: Text | None = Field(default=None, max_length=200)
 
     def store_changes(self) -> dict[str, Any]:
         changes = super().store_changes()

@@ -14,7 +14,6 @@ from gateway import ops, pipeline
 from gateway.admin import create_admin_app
 from gateway.cache.cache import ResponseCache
 from gateway.endpoints import endpoint_for
-from gateway.endpoints import upstream_path as checked_upstream_path
 from gateway.errors import GatewayError, error_body
 from gateway.flow import Flow
 from gateway.journal import LedgerJournal, settle_holds
@@ -102,14 +101,11 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
-    # The raw path, still percent-encoded, so upstream sees exactly what the client sent; but
-    # only when it stays under /v1/images/.
-    upstream_path = checked_upstream_path(request.raw_path)
     endpoint = endpoint_for(request.match_info["tail"])
     flow = Flow(
         request=request,
         endpoint=endpoint,
-        upstream_path=upstream_path,
+        upstream_path="",  # set by the first stage, once the path is known to be safe
         request_id=request[REQUEST_ID],
     )
     return await pipeline.run(flow)

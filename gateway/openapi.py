@@ -9,9 +9,13 @@ gateway itself checks and allow any other (the API keeps growing; upstream judge
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from gateway.params import FRAME_COUNT_RANGE, MAX_TEXT_CHARS, N_RANGE, PARTIAL_IMAGES_RANGE
+from gateway.pricing import load_prices
+
+SHIPPED_PRICES = Path(__file__).resolve().parents[1] / "config" / "prices.toml"
 
 VERSION = "1.0.0"
 
@@ -80,9 +84,11 @@ _ADMIN_ERRORS = {
     "409": _error("Name taken"),
 }
 
+# The image models the shipped price table prices; an operator may price more.
+_MODELS = sorted(n for n, p in load_prices(SHIPPED_PRICES).models.items() if not p.text_only)
 _IMAGE_FIELDS: dict[str, Any] = {
     "prompt": {"type": "string", "minLength": 1, "pattern": r"\S"},
-    "model": _TEXT,
+    "model": {"type": "string", "enum": _MODELS},
     "n": _whole(N_RANGE),
     "size": _TEXT,
     "quality": _TEXT,

@@ -30,7 +30,7 @@ from gateway.accounting import (
 from gateway.background import spawn
 from gateway.body import Pace, read_body
 from gateway.cache.stages import join_in_flight, plan_cache, serve_from_cache
-from gateway.endpoints import check_forwarded_method
+from gateway.endpoints import check_forwarded_method, upstream_path
 from gateway.errors import GatewayError, invalid_request
 from gateway.flow import Flow
 from gateway.logs import log_request
@@ -40,6 +40,12 @@ from gateway.state import METRICS, SETTINGS, STORE, UPSTREAM
 
 log = logging.getLogger(__name__)
 Stage = Callable[[Flow], Awaitable[web.StreamResponse | None]]
+
+
+async def check_path(flow: Flow) -> None:
+    """`flow.upstream_path` is the raw path, still percent-encoded, so upstream sees exactly
+    what the client sent; and it stays under /v1/images/ however upstream decodes it."""
+    flow.upstream_path = upstream_path(flow.request.raw_path)
 
 
 async def check_method(flow: Flow) -> None:
@@ -160,6 +166,7 @@ async def call_upstream(flow: Flow) -> None:
 
 
 STAGES: tuple[Stage, ...] = (
+    check_path,
     check_method,
     authenticate,
     read_request_body,
