@@ -17,7 +17,6 @@ from gateway import accounts
 from gateway.auth import bearer_token
 from gateway.errors import GatewayError, invalid_request
 from gateway.ledger import usage_report
-from gateway.params import is_valid_unicode
 from gateway.state import CACHE, SETTINGS, STORE
 from gateway.store import Conflict
 
@@ -38,14 +37,6 @@ async def require_admin_token(request: web.Request, handler: Handler) -> web.Str
     expected = settings.admin_token.get_secret_value()
     if not hmac.compare_digest(token.encode(), expected.encode()):
         raise GatewayError(401, "Invalid or missing admin token.", code="invalid_admin_token")
-    for where, values in (("path", request.match_info), ("query", request.query)):
-        for name, value in values.items():
-            if not is_valid_unicode(value):  # it could not be looked up, nor stored
-                raise invalid_request(
-                    f"The {where} parameter {name!r} is not valid UTF-8 text.",
-                    code="invalid_value",
-                    param=name,
-                )
     try:
         return await handler(request)
     except accounts.NotFound as exc:
