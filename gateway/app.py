@@ -130,9 +130,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     try:
         await store.migrate()
         worker = app[WORKER]
-        if not worker:  # the supervisor does this for its workers
+        if not worker:  # several workers share the store and dirs: the supervisor does this
             await _settle_the_books(app, dead_owners=None)
-        if not worker:  # several workers share these dirs; the supervisor empties them
             empty_spool_dir(settings)
         await cache.start(empty_tmp=not worker)
         await upstream.start()
@@ -153,8 +152,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 async def _housekeeping(app: web.Application) -> None:
     """Every few seconds: checkpoint the store, replay journaled ledger rows and settle expired
-    holds, forget idle
-    rate-limit windows, write cache hit counts and drop expired cache entries."""
+    holds, forget idle rate-limit windows, write cache hit counts and drop expired entries."""
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
         try:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -34,7 +35,12 @@ STALE_REPLAY_S = 60.0
 
 def this_process() -> str:
     """The owner recorded on this process's holds: `host:pid`."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return _owner(os.getpid())
+
+
+@functools.cache
+def _owner(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}"
 
 
 def dead_local_owners(owners: list[str]) -> list[str]:

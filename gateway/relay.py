@@ -203,10 +203,11 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
     async def relay(chunk: bytes) -> None:
         nonlocal finished
         for raw in splitter.feed(chunk):
-            if event_name(raw) == "error":
+            name = event_name(raw) or ""
+            if name == "error":
                 raw = bytearray(redact_bytes(raw))  # an error that echoes the upstream key
             await writer.write(raw)
-            finished = _inspect_event(flow, raw) or finished
+            finished = _inspect_event(flow, name, raw) or finished
             if leader is not None:
                 await leader.stream_event(raw)
 
@@ -237,10 +238,9 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
     return response
 
 
-def _inspect_event(flow: Flow, raw: bytearray) -> bool:
-    """Count what the event carries; True when it ends the stream: the completed event of the
-    last of the n images, or an error."""
-    name = event_name(raw) or ""
+def _inspect_event(flow: Flow, name: str, raw: bytearray) -> bool:
+    """Count what the event `name` carries; True when it ends the stream: the completed event
+    of the last of the n images, or an error."""
     if name.endswith(".partial_image"):
         flow.partial_images_pending += 1
     elif name.endswith(".completed"):

@@ -14,12 +14,11 @@ from typing import Any
 import openai
 import pytest
 
-from gateway import accounts
-from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.state import JOURNAL, METRICS, STORE
 from tests.conftest import FakeUpstream, auth
 from tests.images import png
+from tests.test_accounting import gateway_with_key
 
 GEN = "/v1/images/generations"
 EDIT = "/v1/images/edits"
@@ -29,13 +28,8 @@ JSON = {"Content-Type": "application/json"}
 async def gateway_and_key(
     aiohttp_client: Any, settings: Settings, **limits: Any
 ) -> tuple[Any, str]:
-    client = await aiohttp_client(create_app(settings))
-    store = client.app[STORE]
-    team = {k.removeprefix("team_"): v for k, v in limits.items() if k.startswith("team_")}
-    key = {k: v for k, v in limits.items() if not k.startswith("team_")}
-    await accounts.create_team(store, accounts.TeamCreate(name="t", **team))
-    issued = await accounts.create_key(store, accounts.KeyCreate(team="t", **key))
-    return client, issued.secret
+    client, secret, _ = await gateway_with_key(aiohttp_client, settings, **limits)
+    return client, secret
 
 
 @pytest.mark.parametrize(

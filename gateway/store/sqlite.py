@@ -392,21 +392,13 @@ class SqliteStore:
         if not found:
             return 0
         rows = [orphan_row(*reservation) for reservation in found]
-        # One transaction: every orphan gets its row (a request that has one already keeps it),
-        # and every hold goes, its own row's trigger or the DELETE taking it.
-        try:
-            await self.db.execute("BEGIN IMMEDIATE")
-            await self.db.executemany(
-                _RECORD, [{c: getattr(r, c) for c in _LEDGER_COLUMNS} for r in rows]
-            )
-            await self.db.executemany(
-                "DELETE FROM reservations WHERE id = ?", [(r[0],) for r in found]
-            )
-            await self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:
-                await self.db.execute("ROLLBACK")
-            raise
+        # Statement by statement, each atomic, so nothing else on the connection is caught in a
+        # transaction of ours: a row inserted settles its hold by trigger; a request that has its
+        # row already keeps it (no-op), and its hold just goes.
+        await self.db.executemany(
+            _RECORD, [{c: getattr(r, c) for c in _LEDGER_COLUMNS} for r in rows]
+        )
+        await self.db.executemany("DELETE FROM reservations WHERE id = ?", [(r[0],) for r in found])
         return len(rows)
 
     async def usage(self, where: UsageFilter, group_by: str) -> list[dict[str, Any]]:
