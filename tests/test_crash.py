@@ -102,3 +102,81 @@ async def test_kill_9_under_load_leaves_no_call_unaccounted(
     assert sorted(rows[i] for i in upstream_ids) == ["ok"] * 4 + ["orphaned"] * IN_FLIGHT
     assert charged[0] == charged[1] > 0  # orphans are charged their estimates
     assert spent == total
+
+
+async def test_a_killed_worker_has_its_holds_settled_by_the_supervisor(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    import psutil
+
+    simulator = create_simulator_app(SimulatorConfig(record=True, api_key=UPSTREAM_KEY))
+    upstream = await aiohttp_server(simulator)
+    data = tmp_path / "data"
+    async with migrated_store(f"sqlite:///{data / 'gateway.db'}") as store:
+        await accounts.create_team(store, accounts.TeamCreate(name="t", budget_usd="100"))
+        key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GATEWAY_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    } | {
+        "GATEWAY_DATA_DIR": str(data),
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_UPSTREAM_URL": str(upstream.make_url("/v1")),
+        "GATEWAY_UPSTREAM_API_KEY": UPSTREAM_KEY,
+        "GATEWAY_WORKERS": "2",
+        "GATEWAY_CACHE_ENABLED": "false",
+    }
+    supervisor = start_gateway(env, tmp_path / "gateway.log")
+    try:
+        wait_until_up(port)
+        url = f"http://127.0.0.1:{port}/v1/images/generations"
+        body = {"model": "gpt-image-1.5", "prompt": "slow", "quality": "low"}
+        slow = {"Authorization": f"Bearer {key}", "x-simulator-fault": "slow:4000"}
+        connector = aiohttp.TCPConnector(force_close=True)  # fresh connections: both workers
+        async with aiohttp.ClientSession(connector=connector) as session:
+            in_flight = [
+                asyncio.create_task(session.post(url, json={**body, "n": 1}, headers=slow))
+                for _ in range(IN_FLIGHT)
+            ]
+            recorded = simulator[SIMULATOR_STATE].requests
+            for _ in range(300):
+                if len(recorded) == IN_FLIGHT:
+                    break
+                await asyncio.sleep(0.05)
+            with sqlite3.connect(data / "gateway.db") as db:
+                owners = dict(db.execute("SELECT owner, COUNT(*) FROM reservations GROUP BY 1"))
+            victim_owner = max(owners, key=lambda owner: owners[owner])
+            victim = int(victim_owner.rpartition(":")[2])
+            assert victim in {c.pid for c in psutil.Process(supervisor.pid).children()}
+            os.kill(victim, signal.SIGKILL)
+            results = []
+            for task in in_flight:
+                try:
+                    response = await task
+                    results.append(response.status)
+                    response.release()
+                except aiohttp.ClientError:
+                    results.append(0)
+        # The supervisor settled the dead worker's holds when it restarted it.
+        for _ in range(100):
+            with sqlite3.connect(data / "gateway.db") as db:
+                left = db.execute(
+                    "SELECT COUNT(*) FROM reservations WHERE owner = ?", (victim_owner,)
+                ).fetchone()[0]
+            if left == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert left == 0
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.wait(timeout=30)
+    upstream_ids = {request.headers["x-client-request-id"] for request in recorded}
+    with sqlite3.connect(data / "gateway.db") as db:
+        rows = dict(db.execute("SELECT request_id, outcome FROM ledger").fetchall())
+        assert db.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] == 0
+    assert upstream_ids <= set(rows)
+    outcomes = sorted(rows[i] for i in upstream_ids)
+    assert outcomes.count("orphaned") == owners[victim_owner] == results.count(0)
+    assert outcomes.count("ok") == IN_FLIGHT - owners[victim_owner] == results.count(200)
