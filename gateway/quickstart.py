@@ -41,12 +41,12 @@ A key for team '{QUICKSTART_TEAM}' (shown once; make more with `gateway keys cre
 Try it with curl:
   curl {base_url}/v1/images/generations \\
     -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
-    -d '{{"model": "gpt-image-1", "prompt": "a lighthouse at dawn", "quality": "low"}}'
+    -d '{{"model": "gpt-image-2", "prompt": "a lighthouse at dawn", "quality": "low"}}'
 
 or with the OpenAI Python SDK, changing only the base URL:
   from openai import OpenAI
   client = OpenAI(base_url="{base_url}/v1", api_key="{key}")
-  result = client.images.generate(model="gpt-image-1", prompt="a lighthouse at dawn")
+  result = client.images.generate(model="gpt-image-2", prompt="a lighthouse at dawn")
 
 Ctrl-C stops it.
 """
