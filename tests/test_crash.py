@@ -11,10 +11,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
+from aiohttp import web
 
 from gateway import accounts
 from gateway.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
@@ -32,9 +35,19 @@ def start_gateway(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-async def test_kill_9_under_load_leaves_no_call_unaccounted(
-    tmp_path: Path, aiohttp_server: Any
-) -> None:
+@dataclass
+class Setup:
+    """A recording simulator in this process, a store with a budgeted team and its key, and the
+    environment of a `gateway serve` in front of them (its data dir, its port)."""
+
+    simulator: web.Application
+    data: Path
+    key: str
+    port: int
+    env: dict[str, str]
+
+
+async def set_up(tmp_path: Path, aiohttp_server: Any, **settings: str) -> Setup:
     simulator = create_simulator_app(SimulatorConfig(record=True, api_key=UPSTREAM_KEY))
     upstream = await aiohttp_server(simulator)
     data = tmp_path / "data"
@@ -42,12 +55,31 @@ async def test_kill_9_under_load_leaves_no_call_unaccounted(
         await accounts.create_team(store, accounts.TeamCreate(name="t", budget_usd="100"))
         key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | {
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GATEWAY_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    } | {
         "GATEWAY_DATA_DIR": str(data),
         "GATEWAY_PORT": str(port),
         "GATEWAY_UPSTREAM_URL": str(upstream.make_url("/v1")),
         "GATEWAY_UPSTREAM_API_KEY": UPSTREAM_KEY,
+        **settings,
     }
+    return Setup(simulator, data, key, port, env)
+
+
+async def test_kill_9_under_load_leaves_no_call_unaccounted(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    setup = await set_up(tmp_path, aiohttp_server)
+    simulator, data, key, port, env = (
+        setup.simulator,
+        setup.data,
+        setup.key,
+        setup.port,
+        setup.env,
+    )
     log = tmp_path / "gateway.log"
     gateway = start_gateway(env, log)
     try:
@@ -107,27 +139,16 @@ async def test_kill_9_under_load_leaves_no_call_unaccounted(
 async def test_a_killed_worker_has_its_holds_settled_by_the_supervisor(
     tmp_path: Path, aiohttp_server: Any
 ) -> None:
-    import psutil
-
-    simulator = create_simulator_app(SimulatorConfig(record=True, api_key=UPSTREAM_KEY))
-    upstream = await aiohttp_server(simulator)
-    data = tmp_path / "data"
-    async with migrated_store(f"sqlite:///{data / 'gateway.db'}") as store:
-        await accounts.create_team(store, accounts.TeamCreate(name="t", budget_usd="100"))
-        key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
-    port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("GATEWAY_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    } | {
-        "GATEWAY_DATA_DIR": str(data),
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_UPSTREAM_URL": str(upstream.make_url("/v1")),
-        "GATEWAY_UPSTREAM_API_KEY": UPSTREAM_KEY,
-        "GATEWAY_WORKERS": "2",
-        "GATEWAY_CACHE_ENABLED": "false",
-    }
+    setup = await set_up(
+        tmp_path, aiohttp_server, GATEWAY_WORKERS="2", GATEWAY_CACHE_ENABLED="false"
+    )
+    simulator, data, key, port, env = (
+        setup.simulator,
+        setup.data,
+        setup.key,
+        setup.port,
+        setup.env,
+    )
     supervisor = start_gateway(env, tmp_path / "gateway.log")
     try:
         wait_until_up(port)
