@@ -246,3 +246,25 @@ async def test_a_blank_admin_token_is_no_token(
         response = await client.get("/admin/teams", headers={"Authorization": auth})
         body = await response.json()
         assert (response.status, body["error"]["code"]) == (403, "admin_disabled")
+
+
+@pytest.mark.parametrize("edge_settings", [{"cache_enabled": True}])
+async def test_cache_hits_are_sent_through_the_guard(served: Served) -> None:
+    """A hit goes out with sendfile, which swaps the transport's protocol for a while: through
+    the guard's wrapper too."""
+    body = json.dumps({"model": "gpt-image-1.5", "prompt": "x", "quality": "low"}).encode()
+    raw = request("POST", "/v1/images/generations", served.key, body)
+    answers = []
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        try:
+            writer.write(raw)
+            data = await asyncio.wait_for(reader.read(), 5)
+        finally:
+            writer.close()
+        head, _, payload = data.partition(b"\r\n\r\n")
+        answers.append((head.split(b" ", 2)[1], b"x-gateway-cache: hit" in head.lower(), payload))
+        await asyncio.sleep(0.3)  # the miss is stored in the background
+    assert [status for status, _, _ in answers] == [b"200"] * 3
+    assert [hit for _, hit, _ in answers] == [False, True, True]
+    assert answers[1][2] == answers[0][2] == answers[2][2]
