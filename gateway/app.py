@@ -51,17 +51,22 @@ HOUSEKEEPING_INTERVAL_S = 10.0
 async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every request gets an id, returned as `x-gateway-request-id` (and as `x-request-id` when
     upstream did not answer, so the SDKs' `request_id` always names something)."""
-    rid = "req_gw_" + secrets.token_hex(12)
-    request[REQUEST_ID] = rid
+    request[REQUEST_ID] = "req_gw_" + secrets.token_hex(12)
     response = await handler(request)
     if not response.prepared:
-        response.headers["x-gateway-request-id"] = rid
-        response.headers.setdefault("x-request-id", rid)
-        if request.path.startswith("/v1/"):
-            # Refusals cost nothing; relayed responses already carry what they cost.
-            response.headers.setdefault("x-gateway-cost-usd", "0.00")
-            response.headers.setdefault("x-gateway-cache", "bypass")
+        stamp(request, response)
     return response
+
+
+def stamp(request: web.Request, response: web.StreamResponse) -> None:
+    """The gateway's own headers on a response it made itself (before it is prepared)."""
+    rid = request[REQUEST_ID]
+    response.headers["x-gateway-request-id"] = rid
+    response.headers.setdefault("x-request-id", rid)
+    if request.path.startswith("/v1/"):
+        # Refusals cost nothing; relayed responses already carry what they cost.
+        response.headers.setdefault("x-gateway-cost-usd", "0.00")
+        response.headers.setdefault("x-gateway-cache", "bypass")
 
 
 @web.middleware
@@ -76,6 +81,7 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         # read for aiohttp's lingering time, which is what it is too slow for).
         response = exc.response()
         response.force_close()
+        stamp(request, response)
         await response.prepare(request)
         await response.write_eof()
         if request.transport is not None:
