@@ -12,6 +12,7 @@ client leaves, the stream is still read to its end, so what upstream produced is
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -43,7 +44,9 @@ UPSTREAM_BROKE = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asy
 # (counted, never decoded).
 _DECODED = frozenset({"usage", "svg_usage"})
 _COUNTED = frozenset({"data"})
-LARGE_SCAN_BYTES = 256 * 1024  # a body this large is scanned on a thread
+# A body or event this large is scanned on a thread: the scan skips strings in C, but an
+# upstream could send many small values, each a step in Python.
+LARGE_SCAN_BYTES = 64 * 1024
 
 
 def read_usage(found: Any) -> Usage | None:
@@ -207,7 +210,7 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
             if name == "error":
                 raw = bytearray(redact_bytes(raw))  # an error that echoes the upstream key
             await writer.write(raw)
-            finished = _inspect_event(flow, name, raw) or finished
+            finished = await _inspect_event(flow, name, raw) or finished
             if leader is not None:
                 await leader.stream_event(raw)
 
@@ -238,7 +241,7 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
     return response
 
 
-def _inspect_event(flow: Flow, name: str, raw: bytearray) -> bool:
+async def _inspect_event(flow: Flow, name: str, raw: bytearray) -> bool:
     """Count what the event `name` carries; True when it ends the stream: the completed event
     of the last of the n images, or an error."""
     if name.endswith(".partial_image"):
@@ -248,7 +251,8 @@ def _inspect_event(flow: Flow, name: str, raw: bytearray) -> bool:
         flow.partial_images_pending = 0
         # Each completed event carries the usage so far; the last one is the request's.
         data, start, end = event_data(raw)
-        found = scan_object(data, decode=_DECODED, start=start, end=end)
+        scan = functools.partial(scan_object, data, decode=_DECODED, start=start, end=end)
+        found = await asyncio.to_thread(scan) if end - start > LARGE_SCAN_BYTES else scan()
         flow.usage = read_usage(found.members.get("usage")) or flow.usage
         flow.svg_usage = read_svg_usage(found.members.get("svg_usage")) or flow.svg_usage
         return flow.images >= flow.n
