@@ -16,6 +16,7 @@ from gateway.cache.cache import ResponseCache
 from gateway.endpoints import endpoint_for
 from gateway.errors import GatewayError, error_body
 from gateway.flow import Flow
+from gateway.guard import watch_requests
 from gateway.journal import LedgerJournal, settle_holds
 from gateway.logs import redact_secret
 from gateway.metrics import Metrics
@@ -225,7 +226,7 @@ def create_app(settings: Settings, *, worker: bool = False) -> web.Application:
     """The gateway app. `worker`: this process is one of several serving the same data dir."""
     if settings.upstream_api_key is not None:
         redact_secret(settings.upstream_api_key.get_secret_value())
-    app = web.Application(middlewares=[request_id, openai_errors])
+    app = web.Application(middlewares=[watch_requests, request_id, openai_errors])
     app[SETTINGS] = settings
     app[STORE] = open_store(settings.resolved_database_url)
     app[UPSTREAM] = Upstream(settings)

@@ -5,8 +5,9 @@ What holds, per listening socket served through `GuardedSite`:
 - at most `cap` client connections are open; past it a connection is answered `503` at once
   (with `Retry-After`) and closed, without a handler, a task or a log line of its own;
 - a request's head (request line and headers) must arrive within `header_timeout_s` of the
-  connection opening, or it is answered `408` and closed; on a kept-alive connection the next
-  head must arrive within aiohttp's keep-alive timeout (`GATEWAY_KEEPALIVE_TIMEOUT_S`);
+  connection opening (the first) or of its own first byte (later ones on a kept-alive
+  connection; `watch_requests` marks where a request ends), or it is answered `408` and closed;
+  an idle kept-alive connection closes after aiohttp's keep-alive timeout;
 - a request aiohttp cannot parse (unknown method, both Content-Length and Transfer-Encoding,
   too many or too long headers, control characters, an over-long URL) gets a JSON error with
   the right 4xx, logged at info without a traceback;
@@ -156,13 +157,13 @@ class _Guarded(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.deadline = asyncio.get_running_loop().call_later(
-            self.guard.header_timeout_s, self._too_slow
-        )
+        self._arm()  # the first head is timed from the connection: connecting and idling counts
         self.handler.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         if self.awaiting_head:
+            if self.deadline is None:  # a later request's head: timed from its first byte
+                self._arm()
             seen = self.tail + data
             if any(end in seen for end in _HEAD_ENDS):
                 self.awaiting_head = False
@@ -171,6 +172,18 @@ class _Guarded(asyncio.Protocol):
             else:
                 self.tail = seen[-3:]
         self.handler.data_received(data)
+
+    def request_done(self) -> None:
+        """The request of the last head has been handled: what arrives next is a new head."""
+        self.awaiting_head, self.tail = True, b""
+        if self.deadline is not None:
+            self.deadline.cancel()
+        self.deadline = None
+
+    def _arm(self) -> None:
+        self.deadline = asyncio.get_running_loop().call_later(
+            self.guard.header_timeout_s, self._too_slow
+        )
 
     def eof_received(self) -> None:
         self.handler.eof_received()
@@ -277,3 +290,17 @@ class GuardedSite(web.BaseSite):
             reuse_address=True,
             reuse_port=self._reuse_port,
         )
+
+
+@web.middleware
+async def watch_requests(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Tells the connection's guard when a request has been handled, so that the next head on
+    the same connection is timed too. Does nothing off a guarded site (tests, the simulator)."""
+    transport = request.transport
+    guarded = transport.get_protocol() if transport is not None else None
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    finally:
+        if isinstance(guarded, _Guarded):
+            guarded.request_done()

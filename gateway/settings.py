@@ -62,9 +62,9 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(default=64 * MiB, gt=0)
     spool_threshold_bytes: int = Field(default=1 * MiB, gt=0)
 
-    # The edge. A request's head must arrive within header_timeout_s of connecting; an idle
-    # kept-alive connection closes after keepalive_timeout_s (the next head must arrive within
-    # it too); a body must keep arriving: no pause over body_timeout_s, and at least
+    # The edge. A request's head must arrive within header_timeout_s of connecting (or of its
+    # first byte, on a kept-alive connection); an idle kept-alive connection closes after
+    # keepalive_timeout_s; a body must keep arriving: no pause over body_timeout_s, and at least
     # body_min_bytes_per_s on average once it has taken that long. Past max_connections open
     # connections (0: as many as the file-descriptor limit carries), new ones get a 503 at once.
     header_timeout_s: float = Field(default=10.0, gt=0)

@@ -269,3 +269,29 @@ async def test_cache_hits_are_sent_through_the_guard(served: Served) -> None:
     assert [status for status, _, _ in answers] == [b"200"] * 3
     assert [hit for _, hit, _ in answers] == [False, True, True]
     assert answers[1][2] == answers[0][2] == answers[2][2]
+
+
+@pytest.mark.parametrize("edge_settings", [{"header_timeout_s": 0.5, "keepalive_timeout_s": 30}])
+async def test_a_later_head_on_a_kept_alive_connection_is_timed_too(served: Served) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = await asyncio.wait_for(reader.readuntil(b'"ok"}'), 5)
+        assert first.startswith(b"HTTP/1.1 200")
+        await asyncio.sleep(1)  # idle longer than the header timeout: not a slow head, no 408
+        started = time.monotonic()
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        answer = b""
+        for byte in head + b"a" * 200:
+            writer.write(bytes([byte]))
+            try:
+                answer = await asyncio.wait_for(reader.read(1), 0.02)
+                break
+            except TimeoutError:
+                continue
+        answer += await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    assert time.monotonic() - started < 2.5
+    status, body = parse(answer)
+    assert (status, body["error"]["code"]) == (408, "request_timeout")
