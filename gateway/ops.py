@@ -20,7 +20,7 @@ from gateway.auth import bearer_token
 from gateway.errors import GatewayError
 from gateway.metrics import read_store_snapshot
 from gateway.openapi import rendered
-from gateway.state import LIFECYCLE, METRICS, SETTINGS, STORE, UPSTREAM
+from gateway.state import JOURNAL, LIFECYCLE, METRICS, SETTINGS, STORE, UPSTREAM
 
 OPENAPI_JSON = rendered()
 
@@ -38,6 +38,9 @@ async def readyz(request: web.Request) -> web.Response:
         checks["store"] = "ok"
     except Exception as exc:  # any failure means not ready; say which
         checks["store"] = f"failed: {exc}"
+    waiting = await app[JOURNAL].pending()
+    # Rows in the journal: the store has been failing writes (they are replayed within 10 s).
+    checks["ledger"] = f"{waiting} rows wait in the journal" if waiting else "ok"
     problem = await app[UPSTREAM].problem(settings.readiness_cache_s, settings.readiness_timeout_s)
     checks["upstream"] = problem or "ok"
     if app[LIFECYCLE].stopping:

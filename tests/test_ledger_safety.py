@@ -109,6 +109,9 @@ async def test_a_failed_ledger_write_is_journaled_and_replayed(
         assert holder.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 0
         assert await client.app[JOURNAL].pending() == 1
         assert client.app[METRICS].ledger_journaled._value.get() == 1
+        ready = await client.get("/readyz")
+        assert ready.status == 503
+        assert (await ready.json())["ledger"] == "1 rows wait in the journal"
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -119,6 +122,7 @@ async def test_a_failed_ledger_write_is_journaled_and_replayed(
     assert [(row[0], row[1] / 1e9) for row in rows] == [("ok", float(cost))]
     assert await client.app[JOURNAL].pending() == 0
     assert client.app[METRICS].ledger_replayed._value.get() == 1
+    assert (await (await client.get("/readyz")).json())["ledger"] == "ok"
     # Replaying again writes nothing twice.
     assert await client.app[JOURNAL].replay(client.app[STORE]) == 0
 

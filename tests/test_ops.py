@@ -26,7 +26,12 @@ async def test_healthz_and_readyz_when_all_is_well(
     assert (await (await gateway.get("/healthz")).json()) == {"status": "ok"}
     ready = await gateway.get("/readyz")
     assert ready.status == 200
-    assert await ready.json() == {"status": "ready", "store": "ok", "upstream": "ok"}
+    assert await ready.json() == {
+        "status": "ready",
+        "store": "ok",
+        "ledger": "ok",
+        "upstream": "ok",
+    }
     # The probe reached upstream with the gateway's own key.
     probe = fake_upstream.requests[-1]
     assert probe.path == "/v1/models"
