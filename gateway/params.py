@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import GatewayError, invalid_request
+from gateway.pricing import MAX_GIF_FRAMES
 
 # Bounds from the API reference: n is 1-10, partial_images 0-3, frame_count (GIF) 2-16.
 N_RANGE = (1, 10)
 PARTIAL_IMAGES_RANGE = (0, 3)
-FRAME_COUNT_RANGE = (2, 16)
+FRAME_COUNT_RANGE = (2, MAX_GIF_FRAMES)
 MAX_TEXT_CHARS = 256  # model names, sizes, qualities: a few dozen characters at most
 MAX_JSON_DEPTH = 64  # the API's documents nest three or four levels
 
