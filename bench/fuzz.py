@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, running_stack
+from common import running_stack
 
 CHECKS = (
     "not_a_server_error",
@@ -75,7 +75,10 @@ def fuzz_gateway(*, max_examples: int, max_time_s: float, seed: int) -> FuzzRun:
             "30",
         ]
         started = time.monotonic()
-        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+        # Run in the scratch dir: schemathesis keeps its database and reports where it runs.
+        done = subprocess.run(
+            command, capture_output=True, text=True, cwd=stack.tmp_dir, check=False
+        )
         return FuzzRun(done.returncode, done.stdout + done.stderr, time.monotonic() - started)
 
 
