@@ -58,12 +58,17 @@ async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[int]
         return await work(store)
 
 
-def _print_rows(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+def _print_rows(
+    rows: list[dict[str, Any]], columns: Sequence[str], *, empty: str | None = None
+) -> None:
+    """A table with a header; with no rows, `empty` (what to do about it) under the header."""
     table = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for r in table:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    if not table and empty:
+        print(f"({empty})")
 
 
 TEAM_COLUMNS = (
@@ -115,7 +120,7 @@ async def cmd_teams(ns: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps(await accounts.team_view_now(store, team), indent=2))
         else:
             views = [await accounts.team_view_now(store, t) for t in await store.list_teams()]
-            _print_rows(views, TEAM_COLUMNS)
+            _print_rows(views, TEAM_COLUMNS, empty="no teams yet: gateway teams create NAME")
         return 0
 
     return await _with_store(settings, work)
@@ -137,7 +142,11 @@ async def cmd_keys(ns: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps(await accounts.key_view_now(store, key), indent=2))
         else:
             keys = await accounts.list_keys(store, ns.team)
-            _print_rows([await accounts.key_view_now(store, k) for k in keys], KEY_COLUMNS)
+            views = [await accounts.key_view_now(store, k) for k in keys]
+            whose = f" for team {ns.team}" if ns.team else ""
+            _print_rows(
+                views, KEY_COLUMNS, empty=f"no keys{whose} yet: gateway keys create --team TEAM"
+            )
         return 0
 
     return await _with_store(settings, work)
@@ -189,7 +198,11 @@ async def cmd_cache(ns: argparse.Namespace, settings: Settings) -> int:
             for name in ("entries", "bodies", "bytes", "hits", "max_bytes", "ttl_s", "scope"):
                 print(f"{name:>10}: {stats[name]}")
             print()
-            _print_rows(stats["teams"], ("team", "entries", "bytes", "hits", "saved_usd"))
+            _print_rows(
+                stats["teams"],
+                ("team", "entries", "bytes", "hits", "saved_usd"),
+                empty="nothing cached yet",
+            )
         elif ns.action == "purge":
             if not (ns.team or ns.key or ns.all):
                 print("error: name --team, --key, or --all", file=sys.stderr)

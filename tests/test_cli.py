@@ -82,3 +82,28 @@ def test_usage_and_prices_commands(tmp_path: Path) -> None:
     assert result.returncode == 1 and "is valid" in result.stderr
     bad = gateway(tmp_path, "usage", "--since", "yesterday", check=False)
     assert bad.returncode == 2 and "ISO 8601" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("teams", "list"), "no teams yet"),
+        (("keys", "list"), "no keys yet"),
+        (("keys", "list", "--team", "empty"), "no keys for team empty yet"),
+        (("cache", "stats"), "entries: 0"),
+        (("cache", "stats", "--json"), '"entries": 0'),
+        (("usage",), "TOTAL"),
+        (("usage", "--format", "json"), '"requests": 0'),
+        (("usage", "--format", "csv"), "team,requests,refused"),
+        (("cache", "verify"), ""),
+        (("prices",), "gpt-image-2"),
+    ],
+)
+def test_every_listing_works_on_an_empty_store(
+    tmp_path: Path, args: tuple[str, ...], says: str
+) -> None:
+    if args[:2] != ("teams", "list"):  # a team, but no key, no request, no entry
+        gateway(tmp_path, "teams", "create", "empty")
+    result = gateway(tmp_path, *args)
+    assert says in result.stdout
+    assert "Traceback" not in result.stderr
