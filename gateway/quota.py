@@ -129,20 +129,29 @@ def rate_limited(limit: Limit, wait_s: float, headers: dict[str, str]) -> Gatewa
     )
 
 
+_PERIOD_WORDS = {"day": "daily ", "week": "weekly ", "month": "monthly ", "total": ""}
+
+
 def budget_exhausted(
     scope: str, name: str, spend: Spend, needed_nanos: int, now: dt.datetime
 ) -> GatewayError:
-    """429 insufficient_quota, which the SDKs do not retry (x-should-retry: false)."""
+    """429 insufficient_quota, which the SDKs do not retry (x-should-retry: false). The message
+    says what happened: what the request may cost, what is left and why, when it renews."""
     assert spend.budget_nanos is not None
-    period = "" if spend.budget_period == "total" else f" {spend.budget_period}ly"
+    left = spend.remaining_nanos or 0
+    period = _PERIOD_WORDS.get(spend.budget_period, "")
     reset = next_reset(spend.budget_period, now)
-    when = f" It renews at {reset.isoformat().replace('+00:00', 'Z')}." if reset else ""
+    when = (
+        f" The budget renews at {reset.isoformat().replace('+00:00', 'Z')}."
+        if reset
+        else " It does not renew: an admin can raise it."
+    )
     return GatewayError(
         429,
-        f"The {scope} {name!r} has used its{period} budget of ${nanos_to_usd(spend.budget_nanos)}"
-        f" (spent ${nanos_to_usd(spend.spent_nanos)}, ${nanos_to_usd(spend.reserved_nanos)} held"
-        f" by requests in flight); this request may cost up to ${nanos_to_usd(needed_nanos)}."
-        f"{when}",
+        f"The {scope} {name!r} cannot pay for this request: it may cost up to"
+        f" ${nanos_to_usd(needed_nanos)}, and ${nanos_to_usd(left)} of its {period}budget of"
+        f" ${nanos_to_usd(spend.budget_nanos)} is left (${nanos_to_usd(spend.spent_nanos)} spent,"
+        f" ${nanos_to_usd(spend.reserved_nanos)} held by requests in flight).{when}",
         type="insufficient_quota",
         code="insufficient_quota",
         headers={"x-should-retry": "false"},

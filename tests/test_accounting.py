@@ -98,7 +98,11 @@ async def test_budget_refusal_is_rate_limit_error_insufficient_quota_and_never_r
     assert caught.value.code == "insufficient_quota"
     assert caught.value.type == "insufficient_quota"
     assert caught.value.response.headers["x-should-retry"] == "false"
-    assert "budget of $0.01" in caught.value.message
+    # What happened, in words: the estimate, what is left of which budget, when it renews.
+    message = caught.value.message
+    assert "team 't' cannot pay for this request: it may cost up to $0.01" in message
+    assert "$0.01 of its budget of $0.01 is left ($0.00 spent" in message
+    assert "It does not renew" in message
     assert fake_upstream.requests == []
     # the SDK (max_retries=2) sent it once: one request, one ledger row
     assert [row[:3] for row in await ledger(client)] == [(429, "refused_budget", 0)]
