@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from gateway.auth import IssuedKey, issue_key
 from gateway.money import nanos_to_usd, usd_to_nanos
 from gateway.params import is_valid_unicode
-from gateway.periods import Periods
+from gateway.periods import Periods, next_reset
 from gateway.store import ApiKey, Store, Team
 from gateway.store.base import Spend
 
@@ -143,6 +143,35 @@ def key_view(key: ApiKey, spend: Spend) -> dict[str, Any]:
         "revoked": key.revoked,
         "revoked_at": key.revoked_at,
         **spend_view(spend),
+    }
+
+
+def renews_at(budget_period: str, now: dt.datetime) -> str | None:
+    """When a budget with this period starts afresh (ISO 8601, UTC); None for `total`."""
+    reset = next_reset(budget_period, now)
+    return None if reset is None else reset.isoformat().replace("+00:00", "Z")
+
+
+async def own_standing(store: Store, key: ApiKey, team: Team) -> dict[str, Any]:
+    """What a key holder may see of their own key and its team: budgets, spend, what is held
+    and left, limits, and when each budget renews. No other key, no admin detail."""
+    now = dt.datetime.now(dt.UTC)
+    key_view = await key_view_now(store, key)
+    team_view = await team_view_now(store, team)
+    return {
+        "key": {
+            **{k: key_view[k] for k in ("id", "name", "prefix", "created_at")},
+            **_standing(key_view, now),
+        },
+        "team": {"name": team_view["name"], **_standing(team_view, now)},
+    }
+
+
+def _standing(view: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    fields = ("budget_usd", "budget_period", "spent_usd", "reserved_usd", "remaining_usd")
+    return {
+        **{k: view[k] for k in (*fields, "rpm", "ipm")},
+        "renews_at": renews_at(view["budget_period"], now) if view["budget_usd"] else None,
     }
 
 

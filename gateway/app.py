@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import ops, pipeline
+from gateway import accounts, ops, pipeline
 from gateway.admin import create_admin_app
+from gateway.auth import authenticate
 from gateway.cache.cache import ResponseCache
 from gateway.endpoints import endpoint_for
 from gateway.errors import GatewayError, error_body
@@ -116,6 +117,13 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         request_id=request[REQUEST_ID],
     )
     return await pipeline.run(flow)
+
+
+async def own_key(request: web.Request) -> web.StreamResponse:
+    """`GET /v1/gateway/key`: the caller's own key and team standing, with its gateway key."""
+    store = request.app[STORE]
+    key, team = await authenticate(store, request.headers.get("Authorization"))
+    return web.json_response(await accounts.own_standing(store, key, team))
 
 
 async def not_images(request: web.Request) -> web.StreamResponse:
@@ -243,5 +251,6 @@ def create_app(settings: Settings, *, worker: bool = False) -> web.Application:
     app.add_subapp("/admin", create_admin_app())
     ops.add_routes(app)
     app.router.add_route("*", "/v1/images/{tail:.+}", proxy)
+    app.router.add_get("/v1/gateway/key", own_key)
     app.router.add_route("*", "/v1/{tail:.*}", not_images)
     return app

@@ -273,6 +273,25 @@ def description() -> dict[str, Any]:
                 "Variations of an image (a retired endpoint upstream)",
                 _form(["image"], ["image"], ["model", "n", "size"]),
             ),
+            "/v1/gateway/key": {
+                "get": {
+                    "summary": "The caller's own key and team: budgets, spend, limits, renewals",
+                    "security": [{"gatewayKey": []}],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["key", "team"],
+                                "properties": {
+                                    "key": {"type": "object", "required": ["id", *_SPEND]},
+                                    "team": {"type": "object", "required": ["name", *_SPEND]},
+                                },
+                            }
+                        ),
+                        "401": _error("Missing, unknown or revoked gateway key"),
+                    },
+                }
+            },
             "/admin/teams": {
                 **_admin("get", "Every team with its spend", _list_of(_TEAM)),
                 **_admin(
