@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from gateway.auth import IssuedKey, issue_key
+from gateway.auth import rotate_key as rotate_secret
 from gateway.money import nanos_to_usd, usd_to_nanos
 from gateway.params import is_valid_unicode
 from gateway.periods import Periods, next_reset
@@ -215,6 +216,19 @@ async def update_key(store: Store, key_id: str, changes: KeyPatch) -> ApiKey:
     key = await store.update_key(key_id, **changes.store_changes())
     assert key is not None
     return key
+
+
+class Revoked(Exception):
+    """The key is revoked: it cannot be given a new secret."""
+
+
+async def rotate_key(store: Store, key_id: str) -> IssuedKey:
+    """A new secret for the key, same id, budgets and history; the old secret stops working."""
+    key = await get_key(store, key_id)
+    issued = await rotate_secret(store, key)
+    if issued is None:
+        raise Revoked(f"Key {key_id!r} is revoked; issue a new key instead.")
+    return issued
 
 
 async def revoke_key(store: Store, key_id: str) -> ApiKey:

@@ -43,6 +43,8 @@ async def require_admin_token(request: web.Request, handler: Handler) -> web.Str
         raise GatewayError(404, str(exc), code="not_found") from exc
     except Conflict as exc:
         raise GatewayError(409, str(exc), code="conflict") from exc
+    except accounts.Revoked as exc:
+        raise GatewayError(409, str(exc), code="key_revoked") from exc
 
 
 async def _parse(request: web.Request, model: type[Model]) -> Model:
@@ -122,6 +124,13 @@ async def revoke_key(request: web.Request) -> web.Response:
     return _json(await accounts.key_view_now(store, key))
 
 
+async def rotate_key(request: web.Request) -> web.Response:
+    store = request.config_dict[STORE]
+    issued = await accounts.rotate_key(store, request.match_info["id"])
+    view = await accounts.key_view_now(store, issued.record)
+    return _json({**view, "key": issued.secret})
+
+
 async def usage(request: web.Request) -> web.Response:
     query = request.query
     output = query.get("format", "json")
@@ -170,6 +179,7 @@ def create_admin_app() -> web.Application:
     admin.router.add_get("/keys/{id}", get_key)
     admin.router.add_patch("/keys/{id}", patch_key)
     admin.router.add_delete("/keys/{id}", revoke_key)
+    admin.router.add_post("/keys/{id}/rotate", rotate_key)
     admin.router.add_get("/usage", usage)
     admin.router.add_get("/cache/stats", cache_stats)
     admin.router.add_post("/cache/purge", cache_purge)

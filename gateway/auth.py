@@ -29,19 +29,33 @@ class IssuedKey:
     secret: str
 
 
+def new_secret() -> tuple[str, str, str]:
+    """A fresh key: (secret, its hash, the prefix shown in listings)."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    return secret, hash_key(secret), secret[:_SHOWN_PREFIX_LENGTH]
+
+
 async def issue_key(
     store: Store, team: Team, name: str | None = None, **limits: object
 ) -> IssuedKey:
-    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    secret, key_hash, prefix = new_secret()
     record = await store.create_key(
         key_id="key_" + secrets.token_hex(8),
         team_id=team.id,
         name=name,
-        key_hash=hash_key(secret),
-        prefix=secret[:_SHOWN_PREFIX_LENGTH],
+        key_hash=key_hash,
+        prefix=prefix,
         **limits,
     )
     return IssuedKey(record, secret)
+
+
+async def rotate_key(store: Store, key: ApiKey) -> IssuedKey | None:
+    """A new secret for the same key (id, team, budgets, limits, history); the old secret stops
+    working at once. None when the key is revoked (a revoked key stays revoked)."""
+    secret, key_hash, prefix = new_secret()
+    record = await store.rotate_key(key.id, key_hash=key_hash, prefix=prefix)
+    return None if record is None else IssuedKey(record, secret)
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -137,6 +137,11 @@ async def cmd_keys(ns: argparse.Namespace, settings: Settings) -> int:
         elif ns.action == "revoke":
             key = await accounts.revoke_key(store, ns.id)
             print(f"revoked {key.id} at {key.revoked_at}")
+        elif ns.action == "rotate":
+            issued = await accounts.rotate_key(store, ns.id)
+            print(f"key id: {issued.record.id}  team: {issued.record.team_name}")
+            print("new key (shown this once; the old one no longer works):")
+            print(issued.secret)
         elif ns.action == "show":
             key = await accounts.get_key(store, ns.id)
             print(json.dumps(await accounts.key_view_now(store, key), indent=2))
@@ -298,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name")
     _add_limit_options(create)
     keys.add_parser("revoke").add_argument("id")
+    keys.add_parser(
+        "rotate", help="a new secret for a key: same id, budgets and history; the old one stops"
+    ).add_argument("id")
     keys.add_parser("show").add_argument("id")
     keys.add_parser("list").add_argument("--team")
 
@@ -380,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except accounts.NotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except Conflict as exc:
+    except (Conflict, accounts.Revoked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except GatewayError as exc:  # a report's bad filter, say

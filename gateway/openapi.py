@@ -349,6 +349,12 @@ def description() -> dict[str, Any]:
                 ),
                 **_admin("delete", "Revoke a key", _KEY, parameters=[_path_param("id")]),
             },
+            "/admin/keys/{id}/rotate": _admin(
+                "post",
+                "A new secret for the key: same id, budgets and history; the old one stops",
+                {**_KEY, "required": [*_KEY["required"], "key"]},
+                parameters=[_path_param("id")],
+            ),
             "/admin/usage": _admin(
                 "get",
                 "Ledger sums by team, key, model or day (JSON, or CSV with format=csv)",

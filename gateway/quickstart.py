@@ -1,6 +1,7 @@
 """`gateway quickstart` (what `make run` runs): from nothing to a key and a working gateway.
 
-Migrates the store, makes sure a `default` team exists, issues a fresh key for it, and serves.
+Migrates the store, makes sure a `default` team exists, issues its `quickstart` key (or, on a
+later start, rotates it: secrets are kept only as hashes), and serves.
 With no `GATEWAY_UPSTREAM_API_KEY` the built-in simulator is served beside the gateway and used
 as its upstream, so a newcomer needs no OpenAI account.
 """
@@ -20,22 +21,36 @@ from gateway.store import migrated_store
 QUICKSTART_TEAM = "default"
 
 
-async def _issue_quickstart_key(settings: Settings) -> str:
+QUICKSTART_KEY_NAME = "quickstart"
+
+
+async def _issue_quickstart_key(settings: Settings) -> tuple[str, bool]:
+    """The quickstart key's secret, and whether it was rotated. Secrets are stored only as
+    hashes, so the key of an earlier start cannot be shown again: it is rotated (same key id,
+    budgets and history; the old secret stops working) rather than a new key piling up."""
     async with migrated_store(settings.resolved_database_url) as store:
         team = await store.get_team(QUICKSTART_TEAM)
         if team is None:
             team = await accounts.create_team(store, accounts.TeamCreate(name=QUICKSTART_TEAM))
+        for key in await store.list_keys(team.id):
+            if key.name == QUICKSTART_KEY_NAME and not key.revoked:
+                return (await accounts.rotate_key(store, key.id)).secret, True
         issued = await accounts.create_key(
-            store, accounts.KeyCreate(team=team.name, name="quickstart")
+            store, accounts.KeyCreate(team=team.name, name=QUICKSTART_KEY_NAME)
         )
-        return issued.secret
+        return issued.secret, False
 
 
-def banner(base_url: str, key: str, upstream: str) -> str:
+def banner(base_url: str, key: str, upstream: str, rotated: bool = False) -> str:
+    fresh = (
+        "the quickstart key, rotated: the one printed at the last start no longer works"
+        if rotated
+        else "the quickstart key, shown once"
+    )
     return f"""
 Gateway ready on {base_url}  (upstream: {upstream})
 
-A key for team '{QUICKSTART_TEAM}' (shown once; make more with `gateway keys create`):
+A key for team '{QUICKSTART_TEAM}' ({fresh}; make more with `gateway keys create`):
   {key}
 
 Try it with curl:
@@ -68,11 +83,13 @@ async def _quickstart(settings: Settings, simulator_port: int) -> None:
             )
         )
         upstream = f"built-in simulator at {sim_url}; set GATEWAY_UPSTREAM_API_KEY for OpenAI"
-    key = await _issue_quickstart_key(settings)
+    key, rotated = await _issue_quickstart_key(settings)
     apps.append((create_app(settings), settings.host, settings.port))
     base_url = f"http://{settings.host}:{settings.port}"
     await serve_apps(
-        apps, on_ready=banner(base_url, key, upstream), grace_s=settings.shutdown_grace_s
+        apps,
+        on_ready=banner(base_url, key, upstream, rotated),
+        grace_s=settings.shutdown_grace_s,
     )
 
 

@@ -333,6 +333,14 @@ class SqliteStore:
         )
         return await self.get_key(key_id)
 
+    async def rotate_key(self, key_id: str, *, key_hash: str, prefix: str) -> ApiKey | None:
+        rows = await self._all(
+            "UPDATE api_keys SET key_hash = ?, prefix = ? WHERE id = ? AND revoked_at IS NULL"
+            " RETURNING id",
+            (key_hash, prefix, key_id),
+        )
+        return await self.get_key(key_id) if rows else None
+
     # Accounting
 
     async def reserve(
