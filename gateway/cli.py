@@ -281,7 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
         "quickstart",
         help="migrate, issue a key, and serve (with the simulator when no upstream key is set)",
     )
-    quick.add_argument("--simulator-port", type=int, default=8090)
+    quick.add_argument(
+        "--simulator-port",
+        type=int,
+        help="where the built-in simulator listens (setting GATEWAY_SIMULATOR_PORT, 8090)",
+    )
 
     commands.add_parser("migrate", help="apply pending database migrations")
 
@@ -349,6 +353,24 @@ ASYNC_COMMANDS: dict[str, Command] = {
 }
 
 
+def _serve(ns: argparse.Namespace, settings: Settings) -> int:
+    from gateway.quickstart import quickstart
+    from gateway.server import CannotStart, serve, serve_worker
+
+    given = {
+        name: getattr(ns, name, None) for name in ("host", "port", "workers", "simulator_port")
+    }
+    settings = settings.model_copy(update={k: v for k, v in given.items() if v is not None})
+    try:
+        if ns.command == "quickstart":
+            quickstart(settings)
+            return 0
+        return serve_worker(settings) if ns.worker else serve(settings)
+    except CannotStart as exc:
+        print(f"gateway cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     if ns.command == "openapi":
@@ -370,19 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level, settings.log_format, sys.stdout)
     else:  # a command's own output goes to stdout; its logs must not mix with it
         configure_logging(settings.log_level, "text", sys.stderr)
-    if ns.command == "serve":
-        from gateway.server import serve, serve_worker
-
-        given = (("host", ns.host), ("port", ns.port), ("workers", ns.workers))
-        settings = settings.model_copy(update={k: v for k, v in given if v is not None})
-        return serve_worker(settings) if ns.worker else serve(settings)
+    if ns.command in ("serve", "quickstart"):
+        return _serve(ns, settings)
     if ns.command == "prices":
         return cmd_prices(ns, settings)
-    if ns.command == "quickstart":
-        from gateway.quickstart import quickstart
-
-        quickstart(settings, simulator_port=ns.simulator_port)
-        return 0
     try:
         return asyncio.run(ASYNC_COMMANDS[ns.command](ns, settings))
     except accounts.NotFound as exc:

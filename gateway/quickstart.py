@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway import accounts
 from gateway.app import create_app
-from gateway.server import pid_file, serve_apps
+from gateway.server import check_can_start, pid_file, serve_apps
 from gateway.settings import Settings
 from gateway.store import migrated_store
 
@@ -93,6 +93,12 @@ async def _quickstart(settings: Settings, simulator_port: int) -> None:
     )
 
 
-def quickstart(settings: Settings, simulator_port: int = 8090) -> None:
+def quickstart(settings: Settings) -> None:
+    """Serve from nothing. A start that cannot serve (a gateway already running from this data
+    dir, a port taken) says so in one line and changes nothing: no key, no pid file."""
+    ports = [(settings.host, settings.port, "GATEWAY_PORT")]
+    if settings.upstream_api_key is None:
+        ports.append(("127.0.0.1", settings.simulator_port, "GATEWAY_SIMULATOR_PORT"))
+    check_can_start(settings, ports)
     with pid_file(settings):
-        asyncio.run(_quickstart(settings, simulator_port))
+        asyncio.run(_quickstart(settings, settings.simulator_port))

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Iterator
 
 from aiohttp import web
@@ -113,20 +114,50 @@ async def serve_apps(
             await runner.cleanup()
 
 
+class CannotStart(Exception):
+    """What is in the way of serving, in one line that names the setting that moves it."""
+
+
+def check_can_start(settings: Settings, ports: list[tuple[str, int, str]]) -> None:
+    """Raise CannotStart, before anything is changed, when a gateway already serves from this
+    data dir or a port (host, port, the setting that moves it) is taken."""
+    running = read_pid(settings)
+    if running is not None:
+        raise CannotStart(
+            f"a gateway (pid {running}) is already serving from {settings.data_dir}: stop it, or"
+            " give this one another GATEWAY_DATA_DIR"
+        )
+    for host, port, setting in ports:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise CannotStart(
+                    f"port {port} on {host} is in use ({exc.strerror}): stop what uses it, or set"
+                    f" {setting} to another port"
+                ) from None
+
+
 @contextlib.contextmanager
 def pid_file(settings: Settings) -> Iterator[None]:
-    """`gateway prices reload` finds the server through this file in the data dir."""
+    """`gateway prices reload` finds the server through this file in the data dir. It is removed
+    on the way out only if it is still this process's."""
     path = settings.data_dir / PID_FILE
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{os.getpid()}\n")
+    mine = f"{os.getpid()}\n"
+    path.write_text(mine)
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if path.read_text() == mine:
+                path.unlink()
 
 
 def serve(settings: Settings) -> int:
     """`gateway serve`: in this process, or as a supervisor of `settings.workers` workers."""
+    check_can_start(settings, [(settings.host, settings.port, "GATEWAY_PORT")])
     if settings.workers > 1:
         from gateway.workers import supervise
 

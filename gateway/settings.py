@@ -33,6 +33,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # `make run` without an upstream key serves the built-in simulator here, as its upstream.
+    simulator_port: int = Field(default=8090, ge=0, le=65535)
     upstream_url: str = "https://api.openai.com/v1"
     upstream_api_key: SecretStr | None = None
     admin_token: SecretStr | None = None

@@ -1,0 +1,92 @@
+"""`make run`'s command twice: the second says in one line what is in the way, and changes
+nothing the first one owns (its pid file, its key)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx2 as httpx
+
+from tests.test_shutdown import free_port, wait_until_up
+
+MODEL = {"model": "gpt-image-2", "prompt": "a lighthouse", "quality": "low"}
+
+
+def environment(data: Path, port: int, sim_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    return env | {
+        "GATEWAY_DATA_DIR": str(data),
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_SIMULATOR_PORT": str(sim_port),
+        "GATEWAY_LOG_LEVEL": "WARNING",
+    }
+
+
+def quickstart(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway", "quickstart"], env=env, stdout=out, stderr=out
+        )
+
+
+def test_a_second_start_says_what_is_in_the_way_and_changes_nothing(tmp_path: Path) -> None:
+    port, sim_port = free_port(), free_port()
+    env = environment(tmp_path / "data", port, sim_port)
+    first = quickstart(env, tmp_path / "first.log")
+    try:
+        wait_until_up(port)
+        wait_until_up(sim_port)
+        banner = (tmp_path / "first.log").read_text()
+        key = next(w for w in banner.split() if w.startswith("sk-gw-"))
+        pid_file = tmp_path / "data" / "gateway.pid"
+        assert pid_file.read_text().strip() == str(first.pid)
+
+        # The same data dir: a gateway is already serving from it.
+        again = subprocess.run(
+            [sys.executable, "-m", "gateway", "quickstart"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert again.returncode == 1
+        assert again.stderr.count("\n") == 1 and "already serving" in again.stderr
+        assert "Traceback" not in again.stderr and "sk-gw-" not in again.stdout
+        # Another data dir, same ports: the port is named, and the setting that moves it.
+        elsewhere = environment(tmp_path / "other", port, free_port())
+        blocked = subprocess.run(
+            [sys.executable, "-m", "gateway", "quickstart"],
+            env=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert blocked.returncode == 1
+        assert f"port {port}" in blocked.stderr and "GATEWAY_PORT" in blocked.stderr
+        simulator_taken = environment(tmp_path / "third", free_port(), sim_port)
+        blocked = subprocess.run(
+            [sys.executable, "-m", "gateway", "quickstart"],
+            env=simulator_taken,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "GATEWAY_SIMULATOR_PORT" in blocked.stderr
+
+        # Nothing the first one owns changed: its pid file, and its key still works.
+        assert pid_file.read_text().strip() == str(first.pid)
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/images/generations",
+            json=MODEL,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=30)
+    assert not (tmp_path / "data" / "gateway.pid").exists()
