@@ -31,7 +31,11 @@ Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-usd", help="budget in USD, e.g. 12.50 ('none' clears it)")
-    parser.add_argument("--budget-period", choices=["day", "week", "month", "total"])
+    parser.add_argument(
+        "--budget-period",
+        choices=["day", "week", "month", "total"],
+        help="when the budget renews (UTC calendar periods; total: never)",
+    )
     parser.add_argument("--rpm", type=int, help="requests per minute")
     parser.add_argument("--ipm", type=int, help="images per minute")
 
@@ -88,6 +92,8 @@ KEY_COLUMNS = (
     "prefix",
     "budget_usd",
     "budget_period",
+    "spent_usd",
+    "remaining_usd",
     "rpm",
     "ipm",
     "revoked",
@@ -246,21 +252,28 @@ def cmd_prices(ns: argparse.Namespace, settings: Settings) -> int:
             f" asked the gateway (pid {pid}) to load it"
         )
         return 0
-    print(f"price table {settings.prices}, version {table.version}")
-    rows = describe(table)
-    _print_rows(
-        rows,
-        (
-            "model",
-            "billing",
-            "text_input",
-            "image_input",
-            "image_output",
-            "text_output",
+    print(f"price table {settings.prices}, version {table.version} (USD per 1M tokens)")
+    # Fits a 100-column terminal; --wide shows every column.
+    columns: tuple[str, ...] = (
+        "model",
+        "billing",
+        "text_input",
+        "image_input",
+        "image_output",
+        "text_output",
+    )
+    if ns.wide:
+        columns = (
+            *columns,
+            "cached_text_input",
+            "cached_image_input",
             "per_image",
             "aliases",
-        ),
-    )
+            "source",
+        )
+    _print_rows(describe(table), columns)
+    if not ns.wide:
+        print("(per-image prices, cached rates, aliases and sources: gateway prices --wide)")
     return 0
 
 
@@ -271,15 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the gateway")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=_worker_count, help="worker processes (1-64)")
+    serve.add_argument("--host", help="address to listen on (setting GATEWAY_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (setting GATEWAY_PORT)")
+    serve.add_argument(
+        "--workers", type=_worker_count, help="worker processes, 1-64 (setting GATEWAY_WORKERS)"
+    )
     # What the supervisor starts its workers with; not for people.
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
     quick = commands.add_parser(
         "quickstart",
-        help="migrate, issue a key, and serve (with the simulator when no upstream key is set)",
+        help="what `make run` runs: migrate, issue (or rotate) the quickstart key, and serve"
+        " (with the simulator when no upstream key is set)",
     )
     quick.add_argument(
         "--simulator-port",
@@ -292,50 +308,65 @@ def build_parser() -> argparse.ArgumentParser:
     teams = commands.add_parser("teams", help="manage teams").add_subparsers(
         dest="action", required=True
     )
-    for action in ("create", "update"):
-        sub = teams.add_parser(action)
-        sub.add_argument("name")
+    for action, what in (("create", "create a team"), ("update", "change a team's limits")):
+        sub = teams.add_parser(action, help=what)
+        sub.add_argument("name", help="the team's name (letters, digits, . _ -)")
         _add_limit_options(sub)
-    teams.add_parser("show").add_argument("name")
-    teams.add_parser("list")
+    teams.add_parser("show", help="one team, with its spend (JSON)").add_argument(
+        "name", help="the team's name"
+    )
+    teams.add_parser("list", help="every team with its budget and spend")
 
     keys = commands.add_parser("keys", help="manage keys").add_subparsers(
         dest="action", required=True
     )
-    create = keys.add_parser("create")
-    create.add_argument("--team", required=True)
-    create.add_argument("--name")
+    create = keys.add_parser("create", help="issue a key for a team (printed once)")
+    create.add_argument("--team", required=True, help="the team the key spends for")
+    create.add_argument("--name", help="a label for people, e.g. ci")
     _add_limit_options(create)
-    keys.add_parser("revoke").add_argument("id")
+    keys.add_parser("revoke", help="revoke a key at once").add_argument("id", help="key id")
     keys.add_parser(
         "rotate", help="a new secret for a key: same id, budgets and history; the old one stops"
-    ).add_argument("id")
-    keys.add_parser("show").add_argument("id")
-    keys.add_parser("list").add_argument("--team")
+    ).add_argument("id", help="key id")
+    keys.add_parser("show", help="one key, with its spend (JSON)").add_argument("id", help="key id")
+    keys.add_parser("list", help="keys with their budgets, spend and what is left").add_argument(
+        "--team", help="only this team's keys"
+    )
 
     usage = commands.add_parser("usage", help="spend and tokens from the ledger")
-    usage.add_argument("--team")
-    usage.add_argument("--key")
-    usage.add_argument("--model")
+    usage.add_argument("--team", help="only this team")
+    usage.add_argument("--key", help="only this key id")
+    usage.add_argument("--model", help="only this model")
     usage.add_argument("--since", help="ISO date or date-time (UTC), inclusive")
     usage.add_argument("--until", help="ISO date or date-time (UTC), exclusive")
-    usage.add_argument("--group-by", choices=GROUPS, default="team")
-    usage.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    usage.add_argument("--group-by", choices=GROUPS, default="team", help="one row per this")
+    usage.add_argument(
+        "--format", choices=["table", "json", "csv"], default="table", help="output format"
+    )
 
     cache = commands.add_parser("cache", help="the response cache").add_subparsers(
         dest="action", required=True
     )
     cache.add_parser("stats", help="entries, bytes, hits and savings").add_argument(
-        "--json", action="store_true"
+        "--json", action="store_true", help="print JSON"
     )
     purge = cache.add_parser("purge", help="drop a team's or a key's entries (or --all)")
-    purge.add_argument("--team")
-    purge.add_argument("--key", help="key id")
-    purge.add_argument("--all", action="store_true")
+    purge.add_argument("--team", help="drop this team's entries")
+    purge.add_argument("--key", help="drop the entries this key id stored")
+    purge.add_argument("--all", action="store_true", help="drop every entry")
     cache.add_parser("verify", help="rehash every body; drop what is missing or corrupt")
 
     prices = commands.add_parser("prices", help="show the price table; `reload` it in the server")
-    prices.add_argument("action", nargs="?", choices=["show", "reload"], default="show")
+    prices.add_argument(
+        "action",
+        nargs="?",
+        choices=["show", "reload"],
+        default="show",
+        help="show (the default), or check the file and tell the running gateway to load it",
+    )
+    prices.add_argument(
+        "--wide", action="store_true", help="every column (per-image prices, aliases, cached rates)"
+    )
 
     from gateway.simulator import add_simulator_arguments
 
@@ -372,6 +403,14 @@ def _serve(ns: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `gateway prices | head`: the reader left; not an error to show
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     ns = build_parser().parse_args(argv)
     if ns.command == "openapi":
         from gateway.openapi import rendered
@@ -408,5 +447,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        print(f"error: {exc.errors()[0]['msg']} ({exc.errors()[0]['loc']})", file=sys.stderr)
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]).replace("_", "-")
+        print(
+            f"error: {where}: {first['msg']}" if where else f"error: {first['msg']}",
+            file=sys.stderr,
+        )
         return 2

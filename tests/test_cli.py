@@ -107,3 +107,47 @@ def test_every_listing_works_on_an_empty_store(
     result = gateway(tmp_path, *args)
     assert says in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_every_command_and_option_has_help() -> None:
+    import argparse
+
+    from gateway.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser, where: str) -> list[str]:
+        missing = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helped = {choice.dest for choice in action._choices_actions if choice.help}
+                for name, sub in action.choices.items():
+                    if name not in helped:
+                        missing.append(f"{where} {name}")
+                    missing += walk(sub, f"{where} {name}")
+            elif not action.help and not isinstance(action, argparse._HelpAction):
+                missing.append(f"{where} {'/'.join(action.option_strings) or action.dest}")
+        return missing
+
+    assert walk(build_parser(), "gateway") == []
+
+
+def test_prices_fit_a_100_column_terminal_and_wide_shows_the_rest(tmp_path: Path) -> None:
+    narrow = gateway(tmp_path, "prices").stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 100
+    assert "gpt-image-2" in narrow and "--wide" in narrow
+    wide = gateway(tmp_path, "prices", "--wide").stdout
+    assert "standard:1024x1024=0.040" in wide and "SOURCE" in wide
+
+
+def test_a_bad_value_is_one_readable_line(tmp_path: Path) -> None:
+    result = gateway(tmp_path, "teams", "create", "t", "--budget-usd", "lots", check=False)
+    assert result.returncode == 2
+    assert result.stderr == "error: budget-usd: Input should be a valid decimal\n"
+
+
+def test_keys_list_shows_spend_and_what_is_left(tmp_path: Path) -> None:
+    gateway(tmp_path, "teams", "create", "t")
+    gateway(tmp_path, "keys", "create", "--team", "t", "--budget-usd", "3")
+    listing = gateway(tmp_path, "keys", "list").stdout
+    header, row = listing.splitlines()[:2]
+    assert "SPENT_USD" in header and "REMAINING_USD" in header
+    assert "0.00" in row and "3.00" in row
