@@ -218,6 +218,24 @@ async def update_key(store: Store, key_id: str, changes: KeyPatch) -> ApiKey:
     return key
 
 
+class HasLiveKeys(Exception):
+    """The team still has keys in use: deleting it would cut them off."""
+
+
+async def delete_team(store: Store, name: str, *, force: bool = False) -> int:
+    """Delete a team (its ledger rows stay); refused while it has live keys unless `force`, which
+    revokes them. How many keys were revoked."""
+    team = await get_team(store, name)
+    live = [key for key in await store.list_keys(team.id) if not key.revoked]
+    if live and not force:
+        raise HasLiveKeys(
+            f"Team {name!r} has {len(live)} live key(s); revoke them first, or delete with force"
+            " (which revokes them)."
+        )
+    revoked = await store.delete_team(name)
+    return revoked or 0
+
+
 class Revoked(Exception):
     """The key is revoked: it cannot be given a new secret."""
 

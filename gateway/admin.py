@@ -45,6 +45,8 @@ async def require_admin_token(request: web.Request, handler: Handler) -> web.Str
         raise GatewayError(409, str(exc), code="conflict") from exc
     except accounts.Revoked as exc:
         raise GatewayError(409, str(exc), code="key_revoked") from exc
+    except accounts.HasLiveKeys as exc:
+        raise GatewayError(409, str(exc), code="team_has_live_keys") from exc
 
 
 async def _parse(request: web.Request, model: type[Model]) -> Model:
@@ -90,6 +92,13 @@ async def patch_team(request: web.Request) -> web.Response:
     changes = await _parse(request, accounts.Limits)
     team = await accounts.update_team(store, request.match_info["name"], changes)
     return _json(await accounts.team_view_now(store, team))
+
+
+async def delete_team(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    force = request.query.get("force", "").lower() in ("1", "true", "yes")
+    revoked = await accounts.delete_team(request.config_dict[STORE], name, force=force)
+    return _json({"deleted": name, "revoked_keys": revoked})
 
 
 async def create_key(request: web.Request) -> web.Response:
@@ -174,6 +183,7 @@ def create_admin_app() -> web.Application:
     admin.router.add_get("/teams", list_teams)
     admin.router.add_get("/teams/{name}", get_team)
     admin.router.add_patch("/teams/{name}", patch_team)
+    admin.router.add_delete("/teams/{name}", delete_team)
     admin.router.add_post("/keys", create_key)
     admin.router.add_get("/keys", list_keys)
     admin.router.add_get("/keys/{id}", get_key)

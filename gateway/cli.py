@@ -121,6 +121,9 @@ async def cmd_teams(ns: argparse.Namespace, settings: Settings) -> int:
         elif ns.action == "update":
             team = await accounts.update_team(store, ns.name, accounts.Limits(**_limit_fields(ns)))
             print(json.dumps(await accounts.team_view_now(store, team), indent=2))
+        elif ns.action == "delete":
+            revoked = await accounts.delete_team(store, ns.name, force=ns.force)
+            print(f"deleted team {ns.name} (its ledger rows stay); revoked {revoked} key(s)")
         elif ns.action == "show":
             team = await accounts.get_team(store, ns.name)
             print(json.dumps(await accounts.team_view_now(store, team), indent=2))
@@ -316,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
         "name", help="the team's name"
     )
     teams.add_parser("list", help="every team with its budget and spend")
+    delete = teams.add_parser(
+        "delete", help="delete a team (refused while it has live keys); its ledger rows stay"
+    )
+    delete.add_argument("name", help="the team's name")
+    delete.add_argument("--force", action="store_true", help="revoke its live keys and delete")
 
     keys = commands.add_parser("keys", help="manage keys").add_subparsers(
         dest="action", required=True
@@ -440,7 +448,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except accounts.NotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (Conflict, accounts.Revoked) as exc:
+    except (Conflict, accounts.Revoked, accounts.HasLiveKeys) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except GatewayError as exc:  # a report's bad filter, say

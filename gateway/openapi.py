@@ -316,6 +316,23 @@ def description() -> dict[str, Any]:
                     parameters=[_path_param("name")],
                     body={"type": "object", "properties": _LIMITS, "additionalProperties": False},
                 ),
+                **_admin(
+                    "delete",
+                    "Delete a team (409 while it has live keys, unless force=true, which revokes"
+                    " them); its ledger rows stay",
+                    {
+                        "type": "object",
+                        "required": ["deleted", "revoked_keys"],
+                        "properties": {
+                            "deleted": {"type": "string"},
+                            "revoked_keys": {"type": "integer"},
+                        },
+                    },
+                    parameters=[
+                        _path_param("name"),
+                        _query("force", {"type": "string", "enum": ["true", "false"]}),
+                    ],
+                ),
             },
             "/admin/keys": {
                 **_admin(

@@ -232,11 +232,15 @@ class SqliteStore:
         return _team(row)
 
     async def get_team(self, name: str) -> Team | None:
-        row = await self._one(f"SELECT {_TEAM_COLUMNS} FROM teams WHERE name = ?", (name,))
+        row = await self._one(
+            f"SELECT {_TEAM_COLUMNS} FROM teams WHERE name = ? AND deleted_at IS NULL", (name,)
+        )
         return _team(row) if row else None
 
     async def list_teams(self) -> list[Team]:
-        rows = await self._all(f"SELECT {_TEAM_COLUMNS} FROM teams ORDER BY name")
+        rows = await self._all(
+            f"SELECT {_TEAM_COLUMNS} FROM teams WHERE deleted_at IS NULL ORDER BY name"
+        )
         return [_team(row) for row in rows]
 
     async def update_team(self, name: str, **changes: Any) -> Team | None:
@@ -245,10 +249,27 @@ class SqliteStore:
         _limit_values(changes)  # rejects unknown fields
         assignments = ", ".join(f"{field} = ?" for field in changes)
         row = await self._one(
-            f"UPDATE teams SET {assignments} WHERE name = ? RETURNING {_TEAM_COLUMNS}",
+            f"UPDATE teams SET {assignments} WHERE name = ? AND deleted_at IS NULL"
+            f" RETURNING {_TEAM_COLUMNS}",
             (*changes.values(), name),
         )
         return _team(row) if row else None
+
+    async def delete_team(self, name: str) -> int | None:
+        team = await self.get_team(name)
+        if team is None:
+            return None
+        now = _now()
+        revoked = await self._all(
+            "UPDATE api_keys SET revoked_at = ? WHERE team_id = ? AND revoked_at IS NULL"
+            " RETURNING id",
+            (now, team.id),
+        )
+        await self._all(
+            "UPDATE teams SET deleted_at = ?, name = name || '~deleted~' || id WHERE id = ?",
+            (now, team.id),
+        )
+        return len(revoked)
 
     # Keys
 
