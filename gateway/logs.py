@@ -1,9 +1,9 @@
 """Logging: one structured line per request, and secrets kept out of every line.
 
 `configure_logging` sends every logger's records to one stream (stdout when serving), as JSON
-lines (`GATEWAY_LOG_FORMAT=json`, the default) or as text. The upstream key is registered at
-start; whatever line would contain it (ours, aiohttp's, a library's, a logged prompt) has it
-replaced, because the redaction runs on the formatted line itself.
+lines, as text, or (the default, `auto`, at a terminal) as a compact line per request. The
+upstream key is registered at start; whatever line would contain it (ours, aiohttp's, a
+library's, a logged prompt) has it replaced, because the redaction runs on the formatted line.
 """
 
 from __future__ import annotations
@@ -83,9 +83,36 @@ class TextFormatter(logging.Formatter):
         return redact(text)
 
 
+class ConsoleFormatter(logging.Formatter):
+    """For a person at a terminal: a compact line per request (`time status endpoint model
+    cache cost latency team`), and `time LEVEL message` for the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = dt.datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        fields = getattr(record, "fields", None) or {}
+        if record.name == REQUEST_LOG.name and fields:
+            line = (
+                f"{when} {fields['status']} {fields['method']} {fields['endpoint']}"
+                f" {fields['model'] or '-'} {fields['cache']} ${fields['cost_usd']}"
+                f" {fields['latency_ms']:.0f}ms team={fields['team'] or '-'}"
+            )
+            if fields["outcome"] != "ok":
+                line += f" ({fields['outcome']})"
+        else:
+            line = f"{when} {record.levelname} {record.getMessage()}"
+            if record.exc_info:
+                line += "\n" + self.formatException(record.exc_info)
+        return redact(line)
+
+
 def configure_logging(level: str, fmt: str = "text", stream: IO[str] | None = None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    """`fmt`: json, text, or auto (console lines when `stream` is a terminal, JSON otherwise)."""
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if stream.isatty() else "json"
+    formatters = {"json": JsonFormatter, "console": ConsoleFormatter}
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatters.get(fmt, TextFormatter)())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -9,11 +9,13 @@ as its upstream, so a newcomer needs no OpenAI account.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 from aiohttp import web
 
 from gateway import accounts
 from gateway.app import create_app
+from gateway.ledger import usage_report
 from gateway.server import check_can_start, pid_file, serve_apps
 from gateway.settings import Settings
 from gateway.store import migrated_store
@@ -41,16 +43,21 @@ async def _issue_quickstart_key(settings: Settings) -> tuple[str, bool]:
         return issued.secret, False
 
 
-def banner(base_url: str, key: str, upstream: str, rotated: bool = False) -> str:
+def banner(base_url: str, key: str, upstream: str, admin_on: bool, rotated: bool = False) -> str:
     fresh = (
         "the quickstart key, rotated: the one printed at the last start no longer works"
         if rotated
         else "the quickstart key, shown once"
     )
+    admin = (
+        "on (GATEWAY_ADMIN_TOKEN is set): /admin/* with Authorization: Bearer $GATEWAY_ADMIN_TOKEN"
+        if admin_on
+        else "off; start with GATEWAY_ADMIN_TOKEN=<a long random token> make run to turn it on"
+    )
     return f"""
 Gateway ready on {base_url}  (upstream: {upstream})
 
-A key for team '{QUICKSTART_TEAM}' ({fresh}; make more with `gateway keys create`):
+A key for team '{QUICKSTART_TEAM}' ({fresh}):
   {key}
 
 Try it with curl:
@@ -58,10 +65,21 @@ Try it with curl:
     -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
     -d '{{"model": "gpt-image-2", "prompt": "a lighthouse at dawn", "quality": "low"}}'
 
-or with the OpenAI Python SDK, changing only the base URL:
+or with the OpenAI Python SDK, changing only the base URL (`.venv/bin/python`, then paste):
+  import base64
   from openai import OpenAI
   client = OpenAI(base_url="{base_url}/v1", api_key="{key}")
-  result = client.images.generate(model="gpt-image-2", prompt="a lighthouse at dawn")
+  raw = client.images.with_raw_response.generate(model="gpt-image-2", prompt="a lighthouse at dawn")
+  with open("lighthouse.png", "wb") as out:
+      out.write(base64.b64decode(raw.parse().data[0].b64_json))
+  print("saved lighthouse.png; cost $" + raw.headers["x-gateway-cost-usd"])
+
+Asking the same again is answered from the cache at $0 (send Cache-Control: no-cache for a
+fresh image). From another terminal in this directory:
+  .venv/bin/gateway keys list            # keys, spend, what is left
+  .venv/bin/gateway usage                # spend by team
+  .venv/bin/gateway keys create --team {QUICKSTART_TEAM} --budget-usd 5
+Admin API: {admin}.
 
 Ctrl-C stops it.
 """
@@ -86,10 +104,24 @@ async def _quickstart(settings: Settings, simulator_port: int) -> None:
     key, rotated = await _issue_quickstart_key(settings)
     apps.append((create_app(settings), settings.host, settings.port))
     base_url = f"http://{settings.host}:{settings.port}"
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     await serve_apps(
         apps,
-        on_ready=banner(base_url, key, upstream, rotated),
+        on_ready=banner(base_url, key, upstream, settings.admin_token is not None, rotated),
         grace_s=settings.shutdown_grace_s,
+    )
+    print(await _what_it_finished(settings, started), flush=True)
+
+
+async def _what_it_finished(settings: Settings, since: str) -> str:
+    """One line for Ctrl-C: what this run served, from the ledger."""
+    async with migrated_store(settings.resolved_database_url) as store:
+        report = await usage_report(store, since=since, group_by="team")
+    total = report.total
+    return (
+        f"gateway stopped: served {total['requests']} requests ({total['images']} images,"
+        f" ${total['cost_usd']} charged, ${total['saved_usd']} saved by the cache); every"
+        " ledger row is written."
     )
 
 

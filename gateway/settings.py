@@ -46,7 +46,8 @@ class Settings(BaseSettings):
 
     # Logs: to stdout when serving, one JSON line per request (and per message).
     log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    # auto: a compact line per request when stdout is a terminal, JSON lines otherwise.
+    log_format: Literal["auto", "json", "text"] = "auto"
     # Prompts are the users' data: logged only when the operator asks for it.
     log_prompts: bool = False
 

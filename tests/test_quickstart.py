@@ -90,3 +90,35 @@ def test_a_second_start_says_what_is_in_the_way_and_changes_nothing(tmp_path: Pa
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=30)
     assert not (tmp_path / "data" / "gateway.pid").exists()
+
+
+def test_the_banner_works_as_printed_and_ctrl_c_says_what_it_finished(tmp_path: Path) -> None:
+    port, sim_port = free_port(), free_port()
+    env = environment(tmp_path / "data", port, sim_port)
+    log = tmp_path / "run.log"
+    run = quickstart(env, log)
+    try:
+        wait_until_up(port)
+        banner = log.read_text()
+        assert ".venv/bin/gateway keys list" in banner
+        assert "Admin API: off; start with GATEWAY_ADMIN_TOKEN=" in banner
+        # The Python example, pasted as printed: it saves the image and prints its cost.
+        lines = banner.splitlines()
+        start = lines.index("  import base64")
+        snippet = "\n".join(line[2:] for line in lines[start : start + 7])
+        pasted = subprocess.run(
+            [sys.executable, "-c", snippet],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert pasted.returncode == 0, pasted.stderr
+        assert pasted.stdout.startswith("saved lighthouse.png; cost $0.0")
+        assert (tmp_path / "lighthouse.png").read_bytes().startswith(b"\x89PNG")
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.wait(timeout=30)
+    assert run.returncode == 0
+    last = log.read_text().strip().splitlines()[-1]
+    assert last.startswith("gateway stopped: served 1 requests (1 images, $0.0")
