@@ -392,6 +392,27 @@ ASYNC_COMMANDS: dict[str, Command] = {
 }
 
 
+# Commands that only read: on a store that does not exist they say so, rather than create an
+# empty one (in whatever directory they were run from) and report zeros.
+READ_ONLY = {("teams", "list"), ("teams", "show"), ("keys", "list"), ("keys", "show")}
+READ_ONLY_COMMANDS = {"usage", "cache"}
+
+
+def _missing_store(ns: argparse.Namespace, settings: Settings) -> str | None:
+    reads = ns.command in READ_ONLY_COMMANDS or (ns.command, getattr(ns, "action", None)) in (
+        READ_ONLY
+    )
+    if not reads or settings.database_url is not None:
+        return None
+    database = settings.data_dir / "gateway.db"
+    if database.exists():
+        return None
+    return (
+        f"no gateway data at {database} (run it from the directory the gateway serves from,"
+        " or set GATEWAY_DATA_DIR)"
+    )
+
+
 def _serve(ns: argparse.Namespace, settings: Settings) -> int:
     from gateway.quickstart import quickstart
     from gateway.server import CannotStart, serve, serve_worker
@@ -443,6 +464,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return _serve(ns, settings)
     if ns.command == "prices":
         return cmd_prices(ns, settings)
+    missing = _missing_store(ns, settings)
+    if missing is not None:
+        print(f"error: {missing}", file=sys.stderr)
+        return 1
     try:
         return asyncio.run(ASYNC_COMMANDS[ns.command](ns, settings))
     except accounts.NotFound as exc:

@@ -104,6 +104,8 @@ def test_every_listing_works_on_an_empty_store(
 ) -> None:
     if args[:2] != ("teams", "list"):  # a team, but no key, no request, no entry
         gateway(tmp_path, "teams", "create", "empty")
+    else:
+        gateway(tmp_path, "migrate")  # an empty store: not even a team
     result = gateway(tmp_path, *args)
     assert says in result.stdout
     assert "Traceback" not in result.stderr
@@ -151,3 +153,23 @@ def test_keys_list_shows_spend_and_what_is_left(tmp_path: Path) -> None:
     header, row = listing.splitlines()[:2]
     assert "SPENT_USD" in header and "REMAINING_USD" in header
     assert "0.00" in row and "3.00" in row
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("teams", "list"),
+        ("keys", "list"),
+        ("keys", "show", "key_x"),
+        ("usage",),
+        ("cache", "stats"),
+    ],
+)
+def test_reading_a_store_that_does_not_exist_says_so_and_creates_nothing(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    result = gateway(tmp_path, *args, check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no gateway data at ")
+    assert "GATEWAY_DATA_DIR" in result.stderr
+    assert not (tmp_path / "data").exists()
