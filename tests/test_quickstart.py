@@ -33,6 +33,17 @@ def quickstart(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def start_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`make run`'s command, run to its end (a start that cannot serve ends at once)."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "quickstart"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_a_second_start_says_what_is_in_the_way_and_changes_nothing(tmp_path: Path) -> None:
     port, sim_port = free_port(), free_port()
     env = environment(tmp_path / "data", port, sim_port)
@@ -46,35 +57,17 @@ def test_a_second_start_says_what_is_in_the_way_and_changes_nothing(tmp_path: Pa
         assert pid_file.read_text().strip() == str(first.pid)
 
         # The same data dir: a gateway is already serving from it.
-        again = subprocess.run(
-            [sys.executable, "-m", "gateway", "quickstart"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        again = start_once(env)
         assert again.returncode == 1
         assert again.stderr.count("\n") == 1 and "already serving" in again.stderr
         assert "Traceback" not in again.stderr and "sk-gw-" not in again.stdout
         # Another data dir, same ports: the port is named, and the setting that moves it.
         elsewhere = environment(tmp_path / "other", port, free_port())
-        blocked = subprocess.run(
-            [sys.executable, "-m", "gateway", "quickstart"],
-            env=elsewhere,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        blocked = start_once(elsewhere)
         assert blocked.returncode == 1
         assert f"port {port}" in blocked.stderr and "GATEWAY_PORT" in blocked.stderr
         simulator_taken = environment(tmp_path / "third", free_port(), sim_port)
-        blocked = subprocess.run(
-            [sys.executable, "-m", "gateway", "quickstart"],
-            env=simulator_taken,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        blocked = start_once(simulator_taken)
         assert "GATEWAY_SIMULATOR_PORT" in blocked.stderr
 
         # Nothing the first one owns changed: its pid file, and its key still works.
