@@ -11,9 +11,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import psutil
@@ -35,8 +34,7 @@ def start_gateway(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-@dataclass
-class Setup:
+class Setup(NamedTuple):
     """A recording simulator in this process, a store with a budgeted team and its key, and the
     environment of a `gateway serve` in front of them (its data dir, its port)."""
 
@@ -72,14 +70,7 @@ async def set_up(tmp_path: Path, aiohttp_server: Any, **settings: str) -> Setup:
 async def test_kill_9_under_load_leaves_no_call_unaccounted(
     tmp_path: Path, aiohttp_server: Any
 ) -> None:
-    setup = await set_up(tmp_path, aiohttp_server)
-    simulator, data, key, port, env = (
-        setup.simulator,
-        setup.data,
-        setup.key,
-        setup.port,
-        setup.env,
-    )
+    simulator, data, key, port, env = await set_up(tmp_path, aiohttp_server)
     log = tmp_path / "gateway.log"
     gateway = start_gateway(env, log)
     try:
@@ -139,15 +130,8 @@ async def test_kill_9_under_load_leaves_no_call_unaccounted(
 async def test_a_killed_worker_has_its_holds_settled_by_the_supervisor(
     tmp_path: Path, aiohttp_server: Any
 ) -> None:
-    setup = await set_up(
+    simulator, data, key, port, env = await set_up(
         tmp_path, aiohttp_server, GATEWAY_WORKERS="2", GATEWAY_CACHE_ENABLED="false"
-    )
-    simulator, data, key, port, env = (
-        setup.simulator,
-        setup.data,
-        setup.key,
-        setup.port,
-        setup.env,
     )
     supervisor = start_gateway(env, tmp_path / "gateway.log")
     try:
