@@ -1,45 +1,67 @@
 # `make run` sets up from nothing and serves; `make test` sets up and runs every test and check.
+#
+# Everything goes into .venv: `make run` installs what serving needs, `make test` adds the
+# development tools (pytest, the openai SDK, ruff, mypy, schemathesis) and promtool. Nothing is
+# installed system-wide.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+SERVING := $(VENV)/.installed-serving
+DEVELOPMENT := $(VENV)/.installed-development
 
 .PHONY: run test lint typecheck pytest promtool bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
+	@echo "== creating $(VENV) (a virtual environment for this project; nothing system-wide)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-run: $(STAMP)
+# PYTHONWARNINGS=ignore: setuptools prints a boxed notice about editable installs on every build,
+# meant for packagers, not for someone running `make run`.
+$(SERVING): pyproject.toml | $(BIN)/python
+	@echo "== installing the gateway and what serving needs into $(VENV)"
+	PYTHONWARNINGS=ignore $(BIN)/pip install --progress-bar on --editable .
+	@touch $@
+
+$(DEVELOPMENT): pyproject.toml $(SERVING)
+	@echo "== installing the development tools into $(VENV): pytest, openai, ruff, mypy, schemathesis"
+	PYTHONWARNINGS=ignore $(BIN)/pip install --progress-bar on --editable '.[dev]'
+	@touch $@
+
+run: $(SERVING)
 	$(BIN)/gateway quickstart
 
-test: $(STAMP) lint typecheck pytest promtool
+test: $(DEVELOPMENT) lint typecheck pytest promtool
 
-lint: $(STAMP)
+lint: $(DEVELOPMENT)
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/ruff format --check gateway tests bench
 
-typecheck: $(STAMP)
+typecheck: $(DEVELOPMENT)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(DEVELOPMENT)
 	$(BIN)/pytest -q
 
 # Prometheus' own checks of deploy/prometheus: the config, the alert rules, and the rules' unit
-# tests. promtool comes from Debian's `prometheus` package, installed here when this machine can.
-promtool:
-	@command -v promtool >/dev/null || deploy/install-promtool || true
-	@if command -v promtool >/dev/null; then \
-		promtool check config deploy/prometheus/prometheus.yml && \
-		promtool check rules deploy/prometheus/alerts.yml && \
-		promtool test rules deploy/prometheus/alerts.test.yml; \
+# tests. promtool is unpacked into .venv/bin from Debian's `prometheus` package (apt-get download:
+# nothing installed system-wide); a promtool already on the PATH serves as well.
+$(BIN)/promtool: | $(BIN)/python
+	@command -v promtool >/dev/null || { \
+		echo "== fetching promtool into $(BIN) from Debian's prometheus package (deploy/install-promtool)"; \
+		deploy/install-promtool $(BIN) || true; }
+
+promtool: $(BIN)/promtool
+	@tool=$$(test -x $(BIN)/promtool && echo $(BIN)/promtool || command -v promtool || true); \
+	if [ -n "$$tool" ]; then \
+		$$tool check config deploy/prometheus/prometheus.yml && \
+		$$tool check rules deploy/prometheus/alerts.yml && \
+		$$tool test rules deploy/prometheus/alerts.test.yml; \
 	else \
-		echo "promtool cannot be installed here: deploy/prometheus was checked by pytest only"; \
+		echo "promtool could not be installed here (no apt-get download): deploy/prometheus was checked by pytest only"; \
 	fi
 
-bench: $(STAMP)
+bench: $(DEVELOPMENT)
 	$(BIN)/python bench/run_all.py
 
 clean:

@@ -64,6 +64,11 @@ def worktree(rev: str) -> Iterator[Path]:
             )
 
 
+def shipped(cwd: Path, name: str) -> Path:
+    packaged = cwd / "gateway" / "config" / name
+    return packaged if packaged.exists() else cwd / "config" / name
+
+
 def start_gateway(
     name: str, tmp: Path, sim_port: int, cwd: Path, team_args: Sequence[str]
 ) -> tuple[Server, str]:
@@ -73,8 +78,8 @@ def start_gateway(
         GATEWAY_PORT=str(port),
         GATEWAY_UPSTREAM_URL=f"http://{HOST}:{sim_port}/v1",
         GATEWAY_DATA_DIR=str(tmp / name),
-        GATEWAY_CONFIG=str(cwd / "config" / "gateway.toml"),
-        GATEWAY_PRICES=str(cwd / "config" / "prices.toml"),
+        # Each revision's own shipped files: older ones kept them at the top level.
+        GATEWAY_PRICES=str(shipped(cwd, "prices.toml")),
         **CACHE_OFF,
     )
     key = create_key(env, team_args=team_args, cwd=cwd)

@@ -16,14 +16,15 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import TomlConfigSettingsSource
 
 from gateway import accounts
 from gateway.errors import GatewayError
 from gateway.ledger import GROUPS, usage_report
 from gateway.pricing import PriceError, describe, load_prices
 from gateway.server import read_pid
-from gateway.settings import Settings
+from gateway.settings import SHIPPED_CONFIG_EXAMPLE, Settings, config_file
 from gateway.store import Conflict, Store, migrated_store, open_store
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -280,6 +281,29 @@ def cmd_prices(ns: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_config(ns: argparse.Namespace, settings: Settings) -> int:
+    """The settings in force, one per line, with where each came from; or the shipped example."""
+    if ns.example:
+        sys.stdout.write(SHIPPED_CONFIG_EXAMPLE.read_text("utf-8"))
+        return 0
+    path = config_file()
+    read = f"read from {path.resolve()}" if path.is_file() else f"{path} not found: not read"
+    print(f"# config file: {read}; environment variables GATEWAY_* come first")
+    from_file = TomlConfigSettingsSource(Settings, toml_file=path)() if path.is_file() else {}
+    for name, value in settings.model_dump().items():
+        variable = f"GATEWAY_{name.upper()}"
+        source = "env" if variable in os.environ else "file" if name in from_file else "default"
+        if isinstance(value, SecretStr):
+            value = "(set)"
+        shown = "" if value is None else ",".join(value) if isinstance(value, list) else value
+        print(f"{variable}={shown}  # {source}")
+    data_dir = settings.data_dir.resolve()
+    state = "exists" if data_dir.is_dir() else "does not exist yet"
+    print(f"# data dir: {data_dir} ({state})")
+    print(f"# store: {settings.resolved_database_url}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway", description="Caching, cost-accounting proxy for the OpenAI Images API."
@@ -380,6 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_simulator_arguments(commands.add_parser("simulator", help="serve the fake Images API"))
     commands.add_parser("openapi", help="print the OpenAPI 3.1 description of the gateway's API")
+    config = commands.add_parser(
+        "config", help="the settings in force, and where they came from (secrets only as set/unset)"
+    )
+    config.add_argument(
+        "--example",
+        action="store_true",
+        help="print a config file listing every setting with its default, to start one from",
+    )
     return parser
 
 
@@ -446,7 +478,13 @@ def _main(argv: Sequence[str] | None) -> int:
 
         sys.stdout.write(rendered())
         return 0
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"error: {_setting_problem(exc)}", file=sys.stderr)
+        return 2
+    if ns.command == "config":
+        return cmd_config(ns, settings)
     if ns.command == "simulator":
         from gateway.simulator import config_from_args, run_simulator
 
@@ -479,7 +517,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except GatewayError as exc:  # a report's bad filter, say
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    except ValidationError as exc:
+    except ValidationError as exc:  # an option's value, say --budget-usd -1
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]).replace("_", "-")
         print(
@@ -487,3 +525,12 @@ def _main(argv: Sequence[str] | None) -> int:
             file=sys.stderr,
         )
         return 2
+
+
+def _setting_problem(exc: ValidationError) -> str:
+    """One line for a setting that does not validate: which, where it came from, what is wrong."""
+    first = exc.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else ""
+    variable = f"GATEWAY_{name.upper()}"
+    where = variable if variable in os.environ else f"{name} in {config_file()}"
+    return f"setting {where}: {first['msg']} (got {first.get('input')!r})"

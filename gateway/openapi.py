@@ -9,13 +9,11 @@ gateway itself checks and allow any other (the API keeps growing; upstream judge
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from gateway.params import FRAME_COUNT_RANGE, MAX_TEXT_CHARS, N_RANGE, PARTIAL_IMAGES_RANGE
 from gateway.pricing import load_prices
-
-SHIPPED_PRICES = Path(__file__).resolve().parents[1] / "config" / "prices.toml"
+from gateway.settings import SHIPPED_PRICES
 
 VERSION = "1.0.0"
 

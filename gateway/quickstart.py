@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import shutil
+import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -43,6 +47,26 @@ async def _issue_quickstart_key(settings: Settings) -> tuple[str, bool]:
         return issued.secret, False
 
 
+def as_typed(executable: Path, name: str) -> str:
+    """How a person in this directory runs `executable`: by its bare `name` when that is what the
+    PATH finds, relative when it lies below the working directory (`.venv/bin/gateway` after
+    `make run`), else by its full path."""
+    path = os.path.abspath(executable)
+    found = shutil.which(name)
+    if found is not None and os.path.abspath(found) == path:
+        return name
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else path
+
+
+def gateway_command() -> str:
+    """The `gateway` command installed beside the Python serving now, as a person types it."""
+    script = Path(sys.executable).with_name("gateway")
+    if script.exists():
+        return as_typed(script, "gateway")
+    return f"{as_typed(Path(sys.executable), 'python')} -m gateway"
+
+
 def banner(base_url: str, key: str, upstream: str, admin_on: bool, rotated: bool = False) -> str:
     fresh = (
         "the quickstart key, rotated: the one printed at the last start no longer works"
@@ -52,8 +76,9 @@ def banner(base_url: str, key: str, upstream: str, admin_on: bool, rotated: bool
     admin = (
         "on (GATEWAY_ADMIN_TOKEN is set): /admin/* with Authorization: Bearer $GATEWAY_ADMIN_TOKEN"
         if admin_on
-        else "off; start with GATEWAY_ADMIN_TOKEN=<a long random token> make run to turn it on"
+        else "off; set GATEWAY_ADMIN_TOKEN=<a long random token> before starting to turn it on"
     )
+    gateway = gateway_command()
     return f"""
 Gateway ready on {base_url}  (upstream: {upstream})
 
@@ -65,7 +90,7 @@ Try it with curl:
     -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
     -d '{{"model": "gpt-image-2", "prompt": "a lighthouse at dawn", "quality": "low"}}'
 
-or with the OpenAI Python SDK, changing only the base URL (`.venv/bin/python`, then paste):
+or with the OpenAI Python SDK (`pip install openai` where you run it), changing only the base URL:
   import base64
   from openai import OpenAI
   client = OpenAI(base_url="{base_url}/v1", api_key="{key}")
@@ -76,9 +101,9 @@ or with the OpenAI Python SDK, changing only the base URL (`.venv/bin/python`, t
 
 Asking the same again is answered from the cache at $0 (send Cache-Control: no-cache for a
 fresh image). From another terminal in this directory:
-  .venv/bin/gateway keys list            # keys, spend, what is left
-  .venv/bin/gateway usage                # spend by team
-  .venv/bin/gateway keys create --team {QUICKSTART_TEAM} --budget-usd 5
+  {gateway} keys list            # keys, spend, what is left
+  {gateway} usage                # spend by team
+  {gateway} keys create --team {QUICKSTART_TEAM} --budget-usd 5
 Admin API: {admin}.
 
 Ctrl-C stops it.

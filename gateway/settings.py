@@ -1,8 +1,12 @@
 """The one Settings class.
 
 Precedence, highest first: keyword arguments (tests), environment variables `GATEWAY_*`, the TOML
-file named by `GATEWAY_CONFIG` (default `config/gateway.toml`; a missing file is no error), the
-defaults below.
+file named by `GATEWAY_CONFIG` (default `config/gateway.toml` in the working directory; a missing
+file is no error), the defaults below.
+
+What the gateway ships (the default price table, the migrations, a config file listing every
+setting) is package data beside this module, so no default depends on the working directory but
+the data dir's, which the contract sets to `./data`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ from pydantic_settings import (
 )
 
 DEFAULT_CONFIG_FILE = "config/gateway.toml"
+SHIPPED_DIR = Path(__file__).resolve().parent / "config"
+# The price table in force unless `GATEWAY_PRICES` names another.
+SHIPPED_PRICES = SHIPPED_DIR / "prices.toml"
+# Every setting with its default and a comment: what `gateway config --example` prints.
+SHIPPED_CONFIG_EXAMPLE = SHIPPED_DIR / "gateway.toml"
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 # Kept here rather than imported from the cache package, so settings import nothing of the app.
@@ -40,7 +49,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     data_dir: Path = Path("./data")
     database_url: str | None = None
-    prices: Path = Path("config/prices.toml")
+    prices: Path = SHIPPED_PRICES
     # Worker processes serving one port (SO_REUSEPORT); their metrics are summed.
     workers: int = Field(default=1, ge=1, le=64)
 
@@ -163,9 +172,14 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = Path(os.environ.get("GATEWAY_CONFIG", DEFAULT_CONFIG_FILE))
+        toml_file = config_file()
         return (
             init_settings,
             env_settings,
             TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
         )
+
+
+def config_file() -> Path:
+    """The TOML file settings are read from (it need not exist)."""
+    return Path(os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG_FILE)

@@ -20,7 +20,7 @@ from gateway import accounts
 from gateway.app import create_app
 from gateway.periods import Periods
 from gateway.server import reload_prices
-from gateway.settings import Settings
+from gateway.settings import SHIPPED_PRICES, Settings
 from gateway.state import PRICES, STORE
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
 
@@ -306,7 +306,7 @@ async def test_sighup_reloads_prices_and_a_bad_file_changes_nothing(
     tmp_path: Path,
 ) -> None:
     prices = tmp_path / "prices.toml"
-    shipped = Path("config/prices.toml").read_text()
+    shipped = SHIPPED_PRICES.read_text()
     prices.write_text(shipped)
     client = await aiohttp_client(
         create_app(make_settings(upstream_url=fake_upstream.url, prices=prices))

@@ -30,8 +30,9 @@ from gateway.pricing import (
     per_image_cost_nanos,
     usage_cost_nanos,
 )
+from gateway.settings import SHIPPED_PRICES
 
-SHIPPED = Path(__file__).resolve().parents[1] / "config" / "prices.toml"
+SHIPPED = SHIPPED_PRICES
 
 
 @pytest.fixture(scope="module")

@@ -94,7 +94,7 @@ def test_the_banner_works_as_printed_and_ctrl_c_says_what_it_finished(tmp_path: 
         wait_until_up(port)
         banner = log.read_text()
         assert ".venv/bin/gateway keys list" in banner
-        assert "Admin API: off; start with GATEWAY_ADMIN_TOKEN=" in banner
+        assert "Admin API: off; set GATEWAY_ADMIN_TOKEN=" in banner
         # The Python example, pasted as printed: it saves the image and prints its cost.
         lines = banner.splitlines()
         start = lines.index("  import base64")

@@ -1,4 +1,7 @@
-"""Numbered SQL files in `migrations/`: `0001_teams_and_keys.sql` is version `0001`."""
+"""Numbered SQL files, shipped as package data in `gateway/migrations/`.
+
+`0001_teams_and_keys.sql` is version `0001`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 _NAME = re.compile(r"^(?P<version>\d{4})_[a-z0-9_]+\.sql$")
 
 
