@@ -144,10 +144,15 @@ async def _what_it_finished(settings: Settings, since: str) -> str:
         report = await usage_report(store, since=since, group_by="team")
     total = report.total
     return (
-        f"gateway stopped: served {total['requests']} requests ({total['images']} images,"
+        f"gateway stopped: served {_count(total['requests'], 'request')}"
+        f" ({_count(total['images'], 'image')},"
         f" ${total['cost_usd']} charged, ${total['saved_usd']} saved by the cache); every"
         " ledger row is written."
     )
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
 def quickstart(settings: Settings) -> None:

@@ -114,4 +114,4 @@ def test_the_banner_works_as_printed_and_ctrl_c_says_what_it_finished(tmp_path: 
         run.wait(timeout=30)
     assert run.returncode == 0
     last = log.read_text().strip().splitlines()[-1]
-    assert last.startswith("gateway stopped: served 1 requests (1 images, $0.0")
+    assert last.startswith("gateway stopped: served 1 request (1 image, $0.0")
