@@ -31,8 +31,11 @@ def gateway_overrides() -> dict[str, Any]:
 
 async def stored(gateway: Any) -> None:
     """Wait for the cache's background stores (a whole body is stored after it was sent)."""
-    while tasks := list(gateway.app[DETACHED]):
-        await asyncio.wait(tasks)
+    cache = gateway.app[CACHE]
+    while (tasks := list(gateway.app[DETACHED])) or cache.storing:
+        if tasks:
+            await asyncio.wait(tasks)
+        await cache.drain()
 
 
 def sdk_for(gateway: Any, key: str, **options: Any) -> openai.AsyncOpenAI:
@@ -596,12 +599,15 @@ async def test_refusals_say_bypass(gateway: Any) -> None:
 async def test_a_cache_that_cannot_write_costs_only_the_entry(
     sdk: openai.AsyncOpenAI, gateway: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def disk_full(*args: Any, **kwargs: Any) -> Any:
+    def disk_full(*args: Any, **kwargs: Any) -> Any:
         raise OSError(28, "No space left on device")
 
+    async def no_tee(*args: Any, **kwargs: Any) -> Any:
+        disk_full()
+
     files = gateway.app[CACHE].files
-    monkeypatch.setattr(files, "write_bytes", disk_full)
-    monkeypatch.setattr(files, "new_tee", disk_full)
+    monkeypatch.setattr(files, "_write", disk_full)
+    monkeypatch.setattr(files, "new_tee", no_tee)
     assert (await generate_raw(sdk))[:2] == ("miss", LOW_COST)
     await stored(gateway)
     assert (await generate_raw(sdk))[0] == "miss"

@@ -51,8 +51,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 async def drained(gateway: Any) -> None:
-    while tasks := list(gateway.app[DETACHED]):
-        await asyncio.wait(tasks)
+    cache = gateway.app[CACHE]
+    while (tasks := list(gateway.app[DETACHED])) or cache.storing:
+        if tasks:
+            await asyncio.wait(tasks)
+        await cache.drain()
 
 
 async def drive_traffic(gateway: Any, make_key: Callable[..., Any]) -> None:

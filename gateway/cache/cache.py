@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from gateway import accounts
+from gateway.cache.batch import BatchStore, PendingStore
 from gateway.cache.files import BodyFiles, Written
 from gateway.cache.inflight import InFlightRegistry
 from gateway.money import nanos_to_usd
@@ -56,6 +57,7 @@ class ResponseCache:
         # Hits not yet written to the index: {key: (hits, last hit)}. Written by housekeeping,
         # so a hit costs no write on the serving path.
         self._hits: dict[str, tuple[int, float]] = {}
+        self._batches = BatchStore(self._store_batch)
 
     async def start(self, *, empty_tmp: bool = True) -> None:
         await asyncio.to_thread(self.files.prepare, empty_tmp=empty_tmp)
@@ -78,15 +80,43 @@ class ResponseCache:
         self._hits[entry.key] = (count + 1, time.time())
         return Hit(entry, body)
 
-    async def put(self, entry: CacheEntry, written: Written) -> None:
-        """Name the written body and index the entry; then evict down to the size limit."""
-        async with self._lock:
-            await self.files.name(written)
-            await self.store.cache.put(entry)
-            await self._flush_hits()  # eviction goes by the latest hits
-            evicted = await self.store.cache.evict_to(self.settings.cache_max_bytes)
-            self.on_evicted("size", evicted)
-            await self._sweep()
+    def submit(self, pending: PendingStore) -> None:
+        """Store a body and its entry in the background (batched with others); `pending.done`
+        hears the entry once it is stored, or None."""
+        self._batches.submit(pending)
+
+    async def _store_batch(self, batch: list[PendingStore]) -> None:
+        """Name every body of the batch (one worker-thread call) and index the entries (one
+        store statement), under the lock; then, past the size limit, evict down to it. Every
+        pending store's `done` is called."""
+        limit = self.settings.cache_max_bytes
+        waiting = []
+        for pending in batch:
+            if pending.size <= limit:
+                waiting.append(pending)
+                continue
+            if isinstance(pending.body, Written):
+                await self.files.discard(pending.body)
+            pending.done(None)
+        try:
+            async with self._lock:
+                named = await asyncio.to_thread(self.files.name_all, [p.body for p in waiting])
+                stored = [
+                    (pending, pending.entry(written))
+                    for pending, written in zip(waiting, named, strict=True)
+                    if written is not None
+                ]
+                used = await self.store.cache.put_many([e for _, e in stored]) if stored else 0
+                if used > limit:
+                    await self._flush_hits()  # eviction goes by the latest hits
+                    self.on_evicted("size", await self.store.cache.evict_to(limit))
+                    await self._sweep()
+        except Exception:
+            log.exception("could not store %d responses in the cache", len(waiting))
+            stored = []
+        entries = {id(pending): entry for pending, entry in stored}
+        for pending in waiting:
+            pending.done(entries.get(id(pending)))
 
     async def housekeeping(self) -> None:
         """Write pending hit counts, drop expired entries and the bodies nothing uses."""
@@ -95,7 +125,18 @@ class ResponseCache:
         async with self._lock:
             await self._sweep()
 
+    @property
+    def storing(self) -> bool:
+        """Whether stores handed over are still to be done."""
+        return not self._batches.idle
+
+    async def drain(self) -> None:
+        """Wait until every store handed over so far is done."""
+        while self.storing:
+            await self._batches.drain()
+
     async def close(self) -> None:
+        await self.drain()
         await self._flush_hits()
 
     async def purge(self, *, team_id: int | None = None, key_id: str | None = None) -> int:

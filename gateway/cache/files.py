@@ -1,10 +1,12 @@
 """Cached response bodies on disk, each a file named by the SHA-256 of its content.
 
-What holds: a file under `bodies/` is complete and was fsynced before it got its name (bodies are
-written to `tmp/`, fsynced, then renamed), so an identical body is stored once and a name never
-points at half a body. A body is served only after its content was hashed and found equal to its
-name, once per process and again whenever the file's inode, size or mtime change; a file that
-fails is reported missing, never served.
+What holds: a file under `bodies/` was complete when it got its name (bodies are written to
+`tmp/`, then renamed), so an identical body is stored once and a running gateway never sees half a
+body under a name. Bodies are not fsynced: a cache is not worth a disk flush per store (it cost
+more CPU than the rest of a request). A machine that crashes may leave a torn body behind a name;
+that is caught before it is served, because a body is served only after its content was hashed
+and found equal to its name, once per process and again whenever the file's inode, size or mtime
+change; a file that fails is reported missing (its entry dropped), never served.
 
 Every disk operation runs on a worker thread, never on the event loop.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import tempfile
 import time
@@ -27,7 +30,7 @@ SEND_CHUNK = 256 * 1024  # per read when sendfile is missing: 100 hits in flight
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """A complete body in a temporary file, fsynced, not yet named."""
+    """A complete body in a temporary file, not yet named."""
 
     temp: Path
     sha256: str
@@ -41,6 +44,7 @@ class BodyFiles:
         self.tmp = root / "tmp"
         # sha256 → (inode, size, mtime_ns) of the file as last hashed: trusted while unchanged.
         self._verified: dict[str, tuple[int, int, int]] = {}
+        self._parents: set[Path] = set()  # bodies/xx/ directories known to exist
 
     def prepare(self, *, empty_tmp: bool = True) -> None:
         """Create the directories and drop partial writes a dead process left (blocking: call at
@@ -56,18 +60,9 @@ class BodyFiles:
     def path(self, sha256: str) -> Path:
         return self.bodies / sha256[:2] / sha256
 
-    async def write_bytes(self, data: bytes) -> Written:
-        """Write `data` to a temporary file, fsynced; `name()` it to make it a body."""
-        return await asyncio.to_thread(self._write, [data])
-
     async def copy_file(self, source: Path) -> Written:
-        """Copy the file at `source` to a temporary file, fsynced; `name()` it after."""
+        """Copy the file at `source` to a temporary file; `name()` it after."""
         return await asyncio.to_thread(self._copy, source)
-
-    async def name(self, written: Written) -> None:
-        """Give a written body its content name. The cache does this under its lock, together
-        with the index row, so that sweeping unused bodies never removes a body being named."""
-        await asyncio.to_thread(self._name, written)
 
     async def discard(self, written: Written) -> None:
         await asyncio.to_thread(written.temp.unlink, missing_ok=True)
@@ -114,8 +109,11 @@ class BodyFiles:
     # Blocking helpers, run on worker threads.
 
     def _temp(self) -> tuple[int, str]:
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(prefix="body-", dir=self.tmp)
+        try:
+            return tempfile.mkstemp(prefix="body-", dir=self.tmp)
+        except FileNotFoundError:  # the directory went away (removed by hand): made again
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            return tempfile.mkstemp(prefix="body-", dir=self.tmp)
 
     def _write(self, chunks: Iterable[bytes]) -> Written:
         fd, name = self._temp()
@@ -126,7 +124,6 @@ class BodyFiles:
                 digest.update(chunk)
                 _write_all(fd, chunk)
                 size += len(chunk)
-            os.fsync(fd)
         except BaseException:
             os.close(fd)
             os.unlink(name)
@@ -140,9 +137,46 @@ class BodyFiles:
 
     def _name(self, written: Written) -> None:
         final = self.path(written.sha256)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(written.temp, final)
+        if final.parent not in self._parents:  # one mkdir per directory, not per body
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._parents.add(final.parent)
+        try:
+            os.replace(written.temp, final)
+        except FileNotFoundError:  # its directory went away since: made again
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(written.temp, final)
         self._remember(written.sha256, os.stat(final))
+
+    def name_all(self, bodies: list[bytes | Written]) -> list[Written | None]:
+        """Give each body its content name (blocking: one worker-thread call for a batch):
+        bytes are written first (or not at all when that body is already stored), a temporary
+        file is renamed. None for a body that could not be stored."""
+        named: list[Written | None] = []
+        for body in bodies:
+            try:
+                if isinstance(body, Written):
+                    self._name(body)
+                    named.append(body)
+                else:
+                    named.append(self._store_bytes(body))
+            except OSError:
+                logging.getLogger(__name__).exception("could not store a cache body")
+                if isinstance(body, Written):
+                    body.temp.unlink(missing_ok=True)
+                named.append(None)
+        return named
+
+    def _store_bytes(self, data: bytes) -> Written:
+        sha256 = hashlib.sha256(data).hexdigest()
+        final = self.path(sha256)
+        try:
+            st = os.stat(final)
+            known = self._verified.get(sha256) == (st.st_ino, st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            known = False
+        if not known:  # a body this process has not verified as it is now is written again
+            self._name(self._write([data]))
+        return Written(final, sha256, len(data))
 
     def _remember(self, sha256: str, st: os.stat_result) -> None:
         self._verified[sha256] = (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -195,11 +229,10 @@ class Tee:
         return await asyncio.to_thread(os.pread, self._fd, min(limit, self.size - offset), offset)
 
     async def finish(self) -> Written:
-        """Fsync the whole body; `BodyFiles.name()` it after. Readers keep reading the open file
+        """The whole body; `BodyFiles.name()` it after. Readers keep reading the open file
         whatever happens to its name."""
         path, self._path = self._path, None
         assert path is not None, "a tee is finished or discarded once"
-        await asyncio.to_thread(os.fsync, self._fd)
         return Written(path, self._digest.hexdigest(), self.size)
 
     async def discard(self) -> None:

@@ -9,15 +9,17 @@ cache: a whole body is stored in the background, a stream after its last byte we
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
 
 from multidict import CIMultiDict
 
 from gateway.background import spawn
 from gateway.body import SpooledBody
+from gateway.cache.batch import PendingStore
 from gateway.cache.cache import ResponseCache
 from gateway.cache.files import Tee, Written
 from gateway.cache.inflight import Abandoned, Failed, InFlight, Reply, Stored, StreamEnd
@@ -85,7 +87,13 @@ class Leader:
             self.inflight.end(StreamEnd(flow.outcome, trailer, flow.images, flow.cost_nanos))
         complete = flow.outcome == "ok" and flow.status == 200 and not self._tee_failed
         if complete and self.tee is not None:
-            await self._store(self.tee.finish)
+            # Not awaited: the stream's last chunk goes out when the request ends. Until it is
+            # stored, identical requests still join and replay the tee, held open for them.
+            tee = self.tee
+            tee.retain()
+            self._storing = self.inflight is not None
+            stored = self._store(await tee.finish())
+            stored.add_done_callback(lambda _: spawn(flow.request.app, tee.release()))
 
     # A whole body: shared from memory at once, stored in the background.
 
@@ -96,67 +104,70 @@ class Leader:
         if path is not None:
             # Too large to hold in memory for followers: they are served once it is stored.
             if complete:
-                await self._store(lambda: self.cache.files.copy_file(path))
+                try:
+                    await self._store(await self.cache.files.copy_file(path))
+                except OSError:
+                    log.exception("could not copy a response into the cache")
             return
         data = body.bytes_in_memory()
         if self.inflight is not None:
             reply = Reply(flow.status, kept_headers(headers), data, flow.images, flow.cost_nanos)
             self.inflight.end(reply)
         if complete:
-            self._storing = True
-            spawn(flow.request.app, self._store_bytes(data))
+            # Until it is stored, identical requests still join this one: the reply is here.
+            self._storing = self.inflight is not None
+            self._store(data, carries_urls=b'"url"' in data)
 
-    async def _store_bytes(self, data: bytes) -> None:
-        try:
-            await self._store(
-                lambda: self.cache.files.write_bytes(data), carries_urls=b'"url"' in data
-            )
-        finally:
-            if self.inflight is not None:
-                self.cache.in_flight.remove(self.inflight)
-
-    async def _store(
-        self, write: Callable[[], Awaitable[Written]], carries_urls: bool = False
-    ) -> None:
-        """Write the body (`write`), index it, and tell followers. A failure here is logged and
-        costs only the cache entry: the response itself has gone, or goes, out whole."""
+    def _store(
+        self, body: bytes | Written, carries_urls: bool = False
+    ) -> asyncio.Future[CacheEntry | None]:
+        """Hand the body to the cache's batched store; the future says when it is stored (or
+        not). A failure there is logged and costs only the cache entry: the response itself has
+        gone, or goes, out whole."""
         flow = self.flow
         assert flow.key is not None and flow.team is not None and flow.upstream is not None
         assert flow.cache is not None
         settings = self.cache.settings
-        written = None
-        try:
-            written = await write()
-            if written.size > settings.cache_max_bytes:
-                await self.cache.files.discard(written)
-                return
+        key, scope, team_id, key_id = self.key, flow.cache.scope, flow.team.id, flow.key.id
+        endpoint, model, stream = flow.endpoint.name, flow.model, flow.stream
+        content_type = flow.upstream.content_type
+        headers = kept_headers(flow.upstream.headers)
+        images, cost_nanos = flow.images, flow.cost_nanos
+        ttl = min(settings.cache_ttl_s, settings.cache_url_ttl_s if carries_urls else 1e18)
+
+        def entry(written: Written) -> CacheEntry:
             now = time.time()
-            ttl = min(settings.cache_ttl_s, settings.cache_url_ttl_s if carries_urls else 1e18)
-            entry = CacheEntry(
-                key=self.key,
-                scope=flow.cache.scope,
-                team_id=flow.team.id,
-                key_id=flow.key.id,
-                endpoint=flow.endpoint.name,
-                model=flow.model,
-                stream=flow.stream,
+            return CacheEntry(
+                key=key,
+                scope=scope,
+                team_id=team_id,
+                key_id=key_id,
+                endpoint=endpoint,
+                model=model,
+                stream=stream,
                 body_sha256=written.sha256,
-                content_type=flow.upstream.content_type,
-                headers=kept_headers(flow.upstream.headers),
+                content_type=content_type,
+                headers=headers,
                 size=written.size,
-                images=flow.images,
-                cost_nanos=flow.cost_nanos,
+                images=images,
+                cost_nanos=cost_nanos,
                 created_at=now,
                 expires_at=now + ttl,
             )
-            await self.cache.put(entry, written)
-        except Exception:
-            log.exception("could not store a response in the cache")
-            if written is not None:
-                await self.cache.files.discard(written)
-            return
-        if self.inflight is not None:
-            self.inflight.end(Stored(entry))
+
+        inflight, still_joinable = self.inflight, self._storing
+        finished: asyncio.Future[CacheEntry | None] = asyncio.get_running_loop().create_future()
+
+        def done(stored: CacheEntry | None) -> None:
+            if inflight is not None:
+                if stored is not None:
+                    inflight.end(Stored(stored))
+                if still_joinable:
+                    self.cache.in_flight.remove(inflight)
+            finished.set_result(stored)
+
+        self.cache.submit(PendingStore(body, entry, done))
+        return finished
 
     async def _settle(
         self,

@@ -213,8 +213,13 @@ class CacheIndex(Protocol):
         """The entry for `key`, unless it has expired."""
         ...
 
-    async def put(self, entry: CacheEntry) -> None:
-        """Store (or replace) the entry; its body is registered with it."""
+    async def put(self, entry: CacheEntry) -> int:
+        """Store (or replace) the entry; its body is registered with it. The total size of the
+        bodies entries use, now (at least: a body the entry stopped using may still count)."""
+        ...
+
+    async def put_many(self, entries: list[CacheEntry]) -> int:
+        """`put` for several entries at once (at most 64), as one write."""
         ...
 
     async def touch(self, hits: dict[str, tuple[int, float]]) -> None:
@@ -236,8 +241,13 @@ class CacheIndex(Protocol):
         """Drop least recently used entries until the bodies still used fit in `max_bytes`."""
         ...
 
+    async def used_bytes(self) -> int:
+        """The total size of the bodies entries use (each counted once)."""
+        ...
+
     async def unused_bodies(self) -> list[str]:
-        """Forget bodies no entry uses any more; their hashes, for their files to be removed."""
+        """The bodies no entry uses any more, not yet swept: their hashes, for their files to be
+        removed (each is returned once)."""
         ...
 
     async def bodies(self) -> list[tuple[str, int]]:

@@ -12,17 +12,27 @@ if TYPE_CHECKING:
     from gateway.store.sqlite import SqliteStore
 
 _ENTRY_COLUMNS = tuple(CacheEntry.__dataclass_fields__)
+# An upsert rather than INSERT OR REPLACE: a replacing insert deletes the old row without firing
+# its delete triggers, and the triggers keep the cache's size (migration 0006).
 _PUT = (
-    f"INSERT OR REPLACE INTO cache_entries ({', '.join(_ENTRY_COLUMNS)})"
-    f" VALUES ({', '.join(':' + c for c in _ENTRY_COLUMNS)})"
+    f"INSERT INTO cache_entries ({', '.join(_ENTRY_COLUMNS)})"
+    " VALUES {rows}"
+    f" ON CONFLICT (key) DO UPDATE SET"
+    f" {', '.join(f'{c} = excluded.{c}' for c in _ENTRY_COLUMNS if c != 'key')}"
+    # The bodies' total size after this entry, in the same statement (the triggers ran first).
+    " RETURNING (SELECT bytes FROM cache_usage WHERE id = 1)"
 )
 _GET = f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM cache_entries WHERE key = ? AND expires_at > ?"
 _BODY_BYTES = "SELECT COALESCE(SUM(size), 0) FROM cache_bodies"
-_LIVE_BODY_BYTES = (
-    "SELECT COALESCE(SUM(size), 0) FROM cache_bodies b"
-    " WHERE EXISTS (SELECT 1 FROM cache_entries e WHERE e.body_sha256 = b.sha256)"
-)
+_LIVE_BODY_BYTES = "SELECT bytes FROM cache_usage WHERE id = 1"  # kept by triggers
 EVICTION_BATCH = 64
+
+
+def _row(entry: CacheEntry) -> list[Any]:
+    values = {column: getattr(entry, column) for column in _ENTRY_COLUMNS}
+    values["headers"] = json.dumps(entry.headers, sort_keys=True)
+    values["last_hit_at"] = entry.last_hit_at or entry.created_at
+    return [values[column] for column in _ENTRY_COLUMNS]
 
 
 def _entry(row: Any) -> CacheEntry:
@@ -40,11 +50,16 @@ class SqliteCacheIndex:
         row = await self._store._one(_GET, (key, now))
         return None if row is None else _entry(row)
 
-    async def put(self, entry: CacheEntry) -> None:
-        values = {column: getattr(entry, column) for column in _ENTRY_COLUMNS}
-        values["headers"] = json.dumps(entry.headers, sort_keys=True)
-        values["last_hit_at"] = entry.last_hit_at or entry.created_at
-        await self._store._all(_PUT, values)
+    async def put(self, entry: CacheEntry) -> int:
+        return await self.put_many([entry])
+
+    async def put_many(self, entries: list[CacheEntry]) -> int:
+        """One statement for the batch: one commit, whatever its size."""
+        latest = {entry.key: entry for entry in entries}  # a key twice: the last one counts
+        rows = ", ".join(f"({', '.join('?' * len(_ENTRY_COLUMNS))})" for _ in latest)
+        values = [value for entry in latest.values() for value in _row(entry)]
+        returned = await self._store._all(_PUT.format(rows=rows), tuple(values))
+        return int(returned[-1][0])
 
     async def touch(self, hits: dict[str, tuple[int, float]]) -> None:
         if hits:
@@ -108,12 +123,11 @@ class SqliteCacheIndex:
             evicted += len(doomed)
         return evicted
 
+    async def used_bytes(self) -> int:
+        return int((await self._store._one(_LIVE_BODY_BYTES))[0])
+
     async def unused_bodies(self) -> list[str]:
-        rows = await self._store._all(
-            "DELETE FROM cache_bodies WHERE NOT EXISTS"
-            " (SELECT 1 FROM cache_entries e WHERE e.body_sha256 = cache_bodies.sha256)"
-            " RETURNING sha256"
-        )
+        rows = await self._store._all("DELETE FROM cache_unused RETURNING sha256")
         return [row[0] for row in rows]
 
     async def bodies(self) -> list[tuple[str, int]]:
