@@ -22,6 +22,7 @@ from gateway.flow import SERVED_BY_CACHE, Flow
 from gateway.imageinfo import image_dimensions
 from gateway.journal import this_process
 from gateway.money import nanos_to_usd
+from gateway.outcome import Outcome
 from gateway.params import is_valid_unicode
 from gateway.periods import Periods
 from gateway.pricing import (
@@ -171,7 +172,6 @@ async def reserve_budget(flow: Flow) -> None:
     )
     if flow.reservation_id is not None:
         return
-    flow.outcome = "refused_budget"
     for scope, scope_id, name in (("key", key.id, key.id), ("team", str(team.id), team.name)):
         spend = await store.spend(scope, scope_id, periods, now.timestamp())
         remaining = spend.remaining_nanos
@@ -184,6 +184,7 @@ async def reserve_budget(flow: Flow) -> None:
         type="insufficient_quota",
         code="insufficient_quota",
         headers={"x-should-retry": "false"},
+        outcome=Outcome.REFUSED_BUDGET,
     )
 
 
@@ -205,7 +206,7 @@ def charge_for(flow: Flow) -> Charge:
     price = flow.price
     if price is None or flow.status != 200 or flow.cache_status in SERVED_BY_CACHE:
         return Charge(0)
-    if flow.outcome == "stream_cut" and flow.images == 0:
+    if flow.outcome is Outcome.STREAM_CUT and flow.images == 0:
         # Cut before any completed event: the partial images that arrived.
         pending = Usage(0, 0, 0, 0, flow.partial_images_pending * PARTIAL_IMAGE_TOKENS, 0)
         return Charge(usage_cost_nanos(price, pending) if not price.per_image_billing else 0)
@@ -245,19 +246,25 @@ def _svg_cost(flow: Flow) -> int | None:
     return usage_cost_nanos(author, svg.as_usage())
 
 
-def outcome_of(error: BaseException | None, flow: Flow) -> tuple[int, str]:
-    """The status and outcome the ledger records; a request that ended by an exception says
+def outcome_of(error: BaseException | None, flow: Flow) -> tuple[int, Outcome]:
+    """The status and outcome a request ended with; a request that ended by an exception says
     which (the client's own status is what it was told, or would have been)."""
     if error is None:
-        if flow.outcome == "ok" and flow.status >= 400:
-            return flow.status, "upstream_error"  # upstream's own error, passed through
+        if flow.outcome is Outcome.OK and flow.status >= 400:
+            return flow.status, Outcome.UPSTREAM_ERROR  # upstream's own error, passed through
         return flow.status, flow.outcome
     if isinstance(error, GatewayError):
-        outcomes = {"insufficient_quota": "refused_budget", "rate_limit_exceeded": "refused_rate"}
-        return error.status, outcomes.get(error.code or "", error.code or "refused")
+        return error.status, error.outcome
     if isinstance(error, asyncio.CancelledError):
-        return 499, "client_gone"  # the client left before the upstream call began
-    return flow.status or 500, "error"
+        return 499, Outcome.CLIENT_GONE  # the client left before the upstream call began
+    return flow.status or 500, Outcome.ERROR
+
+
+def settle_outcome(flow: Flow, error: BaseException | None) -> None:
+    """`flow.status`, `flow.outcome` and `flow.error_code` are final."""
+    flow.status, flow.outcome = outcome_of(error, flow)
+    if isinstance(error, GatewayError):
+        flow.error_code = error.code
 
 
 async def record(flow: Flow, error: BaseException | None = None) -> None:
@@ -265,11 +272,11 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
     if flow.recorded or flow.key is None or flow.team is None:
         return
     flow.recorded = True
-    flow.status, flow.outcome = outcome_of(error, flow)
+    settle_outcome(flow, error)
     charge = charge_for(flow)
     flow.cost_nanos = charge.nanos
-    if charge.usage_missing and flow.outcome == "ok":
-        flow.outcome = "usage_missing"
+    if charge.usage_missing and flow.outcome is Outcome.OK:
+        flow.outcome = Outcome.USAGE_MISSING
         log.warning(
             "request %s: upstream answered 200 without usage the gateway can read; charged the"
             " estimate, $%s",
@@ -294,7 +301,7 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
         n=flow.n,
         stream=flow.stream,
         status=flow.status,
-        outcome=flow.outcome,
+        outcome=flow.outcome.value,
         cache_status=flow.cache_status,
         text_input_tokens=usage.text_input,
         cached_text_input_tokens=usage.cached_text_input,
@@ -311,6 +318,7 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
         upstream_request_id=storable(flow.upstream_request_id),
         price_version=flow.price_version,
         reservation_id=flow.reservation_id,
+        error_code=flow.error_code,
     )
     app = flow.request.app
     try:

@@ -10,9 +10,13 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from gateway.outcome import Outcome
+
 
 class GatewayError(Exception):
-    """A refusal with an HTTP status and OpenAI's error fields."""
+    """A refusal or failure with an HTTP status, OpenAI's error fields, and what it makes of the
+    request (`outcome`): by default a 4xx is `invalid`, an `upstream_error` type is
+    `upstream_error`, and any other 5xx is `error`."""
 
     def __init__(
         self,
@@ -23,8 +27,18 @@ class GatewayError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: Mapping[str, str] | None = None,
+        outcome: Outcome | None = None,
     ) -> None:
         super().__init__(message)
+        if outcome is None:
+            outcome = (
+                Outcome.UPSTREAM_ERROR
+                if type == "upstream_error"
+                else Outcome.INVALID
+                if status < 500
+                else Outcome.ERROR
+            )
+        self.outcome = outcome
         self.status = status
         self.message = message
         self.type = type
@@ -50,7 +64,7 @@ def invalid_request(message: str, *, code: str, param: str | None = None) -> Gat
 
 
 def invalid_api_key(message: str) -> GatewayError:
-    return GatewayError(401, message, code="invalid_api_key")
+    return GatewayError(401, message, code="invalid_api_key", outcome=Outcome.REFUSED_AUTH)
 
 
 def request_too_large(limit: int) -> GatewayError:

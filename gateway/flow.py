@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.body import SpooledBody
 from gateway.endpoints import Endpoint
+from gateway.outcome import Outcome
 from gateway.params import ImageParams
 from gateway.pricing import ModelPrice, SvgUsage, Usage
 from gateway.store import ApiKey, Team
@@ -62,7 +63,8 @@ class Flow:
     svg_estimate_nanos: int = 0
     reservation_id: int | None = None
     status: int = 0
-    outcome: str = "ok"
+    outcome: Outcome = Outcome.OK
+    error_code: str | None = None  # the code of the gateway's own error response, if any
     usage: Usage | None = None
     svg_usage: SvgUsage | None = None
     images: int = 0

@@ -133,7 +133,7 @@ def log_request(flow: Flow, *, with_prompt: bool = False) -> None:
         "model": model,
         "stream": flow.stream,
         "status": flow.status,
-        "outcome": flow.outcome,
+        "outcome": flow.outcome.value,
         "cache": flow.cache_status,
         "images": flow.images,
         "cost_usd": nanos_to_usd(flow.cost_nanos),
@@ -141,6 +141,8 @@ def log_request(flow: Flow, *, with_prompt: bool = False) -> None:
         "latency_ms": round((time.perf_counter() - flow.started) * 1000, 3),
         "upstream_request_id": flow.upstream_request_id,
     }
+    if flow.error_code is not None:
+        fields["error_code"] = flow.error_code
     if flow.client_gone:
         fields["client_gone"] = True
     prompt = flow.params.get("prompt")

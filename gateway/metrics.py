@@ -38,6 +38,7 @@ from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError
 from gateway.flow import SERVED_BY_CACHE, Flow
 from gateway.money import NANOS_PER_USD
+from gateway.outcome import Outcome
 from gateway.periods import Periods
 from gateway.pricing import Usage
 from gateway.store.base import CacheStats, Spend, Store, Team
@@ -70,21 +71,21 @@ def status_class(status: int) -> str:
     return f"{status // 100}xx" if status else "none"
 
 
-def refusal_reason(flow: Flow, error: BaseException | None) -> str | None:
-    """Why the gateway itself refused the request (budget, rpm, ipm, auth, invalid), or None.
+_REFUSAL_REASONS = {
+    Outcome.REFUSED_AUTH: "auth",
+    Outcome.REFUSED_BUDGET: "budget",
+    Outcome.REFUSED_RATE: "rpm",
+    Outcome.INVALID: "invalid",
+}
 
-    An upstream error relayed to a follower of an identical request is not a refusal."""
-    if not isinstance(error, GatewayError) or error.status >= 500:
-        return None
-    if flow.cache_status in SERVED_BY_CACHE or flow.upstream_started is not None:
-        return None
-    if error.code == "invalid_api_key":
-        return "auth"
-    if error.code == "insufficient_quota":
-        return "budget"
-    if error.code == "rate_limit_exceeded":
-        return "ipm" if error.type == "images" else "rpm"
-    return "invalid"
+
+def refusal_reason(flow: Flow, error: BaseException | None) -> str | None:
+    """Why the gateway itself refused the request (budget, rpm, ipm, auth, invalid), or None:
+    read from the request's outcome, as the ledger and the usage report read it."""
+    reason = _REFUSAL_REASONS.get(flow.outcome)
+    if reason == "rpm" and isinstance(error, GatewayError) and error.type == "images":
+        return "ipm"
+    return reason
 
 
 def upstream_error(flow: Flow, error: BaseException | None) -> tuple[str, str] | None:
@@ -103,11 +104,11 @@ def upstream_error(flow: Flow, error: BaseException | None) -> tuple[str, str] |
             return "unreachable", ""
         if error.code == "upstream_auth_failed":
             return "status", "401"
-    if flow.outcome == "stream_cut":
+    if flow.outcome is Outcome.STREAM_CUT:
         return "stream_cut", ""
     if flow.upstream is not None and flow.upstream.status >= 400:
         return "status", str(flow.upstream.status)
-    if flow.outcome == "upstream_error":
+    if flow.outcome is Outcome.UPSTREAM_ERROR:
         return "status", "error_event"
     return None
 
@@ -200,6 +201,12 @@ class Metrics:
             "gateway_refusals",
             "Requests the gateway refused, by reason (budget, rpm, ipm, auth, invalid).",
             ("reason", "team"),
+            registry=r,
+        )
+        self.outcomes = Counter(
+            "gateway_request_outcomes",
+            "Requests by what became of them: the outcomes of the ledger (and refused_auth).",
+            ("outcome",),
             registry=r,
         )
         self.upstream_errors = Counter(
@@ -328,12 +335,13 @@ class Metrics:
             self.cache_misses.labels(team).inc()
         elif cache == "coalesced":
             self.coalesced.labels(team).inc()
+        self.outcomes.labels(flow.outcome.value).inc()
         reason = refusal_reason(flow, error)
         if reason is not None:
             self.refusals.labels(reason, team).inc()
         if isinstance(error, GatewayError) and error.code == "request_timeout":
             self.connections_timed_out.labels("body").inc()
-        if flow.outcome == "usage_missing":
+        if flow.outcome is Outcome.USAGE_MISSING:
             self.usage_missing.labels(model).inc()
         failed = upstream_error(flow, error)
         if failed is not None:

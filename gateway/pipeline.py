@@ -23,9 +23,9 @@ from gateway import auth
 from gateway.accounting import (
     check_rate_limits,
     estimate_cost,
-    outcome_of,
     record,
     reserve_budget,
+    settle_outcome,
 )
 from gateway.background import spawn
 from gateway.body import Pace, read_body
@@ -212,7 +212,7 @@ def _report_on_exit(flow: Flow) -> Callable[..., Awaitable[bool]]:
         kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> bool:
         if not flow.recorded:  # refused before authentication: no ledger row set these
-            flow.status, flow.outcome = outcome_of(error, flow)
+            settle_outcome(flow, error)
         app = flow.request.app
         try:
             app[METRICS].observe_request(flow, error)

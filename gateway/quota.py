@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from gateway.errors import GatewayError
 from gateway.money import nanos_to_usd
+from gateway.outcome import Outcome
 from gateway.periods import next_reset
 from gateway.store import ApiKey, Team
 from gateway.store.base import Spend
@@ -126,6 +127,7 @@ def rate_limited(limit: Limit, wait_s: float, headers: dict[str, str]) -> Gatewa
         type=limit.kind,
         code="rate_limit_exceeded",
         headers={**headers, "retry-after": str(retry_after)},
+        outcome=Outcome.REFUSED_RATE,
     )
 
 
@@ -155,4 +157,5 @@ def budget_exhausted(
         type="insufficient_quota",
         code="insufficient_quota",
         headers={"x-should-retry": "false"},
+        outcome=Outcome.REFUSED_BUDGET,
     )

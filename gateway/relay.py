@@ -27,6 +27,7 @@ from gateway.body import SpooledBody, spool_chunks
 from gateway.errors import error_body, upstream_unreachable
 from gateway.flow import Flow
 from gateway.logs import redact_bytes
+from gateway.outcome import Outcome
 from gateway.pricing import SvgUsage, Usage
 from gateway.sse import EventSplitter, event_name, format_event
 from gateway.state import METRICS, SETTINGS
@@ -227,7 +228,7 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
         failure = "upstream ended the stream before its completed event"
     if failure is not None:
         log.warning("image stream cut: %s", failure)
-        flow.outcome = "stream_cut"
+        flow.outcome = Outcome.STREAM_CUT
 
     await record(flow)
     trailer = b""
@@ -257,7 +258,7 @@ async def _inspect_event(flow: Flow, name: str, raw: bytearray) -> bool:
         flow.svg_usage = read_svg_usage(found.members.get("svg_usage")) or flow.svg_usage
         return flow.images >= flow.n
     elif name == "error":
-        flow.outcome = "upstream_error"
+        flow.outcome = Outcome.UPSTREAM_ERROR
         return True
     return False
 

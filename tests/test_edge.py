@@ -167,8 +167,8 @@ async def test_a_client_trickling_its_body_is_cut(
     assert (status, body["error"]["code"]) == (408, "request_timeout")
     assert b"x-gateway-request-id: req_gw_" in data.lower()
     assert fake_upstream.requests == []
-    rows = await served.app[STORE]._all("SELECT status, outcome FROM ledger")
-    assert [tuple(row) for row in rows] == [(408, "request_timeout")]
+    rows = await served.app[STORE]._all("SELECT status, outcome, error_code FROM ledger")
+    assert [tuple(row) for row in rows] == [(408, "invalid", "request_timeout")]
 
 
 @pytest.mark.parametrize("edge_settings", [{"keepalive_timeout_s": 0.5}])

@@ -65,8 +65,10 @@ async def test_hostile_json_is_a_400_before_upstream_and_has_its_row(
     assert set(body["error"]) == {"message", "type", "param", "code"}
     assert body["error"]["param"] == param
     assert fake_upstream.requests == []
-    rows = await gateway.app[STORE]._all("SELECT status, outcome, cost_nanos FROM ledger")
-    assert [tuple(row) for row in rows] == [(400, body["error"]["code"], 0)]
+    rows = await gateway.app[STORE]._all(
+        "SELECT status, outcome, error_code, cost_nanos FROM ledger"
+    )
+    assert [tuple(row) for row in rows] == [(400, "invalid", body["error"]["code"], 0)]
     # The gateway keeps serving.
     fine = await gateway.post(
         GEN, json={"model": "gpt-image-1.5", "prompt": "x", "quality": "low"}, headers=auth(key)

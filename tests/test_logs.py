@@ -61,11 +61,12 @@ async def test_each_request_is_one_json_line_with_what_operators_need(
     )
     assert ok["cost_usd"] == raw.headers["x-gateway-cost-usd"]
     assert ok["latency_ms"] > 0 and ok["images"] == 1
-    assert (refused["status"], refused["outcome"], refused["key_id"]) == (
-        401,
-        "invalid_api_key",
-        None,
-    )
+    assert (
+        refused["status"],
+        refused["outcome"],
+        refused["error_code"],
+        refused["key_id"],
+    ) == (401, "refused_auth", "invalid_api_key", None)
     everything = json.dumps(log_lines())
     assert "private thought" not in everything
     assert key not in everything and "sk-gw-wrong" not in everything

@@ -76,9 +76,14 @@ class ResponseCache:
             await self.store.cache.delete(entry.key)
             self.on_evicted("corrupt", 1)
             return None
-        count, _ = self._hits.get(entry.key, (0, 0.0))
-        self._hits[entry.key] = (count + 1, time.time())
+        self.count_hit(entry.key)
         return Hit(entry, body)
+
+    def count_hit(self, key: str) -> None:
+        """One more hit on `key`'s entry (written to the index with the next flush; an entry
+        still being stored has it by then, since every flush drains the stores first)."""
+        count, _ = self._hits.get(key, (0, 0.0))
+        self._hits[key] = (count + 1, time.time())
 
     def submit(self, pending: PendingStore) -> None:
         """Store a body and its entry in the background (batched with others); `pending.done`
@@ -120,6 +125,7 @@ class ResponseCache:
 
     async def housekeeping(self) -> None:
         """Write pending hit counts, drop expired entries and the bodies nothing uses."""
+        await self.drain()
         await self._flush_hits()
         self.on_evicted("expired", await self.store.cache.delete_expired(time.time()))
         async with self._lock:
@@ -140,6 +146,7 @@ class ResponseCache:
         await self._flush_hits()
 
     async def purge(self, *, team_id: int | None = None, key_id: str | None = None) -> int:
+        await self.drain()  # what was handed over before the purge is purged too
         await self._flush_hits()
         dropped = await self.store.cache.purge(team_id=team_id, key_id=key_id)
         self.on_evicted("purge", dropped)
@@ -154,6 +161,7 @@ class ResponseCache:
         return await self.purge(team_id=team_id, key_id=key_id)
 
     async def stats(self) -> dict[str, Any]:
+        await self.drain()
         await self._flush_hits()
         stats = await self.store.cache.stats()
         return {

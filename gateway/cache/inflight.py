@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from gateway.cache.files import Tee
 from gateway.errors import GatewayError
+from gateway.outcome import Outcome
 from gateway.store.base import CacheEntry
 
 
@@ -42,7 +43,7 @@ class StreamEnd:
     followers have its events in the tee. `trailer` is what followers send after them (the
     gateway's `error` event if the stream was cut, else nothing)."""
 
-    outcome: str
+    outcome: Outcome
     trailer: bytes
     images: int
     cost_nanos: int
@@ -61,7 +62,8 @@ class Abandoned:
     response cannot be shared: followers go on by themselves."""
 
 
-Outcome = Stored | Reply | StreamEnd | Failed | Abandoned
+# How a leader's InFlight ended, for its followers (not the request's own `Outcome`).
+Ending = Stored | Reply | StreamEnd | Failed | Abandoned
 
 
 @dataclass(eq=False)
@@ -76,7 +78,7 @@ class InFlight:
     key: str
     stream_headers: dict[str, str] | None = None
     tee: Tee | None = None
-    outcome: Outcome | None = None
+    outcome: Ending | None = None
     followers: list[Ticket] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -110,7 +112,7 @@ class InFlight:
             ticket.holds_tee = True
         self.notify()
 
-    def end(self, outcome: Outcome) -> None:
+    def end(self, outcome: Ending) -> None:
         if self.outcome is None:
             self.outcome = outcome
             self.notify()

@@ -25,6 +25,7 @@ from gateway.cache.files import Tee, Written
 from gateway.cache.inflight import Abandoned, Failed, InFlight, Reply, Stored, StreamEnd
 from gateway.errors import GatewayError
 from gateway.flow import Flow
+from gateway.outcome import Outcome
 from gateway.relay import stream_cut_event
 from gateway.store.base import CacheEntry
 
@@ -75,7 +76,7 @@ class Leader:
             self._tee_failed = True
             if self.inflight is not None:
                 reason = "the gateway could not share it (its cache copy failed)"
-                self.inflight.end(StreamEnd("stream_cut", stream_cut_event(reason), 0, 0))
+                self.inflight.end(StreamEnd(Outcome.STREAM_CUT, stream_cut_event(reason), 0, 0))
             return
         if self.inflight is not None:
             self.inflight.notify()
@@ -85,7 +86,7 @@ class Leader:
         flow = self.flow
         if self.inflight is not None:
             self.inflight.end(StreamEnd(flow.outcome, trailer, flow.images, flow.cost_nanos))
-        complete = flow.outcome == "ok" and flow.status == 200 and not self._tee_failed
+        complete = flow.outcome is Outcome.OK and flow.status == 200 and not self._tee_failed
         if complete and self.tee is not None:
             # Not awaited: the stream's last chunk goes out when the request ends. Until it is
             # stored, identical requests still join and replay the tee, held open for them.
@@ -99,7 +100,7 @@ class Leader:
 
     async def body_read(self, headers: dict[str, str], body: SpooledBody) -> None:
         flow = self.flow
-        complete = flow.status == 200 and flow.outcome == "ok"
+        complete = flow.status == 200 and flow.outcome is Outcome.OK
         path = body.path
         if path is not None:
             # Too large to hold in memory for followers: they are served once it is stored.

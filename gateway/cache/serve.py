@@ -20,6 +20,7 @@ from gateway.cache.files import SEND_CHUNK
 from gateway.cache.inflight import InFlight, Reply, StreamEnd
 from gateway.flow import Flow
 from gateway.money import nanos_to_usd
+from gateway.outcome import Outcome
 from gateway.relay import (
     CLIENT_GONE,
     ClientWriter,
@@ -134,12 +135,12 @@ async def follow_stream(flow: Flow, inflight: InFlight, status: str) -> web.Stre
     outcome = inflight.outcome
     if isinstance(outcome, StreamEnd):
         flow.outcome, trailer = outcome.outcome, outcome.trailer
-        if outcome.outcome == "ok":
+        if outcome.outcome is Outcome.OK:
             flow.images = outcome.images
             flow.saved_nanos = outcome.cost_nanos
     else:  # the leader ended mid-stream without an ending of its own (or this client left)
         reason = "the identical request this one shared ended early"
-        flow.outcome, trailer = "stream_cut", stream_cut_event(reason)
+        flow.outcome, trailer = Outcome.STREAM_CUT, stream_cut_event(reason)
     await writer.write(trailer)
     await record(flow)
     await writer.write(cost_comment(flow))

@@ -7,13 +7,14 @@ import asyncio
 
 from aiohttp import web
 
-from gateway.cache.inflight import Abandoned, Failed, InFlight, Reply, Stored, StreamEnd
+from gateway.cache.inflight import Abandoned, Ending, Failed, InFlight, Reply, Stored, StreamEnd
 from gateway.cache.key import KeyRequest, cache_key
 from gateway.cache.leader import Leader
 from gateway.cache.policy import CachePlan, caching_allowed, directives, scope_of
 from gateway.cache.serve import follow_stream, serve_reply, serve_stored
 from gateway.errors import GatewayError
 from gateway.flow import Flow
+from gateway.outcome import Outcome
 from gateway.state import CACHE, SETTINGS
 
 LARGE_BODY = 256 * 1024  # canonicalising a body this large is done on a thread
@@ -79,10 +80,19 @@ async def join_in_flight(flow: Flow) -> web.StreamResponse | None:
         tried = inflight  # its leader gave up, or its outcome could not be used: try again
 
 
+def _complete(ending: Ending | None) -> bool:
+    """The leader's answer is whole and goes into the cache."""
+    if isinstance(ending, Reply):
+        return ending.status == 200
+    return isinstance(ending, StreamEnd) and ending.outcome is Outcome.OK
+
+
 async def _follow(flow: Flow, inflight: InFlight) -> web.StreamResponse | None:
     # A twin that finished before this request arrived answers it as a hit: its response is
     # complete (and on its way into the store); only requests that waited are `coalesced`.
     status = "hit" if inflight.outcome is not None else "coalesced"
+    if status == "hit" and _complete(inflight.outcome):
+        flow.request.app[CACHE].count_hit(inflight.key)  # on the entry being stored
     ticket = inflight.join()
     try:
         while inflight.tee is None and inflight.outcome is None:

@@ -7,6 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.outcome import Outcome
 from gateway.periods import Periods
 
 BUDGET_PERIODS = ("day", "week", "month", "total")
@@ -80,6 +81,7 @@ class LedgerRow:
     upstream_request_id: str | None
     price_version: str | None
     reservation_id: int | None
+    error_code: str | None = None  # the code of the error the client was sent, if any
 
 
 def orphan_row(
@@ -113,7 +115,7 @@ def orphan_row(
         n=None,
         stream=False,
         status=0,
-        outcome="orphaned",
+        outcome=Outcome.ORPHANED.value,
         cache_status="bypass",
         text_input_tokens=0,
         cached_text_input_tokens=0,

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiosqlite
 
+from gateway.outcome import sql_refused
 from gateway.periods import Periods
 from gateway.store.base import (
     USAGE_COLUMNS,
@@ -92,7 +93,7 @@ _GROUPS = {
 _USAGE_SUMS = ", ".join(
     [
         "COUNT(*) AS requests",
-        "SUM(CASE WHEN l.outcome LIKE 'refused%' THEN 1 ELSE 0 END) AS refused",
+        f"SUM(CASE WHEN {sql_refused('l.outcome')} THEN 1 ELSE 0 END) AS refused",
         *(f"SUM(l.{column}) AS {column}" for column in USAGE_COLUMNS[2:]),
     ]
 )

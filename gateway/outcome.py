@@ -1,0 +1,43 @@
+"""What became of a request: the one source the ledger row, the metrics, the log line and the
+usage report all read, so that their counts agree by construction.
+
+A refusal is raised as a `GatewayError` that carries its `Outcome`; a request that ends without
+one gets its outcome from what it was answered. Whether an outcome is a refusal is decided here
+and nowhere else (`REFUSALS`), and the SQL of the usage report is built from the same set.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """The contract's ledger outcomes (README "Ledger"), and `refused_auth`, which has no
+    ledger row (there is no key to charge) but is counted and logged like the others."""
+
+    OK = "ok"
+    USAGE_MISSING = "usage_missing"  # a 200 whose usage could not be read: charged the estimate
+    REFUSED_AUTH = "refused_auth"
+    REFUSED_BUDGET = "refused_budget"
+    REFUSED_RATE = "refused_rate"
+    INVALID = "invalid"  # the gateway's own 4xx refusal of a malformed or unpriced request
+    UPSTREAM_ERROR = "upstream_error"
+    STREAM_CUT = "stream_cut"
+    CLIENT_GONE = "client_gone"  # the client left before the upstream call began
+    ERROR = "error"  # the gateway failed (a 500): a bug to report
+    ORPHANED = "orphaned"  # a hold whose process died, settled at its estimate
+
+    @property
+    def refused(self) -> bool:
+        return self in REFUSALS
+
+
+REFUSALS = frozenset(
+    {Outcome.REFUSED_AUTH, Outcome.REFUSED_BUDGET, Outcome.REFUSED_RATE, Outcome.INVALID}
+)
+
+
+def sql_refused(column: str) -> str:
+    """An SQL condition: `column` holds a refusal."""
+    listed = ", ".join(f"'{outcome.value}'" for outcome in sorted(REFUSALS))
+    return f"{column} IN ({listed})"
