@@ -26,6 +26,7 @@ from gateway.outcome import Outcome
 from gateway.params import is_valid_unicode
 from gateway.periods import Periods
 from gateway.pricing import (
+    PARTIAL_IMAGE_TOKENS,
     EstimateRequest,
     ModelPrice,
     PriceTable,
@@ -39,7 +40,6 @@ from gateway.state import JOURNAL, METRICS, PRICES, RATE_LIMITER, SETTINGS, STOR
 from gateway.store.base import LedgerRow
 
 log = logging.getLogger(__name__)
-PARTIAL_IMAGE_TOKENS = 100  # each partial image costs 100 image output tokens (image guide)
 NO_USAGE = Usage(0, 0, 0, 0, 0, 0)
 
 

@@ -67,10 +67,5 @@ def event_name(raw: bytes | bytearray) -> str | None:
     return None
 
 
-def ends_stream(name: str | None) -> bool:
-    """A `*.completed` event or an `error` event: upstream has said its last word."""
-    return name is not None and (name.endswith(".completed") or name == "error")
-
-
 def format_event(name: str, payload: Any) -> bytes:
     return f"event: {name}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()

@@ -5,7 +5,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.sse import EventSplitter, ends_stream, event_name, format_event
+from gateway.sse import EventSplitter, event_name, format_event
 
 PARTIAL = b'event: image_generation.partial_image\ndata: {"type":"x","b64_json":"QUJD"}\n\n'
 DONE = b'event: image_generation.completed\ndata: {"usage":{"output_tokens":272}}\n\n'
@@ -56,8 +56,6 @@ def test_event_name_is_read_without_parsing_the_data() -> None:
     assert event_name(PARTIAL) == "image_generation.partial_image"
     assert event_name(b"data: x\r\nevent: error\r\n\r\n") == "error"
     assert event_name(b": comment only\n\n") is None
-    assert ends_stream("image_edit.completed") and ends_stream("error")
-    assert not ends_stream("image_edit.partial_image") and not ends_stream(None)
 
 
 def test_chunks_without_line_breaks_are_held_cheaply_and_still_split_right() -> None:

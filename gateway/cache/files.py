@@ -69,7 +69,7 @@ class BodyFiles:
 
     async def new_tee(self) -> Tee:
         fd, name = await asyncio.to_thread(self._temp)
-        return Tee(self, fd, Path(name))
+        return Tee(fd, Path(name))
 
     async def open_verified(self, sha256: str, size: int) -> BinaryIO | None:
         """The body file open for reading, or None when it is missing or not what its name says."""
@@ -209,8 +209,7 @@ class Tee:
     and every reader are done, so renaming or removing the file never cuts a reader short.
     """
 
-    def __init__(self, files: BodyFiles, fd: int, path: Path) -> None:
-        self._files = files
+    def __init__(self, fd: int, path: Path) -> None:
         self._fd = fd
         self._path: Path | None = path
         self._digest = hashlib.sha256()

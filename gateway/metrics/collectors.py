@@ -1,26 +1,11 @@
-"""Prometheus metrics: what the gateway counts, and the text `GET /metrics` serves.
-
-What holds:
-- Each request is counted once, when it ends (`observe_request`, from the pipeline's cleanup),
-  from the same Flow its ledger row was written from, so the counters and the ledger agree.
-- Gauges that the store knows (remaining budgets, cache size) are read from the store at scrape
-  time, so every worker process reports the same truth and nothing has to be kept in step.
-- With several worker processes (`PROMETHEUS_MULTIPROC_DIR` set before prometheus-client is
-  imported, which `gateway serve --workers` does), counters and histograms are summed over the
-  workers' files, live gauges over the live workers.
-- Labels stay bounded: `endpoint` is a known endpoint or `other`; `model` is a price-table name,
-  `unpriced` or `none` (never what a client typed); `team` is an admin-made name; key ids appear
-  only when `GATEWAY_METRICS_KEY_LABELS` is set; prompts never.
-"""
+"""The gateway's collectors, and how a request that ended is counted in them."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 
 from prometheus_client import (
     CollectorRegistry,
@@ -30,18 +15,16 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.registry import Collector
 
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError
 from gateway.flow import SERVED_BY_CACHE, Flow
+from gateway.metrics.labels import model_label, refusal_reason, status_class, upstream_error
+from gateway.metrics.store_gauges import StoreSnapshot
 from gateway.money import NANOS_PER_USD
 from gateway.outcome import Outcome
-from gateway.periods import Periods
 from gateway.pricing import Usage
-from gateway.store.base import CacheStats, Spend, Store, Team
 
 log = logging.getLogger(__name__)
 # `*_created` series double the page and tell nothing `process_start_time_seconds` would not.
@@ -58,59 +41,6 @@ TOKEN_KINDS = tuple(kind.name for kind in fields(Usage))
 def multiprocess_dir() -> str | None:
     """The directory the worker processes share their metric files in, if any."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-
-
-def model_label(flow: Flow) -> str:
-    """A price-table name; `unpriced` for a model the table lacks; `none` before it is known."""
-    if flow.price is not None:
-        return flow.price.name
-    return "none" if flow.model is None else "unpriced"
-
-
-def status_class(status: int) -> str:
-    return f"{status // 100}xx" if status else "none"
-
-
-_REFUSAL_REASONS = {
-    Outcome.REFUSED_AUTH: "auth",
-    Outcome.REFUSED_BUDGET: "budget",
-    Outcome.REFUSED_RATE: "rpm",
-    Outcome.INVALID: "invalid",
-}
-
-
-def refusal_reason(flow: Flow, error: BaseException | None) -> str | None:
-    """Why the gateway itself refused the request (budget, rpm, ipm, auth, invalid), or None:
-    read from the request's outcome, as the ledger and the usage report read it."""
-    reason = _REFUSAL_REASONS.get(flow.outcome)
-    if reason == "rpm" and isinstance(error, GatewayError) and error.type == "images":
-        return "ipm"
-    return reason
-
-
-def upstream_error(flow: Flow, error: BaseException | None) -> tuple[str, str] | None:
-    """(kind, status) of what went wrong with this request's own upstream call, or None.
-
-    kind: `status` (upstream answered with an error: `status` is its HTTP status, or
-    `error_event` for an error event inside a stream), `timeout`, `unreachable` (could not
-    connect, or the connection broke before a whole answer), `stream_cut`.
-    """
-    if flow.upstream_started is None:
-        return None  # no upstream call of its own: a refusal, a hit, or a follower
-    if isinstance(error, GatewayError):
-        if error.code == "upstream_timeout":
-            return "timeout", ""
-        if error.code == "upstream_unreachable":
-            return "unreachable", ""
-        if error.code == "upstream_auth_failed":
-            return "status", "401"
-    if flow.outcome is Outcome.STREAM_CUT:
-        return "stream_cut", ""
-    if flow.upstream is not None and flow.upstream.status >= 400:
-        return "status", str(flow.upstream.status)
-    if flow.outcome is Outcome.UPSTREAM_ERROR:
-        return "status", "error_event"
-    return None
 
 
 class Metrics:
@@ -359,77 +289,3 @@ class Metrics:
         from_store = CollectorRegistry()
         from_store.register(snapshot)
         return counted + generate_latest(from_store)
-
-
-@dataclass(eq=False)  # a registry keys its collectors by identity
-class StoreSnapshot(Collector):
-    """The store's side of the metrics, read once per scrape: every team's budget and spend in
-    its current period, and the cache's size. `store_up` is False when the store did not answer
-    (then the rest is empty)."""
-
-    store_up: bool = True
-    teams: list[tuple[Team, Spend]] = field(default_factory=list)
-    cache: CacheStats | None = None
-    cache_max_bytes: int = 0
-
-    def collect(self) -> Iterable[Metric]:
-        up = GaugeMetricFamily("gateway_store_up", "1 when the store answered this scrape.")
-        up.add_metric([], 1 if self.store_up else 0)
-        yield up
-        yield from self._budgets()
-        if self.cache is not None:
-            yield _gauge(
-                "gateway_cache_entries", "Entries in the response cache.", self.cache.entries
-            )
-            yield _gauge(
-                "gateway_cache_bytes", "Bytes of cached bodies the entries use.", self.cache.bytes
-            )
-            yield _gauge(
-                "gateway_cache_max_bytes",
-                "The cache's size limit (GATEWAY_CACHE_MAX_BYTES).",
-                self.cache_max_bytes,
-            )
-
-    def _budgets(self) -> Iterator[Metric]:
-        budget = GaugeMetricFamily(
-            "gateway_budget_usd", "Each team's budget for its current period.", labels=["team"]
-        )
-        spent = GaugeMetricFamily(
-            "gateway_budget_spent_usd",
-            "What each team has spent in its budget's current period (total when it has none).",
-            labels=["team"],
-        )
-        remaining = GaugeMetricFamily(
-            "gateway_budget_remaining_usd",
-            "What each team with a budget can still spend: budget - spent - held by requests in"
-            " flight.",
-            labels=["team"],
-        )
-        for team, spend in self.teams:
-            spent.add_metric([team.name], spend.spent_nanos / NANOS_PER_USD)
-            if spend.budget_nanos is not None and spend.remaining_nanos is not None:
-                budget.add_metric([team.name], spend.budget_nanos / NANOS_PER_USD)
-                remaining.add_metric([team.name], spend.remaining_nanos / NANOS_PER_USD)
-        yield from (budget, spent, remaining)
-
-
-def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
-    gauge = GaugeMetricFamily(name, documentation)
-    gauge.add_metric([], value)
-    return gauge
-
-
-async def read_store_snapshot(store: Store, cache_max_bytes: int) -> StoreSnapshot:
-    """The store's gauges as of now; a store that fails gives `store_up` 0, not an error."""
-    now = dt.datetime.now(dt.UTC)
-    periods = Periods.at(now)
-    try:
-        teams = [
-            (team, await store.spend("team", str(team.id), periods, now.timestamp()))
-            for team in await store.list_teams()
-        ]
-        cache = await store.cache.stats()
-    except Exception:
-        log.exception("metrics: the store did not answer")
-        return StoreSnapshot(store_up=False)
-    return StoreSnapshot(teams=teams, cache=cache, cache_max_bytes=cache_max_bytes)
