@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--wide", action="store_true", help="every column (per-image prices, aliases, cached rates)"
     )
 
-    from gateway.simulator import add_simulator_arguments
+    from simulator import add_simulator_arguments
 
     add_simulator_arguments(commands.add_parser("simulator", help="serve the fake Images API"))
     commands.add_parser("openapi", help="print the OpenAPI 3.1 description of the gateway's API")
@@ -486,7 +486,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if ns.command == "config":
         return cmd_config(ns, settings)
     if ns.command == "simulator":
-        from gateway.simulator import config_from_args, run_simulator
+        from simulator import config_from_args, run_simulator
 
         run_simulator(ns.host, ns.port, config_from_args(ns))
         return 0

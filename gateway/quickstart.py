@@ -114,7 +114,7 @@ async def _quickstart(settings: Settings, simulator_port: int) -> None:
     apps: list[tuple[web.Application, str, int]] = []
     upstream = settings.upstream_url
     if settings.upstream_api_key is None:
-        from gateway.simulator import SimulatorConfig, create_simulator_app
+        from simulator import SimulatorConfig, create_simulator_app
 
         sim_url = f"http://127.0.0.1:{simulator_port}/v1"
         settings = settings.model_copy(update={"upstream_url": sim_url})

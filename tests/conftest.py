@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway import accounts
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.simulator import SIMULATOR_STATE, SimulatorConfig, SimulatorState, create_simulator_app
 from gateway.state import STORE
+from simulator import SIMULATOR_STATE, SimulatorConfig, SimulatorState, create_simulator_app
 
 UPSTREAM_KEY = "sk-upstream-test-0123456789abcdef"
 ADMIN_TOKEN = "admin-test-token"

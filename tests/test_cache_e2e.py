@@ -524,7 +524,7 @@ async def paced_gateway(
     apart; its client, a key, and the simulator's state."""
     from gateway import accounts
     from gateway.app import create_app
-    from gateway.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
+    from simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 
     config = SimulatorConfig(record=True, api_key="sk-upstream", partial_interval_ms=interval_ms)
     upstream_app = create_simulator_app(config)

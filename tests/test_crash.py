@@ -19,8 +19,8 @@ import psutil
 from aiohttp import web
 
 from gateway import accounts
-from gateway.simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 from gateway.store import migrated_store
+from simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 from tests.conftest import UPSTREAM_KEY
 from tests.test_shutdown import free_port, wait_until_up
 

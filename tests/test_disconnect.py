@@ -15,8 +15,8 @@ from gateway import accounts
 from gateway.app import create_app
 from gateway.periods import Periods
 from gateway.settings import Settings
-from gateway.simulator import SimulatorConfig, create_simulator_app
 from gateway.state import STORE
+from simulator import SimulatorConfig, create_simulator_app
 from tests.conftest import UPSTREAM_KEY
 
 

@@ -1,13 +1,22 @@
-"""image_dimensions / image_format on headers built byte by byte."""
+"""image_dimensions / image_format on headers built byte by byte. The simulator reads sizes with
+a reader of its own (it imports nothing from the gateway): both must give the same answers."""
 
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 
 from gateway.imageinfo import image_dimensions, image_format
-from gateway.simulator_png import encode_png, render_png
+from simulator import images as simulator_images
+from simulator.images import encode_png, render_png
+
+READERS = pytest.mark.parametrize(
+    "dimensions",
+    [image_dimensions, simulator_images.image_dimensions],
+    ids=["gateway", "simulator"],
+)
 
 
 def _jpeg(width: int, height: int, *, sof: int = 0xC0, exif_bytes: int = 0) -> bytes:
@@ -65,18 +74,22 @@ CASES = [
 
 
 @pytest.mark.parametrize(("kind", "data", "size"), CASES)
-def test_reads_format_and_size(kind: str, data: bytes, size: tuple[int, int]) -> None:
+@READERS
+def test_reads_format_and_size(
+    kind: str, data: bytes, size: tuple[int, int], dimensions: Any
+) -> None:
     assert image_format(data) == kind
-    assert image_dimensions(data) == size
+    assert dimensions(data) == size
 
 
 @pytest.mark.parametrize(("kind", "data", "size"), CASES)
+@READERS
 def test_every_prefix_is_none_or_the_right_size(
-    kind: str, data: bytes, size: tuple[int, int]
+    kind: str, data: bytes, size: tuple[int, int], dimensions: Any
 ) -> None:
-    answers = {image_dimensions(data[:cut]) for cut in range(len(data))}
+    answers = {dimensions(data[:cut]) for cut in range(len(data))}
     assert answers <= {None, size}
-    assert image_dimensions(data[:9]) is None  # too short for any of the formats
+    assert dimensions(data[:9]) is None  # too short for any of the formats
 
 
 @pytest.mark.parametrize(
@@ -97,8 +110,9 @@ def test_every_prefix_is_none_or_the_right_size(
         b"GIF88a\x10\x00\x10\x00",
     ],
 )
-def test_garbage_and_malformed_headers_are_none(data: bytes) -> None:
-    assert image_dimensions(data) is None
+@READERS
+def test_garbage_and_malformed_headers_are_none(data: bytes, dimensions: Any) -> None:
+    assert dimensions(data) is None
 
 
 def test_format_without_size() -> None:

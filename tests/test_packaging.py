@@ -65,6 +65,7 @@ def test_the_wheel_carries_the_shipped_files_and_nothing_of_the_repository(wheel
     }
     assert shipped and shipped <= names
     assert "gateway/py.typed" in names
+    assert "simulator/app.py" in names  # `gateway quickstart` serves it without an upstream key
     assert not [n for n in names if n.startswith(("tests/", "bench/", "deploy/", "docs/"))]
 
 

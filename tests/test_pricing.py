@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import simulator_tokens as sim
 from gateway.pricing import (
     Estimate,
     EstimateRequest,
@@ -31,6 +30,7 @@ from gateway.pricing import (
     usage_cost_nanos,
 )
 from gateway.settings import SHIPPED_PRICES
+from simulator import usage as sim
 
 SHIPPED = SHIPPED_PRICES
 
@@ -634,7 +634,7 @@ _dims = st.one_of(st.none(), st.tuples(st.integers(1, 10_000), st.integers(1, 10
 
 
 def _simulator_usage(request: EstimateRequest) -> dict[str, Any]:
-    """The usage the simulator reports for `request` (as gateway.simulator_params computes it)."""
+    """The usage the simulator reports for `request` (as simulator.params computes it)."""
     tier = sim.quality_tier(request.quality or "auto")
     if request.size is None or request.size == "auto":
         width, height = 1024, 1024

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.imageinfo import image_dimensions, image_format
-from gateway.simulator import (
+from simulator import (
     SIMULATOR_STATE,
     SimulatorConfig,
     SimulatorState,
@@ -26,9 +26,9 @@ from gateway.simulator import (
     config_from_args,
     create_simulator_app,
 )
-from gateway.simulator_png import encode_png
-from gateway.simulator_state import FILE_CACHE_SIZE
-from gateway.simulator_tokens import image_input_tokens, output_tokens_per_image
+from simulator.images import encode_png
+from simulator.state import FILE_CACHE_SIZE
+from simulator.usage import image_input_tokens, output_tokens_per_image
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]

@@ -15,10 +15,10 @@ This is the simulator's model of usage, built from the public guide, not OpenAI'
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
-
-from gateway.pricing import image_input_tokens
 
 __all__ = [
     "DEFAULT_INPUT_SIZE",
@@ -55,6 +55,25 @@ HIGH_FIDELITY_TOKENS = 4160
 DEFAULT_INPUT_SIZE = (1024, 1024)
 
 _SQUARE_PIXELS = 1024 * 1024
+# The tile model for input images (after the public vision guide).
+_FIT_WITHIN = 2048
+_TILE_SIDE = 512
+_BASE_TOKENS = 65
+_TOKENS_PER_TILE = 129
+
+
+def image_input_tokens(width: int, height: int) -> int:
+    """Input tokens of one image: fit it within 2048x2048, then shrink it so its shortest side
+    is 512 (never enlarge), and charge 65 plus 129 per 512-pixel tile it covers."""
+    w, h = Fraction(width), Fraction(height)
+    longest = max(w, h)
+    if longest > _FIT_WITHIN:
+        w, h = w * _FIT_WITHIN / longest, h * _FIT_WITHIN / longest
+    shortest = min(w, h)
+    if shortest > _TILE_SIDE:
+        w, h = w * _TILE_SIDE / shortest, h * _TILE_SIDE / shortest
+    tiles = math.ceil(w / _TILE_SIDE) * math.ceil(h / _TILE_SIDE)
+    return _BASE_TOKENS + _TOKENS_PER_TILE * tiles
 
 
 def quality_tier(quality: str, *, above_high: bool = False) -> str:

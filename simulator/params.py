@@ -22,15 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.simulator_errors import (
+from simulator.errors import (
     ApiError,
     invalid_type,
     invalid_value,
     missing_parameter,
     out_of_range,
 )
-from gateway.simulator_inputs import InputImage, file_input, json_inputs, json_reference
-from gateway.simulator_tokens import (
+from simulator.usage import (
     COMPLEXITY_TEXT_TOKENS,
     HIGH_FIDELITY_TOKENS,
     PARTIAL_IMAGE_TOKENS,
@@ -44,7 +43,7 @@ from gateway.simulator_tokens import (
     quality_tier,
     text_tokens,
 )
-from gateway.simulator_wire import RecordedRequest
+from simulator.wire import InputImage, RecordedRequest, file_input, json_inputs, json_reference
 
 __all__ = [
     "DEFAULT_GPT_MODEL",

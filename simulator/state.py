@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.simulator_faults import Fault, parse_fault
-from gateway.simulator_params import ImageJob
-from gateway.simulator_png import render_png
-from gateway.simulator_wire import RecordedRequest
+from simulator.faults import Fault, parse_fault
+from simulator.images import render_png
+from simulator.params import ImageJob
+from simulator.wire import RecordedRequest
 
 __all__ = ["FILE_CACHE_SIZE", "SIMULATOR_STATE", "SimulatorConfig", "SimulatorState"]
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.simulator_faults import Fault
-from gateway.simulator_params import ImageJob
-from gateway.simulator_state import SIMULATOR_STATE, SimulatorState
+from simulator.faults import Fault
+from simulator.params import ImageJob
+from simulator.state import SIMULATOR_STATE, SimulatorState
 
 __all__ = [
     "FOREVER_S",

@@ -9,7 +9,7 @@ happens to it; then, in order: a fault may apply (`disconnect` and `timeout` act
 authentication, like network trouble would), the configured latency passes, the API key is
 checked, an `error:<status>` fault answers, and finally the endpoint answers — with `cut` or
 `hang-stream` faults applied to how the answer is written. Images are small real PNGs,
-deterministic in the request; GPT image models get usage from `gateway.simulator_tokens`.
+deterministic in the request; GPT image models get usage from `simulator.usage`.
 
 Streaming: one `<prefix>.partial_image` event per partial image and one `<prefix>.completed`
 event for each of the n images (prefix `image_generation` or `image_edit`). The last completed
@@ -31,18 +31,18 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.simulator_errors import ApiError, simulated_status_error
-from gateway.simulator_faults import ACCEPTED_FAULTS, FAULT_HEADER, Fault, parse_fault
-from gateway.simulator_params import parse_edit, parse_generation, parse_variation
-from gateway.simulator_respond import (
+from simulator.errors import ApiError, simulated_status_error
+from simulator.faults import ACCEPTED_FAULTS, FAULT_HEADER, Fault, parse_fault
+from simulator.params import parse_edit, parse_generation, parse_variation
+from simulator.respond import (
     answer,
     drop_connection,
     send_half_body,
     send_headers_and_hang,
     sleep_while_connected,
 )
-from gateway.simulator_state import SIMULATOR_STATE, SimulatorConfig, SimulatorState
-from gateway.simulator_wire import RecordedFile, RecordedRequest, read_request
+from simulator.state import SIMULATOR_STATE, SimulatorConfig, SimulatorState
+from simulator.wire import RecordedFile, RecordedRequest, read_request
 
 __all__ = [
     "SIMULATOR_STATE",

@@ -12,8 +12,6 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import GatewayError
-
 __all__ = [
     "ApiError",
     "invalid_type",
@@ -31,8 +29,33 @@ _SERVER_MESSAGES = {
 }
 
 
-class ApiError(GatewayError):
-    """An error the simulator answers with, pretty-printed as the real API prints its bodies."""
+class ApiError(Exception):
+    """An error the simulator answers with, in the API's shape (`{"error": {"message", "type",
+    "param", "code"}}`), pretty-printed as the real API prints its bodies."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type = status, message, type
+        self.code, self.param, self.headers = code, param, dict(headers or {})
+
+    def body(self) -> dict[str, dict[str, str | None]]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
     def response(self) -> web.Response:
         return web.Response(

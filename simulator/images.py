@@ -1,4 +1,5 @@
-"""Small, real, deterministic PNG images for the simulator (standard library zlib + struct only).
+"""Images for the simulator: small, real, deterministic PNGs to answer with, and the pixel size of
+the images an edit sends (standard library zlib + struct only).
 
 `render_png(digest, size)` draws a picture that depends only on its arguments: a colour gradient
 in one of four directions, crossed by stripes, with colours, direction and stripe width taken
@@ -12,7 +13,7 @@ import math
 import struct
 import zlib
 
-__all__ = ["PNG_SIGNATURE", "encode_png", "render_png"]
+__all__ = ["PNG_SIGNATURE", "encode_png", "image_dimensions", "render_png"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TRANSPARENT_PIXEL = b"\x00\x00\x00\x00"
@@ -120,3 +121,71 @@ def _pixelate(rows: list[bytes], size: int, block: int, bpp: int) -> list[bytes]
 def _chunk(kind: bytes, data: bytes) -> bytes:
     crc = zlib.crc32(kind + data) & 0xFFFFFFFF
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def image_dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) read from the header of a PNG, GIF, WebP or JPEG file; None when the
+    bytes are none of those, are cut short before the size, or say a side is 0."""
+    size = _header_size(data)
+    return None if size is None or 0 in size else size
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    try:
+        if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", data[16:24])
+            return width, height
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            width, height = struct.unpack("<HH", data[6:10])
+            return width, height
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _webp_size(data)
+        if data[:2] == b"\xff\xd8":
+            return _jpeg_size(data)
+    except struct.error:  # cut short
+        return None
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8 ":  # lossy: a key frame's start code, then 14-bit sizes
+        if data[23:26] != b"\x9d\x01\x2a":
+            return None
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L":  # lossless: a signature byte, then 14-bit sizes minus one, packed
+        if data[20:21] != b"\x2f":
+            return None
+        (bits,) = struct.unpack("<I", data[21:25])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":  # extended: 24-bit canvas sizes minus one
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return (width, height) if len(data) >= 30 else None
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Walk the segments to the first start-of-frame marker (SOF0-SOF15 but DHT, JPG, DAC)."""
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length field
+            at += 2
+            continue
+        (length,) = struct.unpack(">H", data[at + 2 : at + 4])
+        if length < 2:  # the length counts its own two bytes
+            return None
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[at + 5 : at + 9])
+            return width, height
+        if marker in (0xD9, 0xDA):  # the image data or its end, and no frame yet
+            return None
+        at += 2 + length
+    return None
