@@ -36,7 +36,6 @@ from gateway.pricing import (
     usage_cost_nanos,
 )
 from gateway.quota import budget_exhausted, limits_for
-from gateway.state import JOURNAL, METRICS, PRICES, RATE_LIMITER, SETTINGS, STORE
 from gateway.store.base import LedgerRow
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ async def estimate_cost(flow: Flow) -> None:
     parsed = flow.parsed
     if not flow.endpoint.known or flow.model is None or parsed is None:
         return
-    table = flow.request.app[PRICES].table
+    table = flow.services.prices.table
     flow.price_version = table.version
     flow.price = table.lookup(flow.model)
     if flow.price is not None and flow.price.text_only:
@@ -84,7 +83,7 @@ async def estimate_cost(flow: Flow) -> None:
             param="model",
         )
     if flow.price is None:
-        if not flow.request.app[SETTINGS].allow_unpriced_models:
+        if not flow.services.settings.allow_unpriced_models:
             raise model_not_priced(flow.model, "model")
         return
     if parsed.output_format == "svg" and not flow.price.per_image_billing:
@@ -142,7 +141,7 @@ async def check_rate_limits(flow: Flow) -> None:
     assert flow.key is not None and flow.team is not None
     limits = limits_for(flow.key, flow.team, images=flow.n)
     if limits:
-        headers = flow.request.app[RATE_LIMITER].admit(limits, time.monotonic())
+        headers = flow.services.limiter.admit(limits, time.monotonic())
         flow.response_headers.update(headers)
 
 
@@ -153,7 +152,7 @@ async def reserve_budget(flow: Flow) -> None:
     assert key is not None and team is not None
     if key.budget_nanos is None and team.budget_nanos is None:
         return  # nothing to hold against; the ledger row still counts the spend
-    store = flow.request.app[STORE]
+    store = flow.services.store
     now = dt.datetime.now(dt.UTC)
     periods = Periods.at(now)
     flow.reservation_id = await store.reserve(
@@ -162,7 +161,7 @@ async def reserve_budget(flow: Flow) -> None:
         amount_nanos=flow.estimate_nanos,
         periods=periods,
         now=now.timestamp(),
-        ttl_s=flow.request.app[SETTINGS].reservation_ttl_s,
+        ttl_s=flow.services.settings.reservation_ttl_s,
         # Named by its request: should the client leave while this runs, the hold is made all
         # the same, and the request's ledger row (written on its way out) settles it by name.
         request_id=flow.request_id,
@@ -219,7 +218,7 @@ def charge_for(flow: Flow) -> Charge:
     token_price = price
     if price.per_image_billing:
         log.warning("per-image model %r answered with token usage", price.name)
-        dearest = flow.request.app[PRICES].table.dearest_image_model()
+        dearest = flow.services.prices.table.dearest_image_model()
         if dearest is None:  # a table of per-image models only: the upper bound it has
             return Charge(flow.estimate_nanos, usage_missing=True)
         token_price = dearest
@@ -239,7 +238,7 @@ def _svg_cost(flow: Flow) -> int | None:
     svg = flow.svg_usage
     if svg is None:
         return None
-    author = flow.request.app[PRICES].table.lookup(svg.model)
+    author = flow.services.prices.table.lookup(svg.model)
     if author is None or not author.text_only:
         log.warning("svg_usage names a model the price table cannot charge: %r", svg.model)
         return None
@@ -320,18 +319,18 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
         reservation_id=flow.reservation_id,
         error_code=flow.error_code,
     )
-    app = flow.request.app
+    services = flow.services
     try:
-        await app[STORE].record(row)
+        await services.store.record(row)
     except Exception:
         # The client's answer does not change: the row waits in the journal for the store.
         log.exception("ledger write failed for %s; the row goes to the journal", row.request_id)
         try:
-            await app[JOURNAL].append(row)
+            await services.journal.append(row)
         except Exception:
             log.critical("ledger row LOST (journal failed too): %r", row, exc_info=True)
             return
-        app[METRICS].ledger_journaled.inc()
+        services.metrics.ledger_journaled.inc()
 
 
 def storable(text: str | None) -> str | None:

@@ -17,7 +17,7 @@ from gateway import accounts
 from gateway.auth import bearer_token
 from gateway.errors import GatewayError, invalid_request
 from gateway.ledger import usage_report
-from gateway.state import CACHE, SETTINGS, STORE
+from gateway.state import SERVICES
 from gateway.store import Conflict
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -26,7 +26,7 @@ Model = TypeVar("Model", bound=BaseModel)
 
 @web.middleware
 async def require_admin_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-    settings = request.config_dict[SETTINGS]
+    settings = request.config_dict[SERVICES].settings
     if settings.admin_token is None or not settings.admin_token.get_secret_value():
         raise GatewayError(
             403,
@@ -69,26 +69,26 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 async def create_team(request: web.Request) -> web.Response:
-    store = request.config_dict[STORE]
+    store = request.config_dict[SERVICES].store
     team = await accounts.create_team(store, await _parse(request, accounts.TeamCreate))
     return _json(await accounts.team_view_now(store, team), status=201)
 
 
 async def list_teams(request: web.Request) -> web.Response:
-    store = request.config_dict[STORE]
+    store = request.config_dict[SERVICES].store
     return _json(
         {"data": [await accounts.team_view_now(store, t) for t in await store.list_teams()]}
     )
 
 
 async def get_team(request: web.Request) -> web.Response:
-    store = request.config_dict[STORE]
+    store = request.config_dict[SERVICES].store
     team = await accounts.get_team(store, request.match_info["name"])
     return _json(await accounts.team_view_now(store, team))
 
 
 async def patch_team(request: web.Request) -> web.Response:
-    store = request.config_dict[STORE]
+    store = request.config_dict[SERVICES].store
     changes = await _parse(request, accounts.Limits)
     team = await accounts.update_team(store, request.match_info["name"], changes)
     return _json(await accounts.team_view_now(store, team))
@@ -97,44 +97,44 @@ async def patch_team(request: web.Request) -> web.Response:
 async def delete_team(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     force = request.query.get("force", "").lower() in ("1", "true", "yes")
-    revoked = await accounts.delete_team(request.config_dict[STORE], name, force=force)
+    revoked = await accounts.delete_team(request.config_dict[SERVICES].store, name, force=force)
     return _json({"deleted": name, "revoked_keys": revoked})
 
 
 async def create_key(request: web.Request) -> web.Response:
-    store = request.config_dict[STORE]
+    store = request.config_dict[SERVICES].store
     issued = await accounts.create_key(store, await _parse(request, accounts.KeyCreate))
     view = await accounts.key_view_now(store, issued.record)
     return _json({**view, "key": issued.secret}, status=201)
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    store = request.config_dict[STORE]
+    store = request.config_dict[SERVICES].store
     keys = await accounts.list_keys(store, request.query.get("team"))
     return _json({"data": [await accounts.key_view_now(store, key) for key in keys]})
 
 
 async def get_key(request: web.Request) -> web.Response:
-    store = request.config_dict[STORE]
+    store = request.config_dict[SERVICES].store
     key = await accounts.get_key(store, request.match_info["id"])
     return _json(await accounts.key_view_now(store, key))
 
 
 async def patch_key(request: web.Request) -> web.Response:
-    store = request.config_dict[STORE]
+    store = request.config_dict[SERVICES].store
     changes = await _parse(request, accounts.KeyPatch)
     key = await accounts.update_key(store, request.match_info["id"], changes)
     return _json(await accounts.key_view_now(store, key))
 
 
 async def revoke_key(request: web.Request) -> web.Response:
-    store = request.config_dict[STORE]
+    store = request.config_dict[SERVICES].store
     key = await accounts.revoke_key(store, request.match_info["id"])
     return _json(await accounts.key_view_now(store, key))
 
 
 async def rotate_key(request: web.Request) -> web.Response:
-    store = request.config_dict[STORE]
+    store = request.config_dict[SERVICES].store
     issued = await accounts.rotate_key(store, request.match_info["id"])
     view = await accounts.key_view_now(store, issued.record)
     return _json({**view, "key": issued.secret})
@@ -146,7 +146,7 @@ async def usage(request: web.Request) -> web.Response:
     if output not in ("json", "csv"):
         raise invalid_request("'format' must be json or csv.", code="invalid_value", param="format")
     report = await usage_report(
-        request.config_dict[STORE],
+        request.config_dict[SERVICES].store,
         team=query.get("team"),
         key=query.get("key"),
         model=query.get("model"),
@@ -168,12 +168,12 @@ class CachePurge(BaseModel):
 
 
 async def cache_stats(request: web.Request) -> web.Response:
-    return _json(await request.config_dict[CACHE].stats())
+    return _json(await request.config_dict[SERVICES].cache.stats())
 
 
 async def cache_purge(request: web.Request) -> web.Response:
     spec = await _parse(request, CachePurge)
-    purged = await request.config_dict[CACHE].purge_for(team=spec.team, key=spec.key)
+    purged = await request.config_dict[SERVICES].cache.purge_for(team=spec.team, key=spec.key)
     return _json({"purged": purged})
 
 

@@ -1,52 +1,36 @@
-"""create_app(settings): wiring only. What a request goes through is in pipeline.py."""
+"""create_app(settings): wiring only. What a request goes through is in pipeline.py, what the app
+does at start, in between and at its end in lifecycle.py."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import accounts, ops, pipeline
+from gateway import accounts, lifecycle, ops, pipeline
 from gateway.admin import create_admin_app
 from gateway.auth import authenticate
-from gateway.cache.cache import ResponseCache
 from gateway.endpoints import endpoint_for
 from gateway.errors import GatewayError, error_body
 from gateway.flow import Flow
 from gateway.guard import watch_requests
-from gateway.journal import LedgerJournal, settle_holds
 from gateway.logs import redact_secret
-from gateway.metrics import Metrics
-from gateway.quota import RateLimiter
 from gateway.relay import CLIENT_GONE
+from gateway.services import Services
 from gateway.settings import Settings
 from gateway.state import (
-    CACHE,
     DETACHED,
-    ENDING_S,
-    JOURNAL,
     LIFECYCLE,
-    METRICS,
-    PRICES,
-    RATE_LIMITER,
-    SETTINGS,
-    STORE,
-    UPSTREAM,
+    SERVICES,
     WORKER,
     Lifecycle,
-    PriceBook,
 )
-from gateway.store import open_store
-from gateway.upstream import Upstream
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = web.RequestKey("gateway_request_id", str)
-HOUSEKEEPING_INTERVAL_S = 10.0
 
 
 @web.middleware
@@ -112,6 +96,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     endpoint = endpoint_for(request.match_info["tail"])
     flow = Flow(
         request=request,
+        services=request.app[SERVICES],
         endpoint=endpoint,
         upstream_path="",  # set by the first stage, once the path is known to be safe
         request_id=request[REQUEST_ID],
@@ -121,7 +106,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
 
 async def own_key(request: web.Request) -> web.StreamResponse:
     """`GET /v1/gateway/key`: the caller's own key and team standing, with its gateway key."""
-    store = request.app[STORE]
+    store = request.app[SERVICES].store
     key, team = await authenticate(store, request.headers.get("Authorization"))
     return web.json_response(await accounts.own_standing(store, key, team))
 
@@ -134,120 +119,17 @@ async def not_images(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _resources(app: web.Application) -> AsyncIterator[None]:
-    """Open the store (migrated) and the upstream session for the app's life. On the way out,
-    requests still finishing for clients that left get what remains of the shutdown grace to
-    write their ledger rows; then the session and the store close (the cache's hit counts and
-    the store's log are flushed first)."""
-    settings = app[SETTINGS]
-    store, upstream, cache = app[STORE], app[UPSTREAM], app[CACHE]
-    await store.connect()
-    try:
-        await store.migrate()
-        worker = app[WORKER]
-        if not worker:  # several workers share the store and dirs: the supervisor does this
-            await _settle_the_books(app, dead_owners=None)
-            empty_spool_dir(settings)
-        await cache.start(empty_tmp=not worker)
-        await upstream.start()
-        housekeeping = asyncio.create_task(_housekeeping(app))
-        try:
-            yield
-        finally:
-            housekeeping.cancel()
-            await _finish_detached(app, _grace_left(app))
-            deadline = app[LIFECYCLE].deadline
-            if deadline is not None:
-                deadline.cancel()
-            await upstream.close()
-            await cache.close()
-    finally:
-        await store.close()
-
-
-async def _housekeeping(app: web.Application) -> None:
-    """Every few seconds: checkpoint the store, replay journaled ledger rows and settle expired
-    holds, forget idle rate-limit windows, write cache hit counts and drop expired entries."""
-    while True:
-        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
-        try:
-            await app[STORE].checkpoint()
-            await _settle_the_books(app, dead_owners=[])
-            app[RATE_LIMITER].forget_idle(time.monotonic())
-            await app[CACHE].housekeeping()
-        except Exception:
-            log.exception("housekeeping failed; trying again shortly")
-
-
-async def _settle_the_books(app: web.Application, dead_owners: list[str] | None) -> None:
-    """Journaled rows go into the store, then holds that will never settle become rows: in that
-    order, so a journaled request is not also charged as an orphan."""
-    metrics = app[METRICS]
-    metrics.ledger_replayed.inc(await app[JOURNAL].replay(app[STORE]))
-    metrics.orphaned.inc(await settle_holds(app[STORE], dead_owners=dead_owners))
-
-
-async def _stopping(app: web.Application) -> None:
-    """Shutdown has begun (the listener is closed): /readyz says so, and the grace starts. At
-    its end, upstream reads still going are cut, so streams end with their `stream_cut` event
-    and are charged for what they delivered, rather than being dropped mid-event."""
-    lifecycle = app[LIFECYCLE]
-    lifecycle.stopping_at = time.monotonic()
-    lifecycle.deadline = asyncio.get_running_loop().call_later(
-        app[SETTINGS].shutdown_grace_s, _cut_upstream, app
-    )
-
-
-def _cut_upstream(app: web.Application) -> None:
-    cut = app[UPSTREAM].cut_all()
-    if cut:
-        log.warning("shutdown grace is over: cut %d upstream responses still being read", cut)
-
-
-def _grace_left(app: web.Application) -> float:
-    """What remains of the grace and the time to send endings after it."""
-    started = app[LIFECYCLE].stopping_at or time.monotonic()
-    deadline = started + app[SETTINGS].shutdown_grace_s + ENDING_S
-    return max(0.0, deadline - time.monotonic())
-
-
-async def _finish_detached(app: web.Application, grace_s: float) -> None:
-    pending = app[DETACHED].copy()
-    if not pending:
-        return
-    log.info("waiting up to %gs for %d requests to finish", grace_s, len(pending))
-    _, late = await asyncio.wait(pending, timeout=grace_s)
-    for task in late:
-        task.cancel()
-    if late:
-        await asyncio.wait(late)
-
-
-def empty_spool_dir(settings: Settings) -> None:
-    """Spool files left by a process that died are removed before serving."""
-    settings.spool_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in settings.spool_dir.glob("body-*"):
-        leftover.unlink(missing_ok=True)
-
-
 def create_app(settings: Settings, *, worker: bool = False) -> web.Application:
     """The gateway app. `worker`: this process is one of several serving the same data dir."""
     if settings.upstream_api_key is not None:
         redact_secret(settings.upstream_api_key.get_secret_value())
     app = web.Application(middlewares=[watch_requests, request_id, openai_errors])
-    app[SETTINGS] = settings
-    app[STORE] = open_store(settings.resolved_database_url)
-    app[UPSTREAM] = Upstream(settings)
-    app[PRICES] = PriceBook(settings.prices)
-    app[RATE_LIMITER] = RateLimiter()
-    app[METRICS] = Metrics(key_labels=settings.metrics_key_labels)
-    app[CACHE] = ResponseCache(settings, app[STORE], app[METRICS].cache_evicted)
-    app[JOURNAL] = LedgerJournal(settings.journal_dir)
+    app[SERVICES] = Services.for_settings(settings)
     app[DETACHED] = set()
     app[LIFECYCLE] = Lifecycle()
     app[WORKER] = worker
-    app.cleanup_ctx.append(_resources)
-    app.on_shutdown.append(_stopping)
+    app.cleanup_ctx.append(lifecycle.resources)
+    app.on_shutdown.append(lifecycle.stopping)
     app.add_subapp("/admin", create_admin_app())
     ops.add_routes(app)
     app.router.add_route("*", "/v1/images/{tail:.+}", proxy)

@@ -20,6 +20,7 @@ from gateway.store import ApiKey, Team
 if TYPE_CHECKING:
     from gateway.cache.leader import Leader
     from gateway.cache.policy import CachePlan
+    from gateway.services import Services
 
 # `cache_status` values of requests answered without an upstream call of their own.
 SERVED_BY_CACHE = ("hit", "coalesced")
@@ -37,6 +38,7 @@ class Flow:
     """
 
     request: web.Request
+    services: Services
     endpoint: Endpoint
     upstream_path: str
     request_id: str

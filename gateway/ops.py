@@ -20,7 +20,7 @@ from gateway.auth import bearer_token
 from gateway.errors import GatewayError
 from gateway.metrics import read_store_snapshot
 from gateway.openapi import rendered
-from gateway.state import JOURNAL, LIFECYCLE, METRICS, SETTINGS, STORE, UPSTREAM
+from gateway.state import LIFECYCLE, SERVICES
 
 OPENAPI_JSON = rendered()
 
@@ -31,17 +31,19 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
-    settings = app[SETTINGS]
+    settings = app[SERVICES].settings
     checks: dict[str, str] = {}
     try:
-        await app[STORE].ping()
+        await app[SERVICES].store.ping()
         checks["store"] = "ok"
     except Exception as exc:  # any failure means not ready; say which
         checks["store"] = f"failed: {exc}"
-    waiting = await app[JOURNAL].pending()
+    waiting = await app[SERVICES].journal.pending()
     # Rows in the journal: the store has been failing writes (they are replayed within 10 s).
     checks["ledger"] = f"{waiting} rows wait in the journal" if waiting else "ok"
-    problem = await app[UPSTREAM].problem(settings.readiness_cache_s, settings.readiness_timeout_s)
+    problem = await app[SERVICES].upstream.problem(
+        settings.readiness_cache_s, settings.readiness_timeout_s
+    )
     checks["upstream"] = problem or "ok"
     if app[LIFECYCLE].stopping:
         checks["shutdown"] = "in progress"
@@ -53,15 +55,15 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    settings = app[SETTINGS]
+    settings = app[SERVICES].settings
     if settings.metrics_token is not None:
         token = bearer_token(request.headers.get("Authorization")) or ""
         expected = settings.metrics_token.get_secret_value()
         if not hmac.compare_digest(token.encode(), expected.encode()):
             raise GatewayError(401, "Invalid or missing metrics token.", code="invalid_token")
-    snapshot = await read_store_snapshot(app[STORE], settings.cache_max_bytes)
+    snapshot = await read_store_snapshot(app[SERVICES].store, settings.cache_max_bytes)
     # Rendering reads the workers' metric files (several workers): not on the event loop.
-    body = await asyncio.to_thread(app[METRICS].render, snapshot)
+    body = await asyncio.to_thread(app[SERVICES].metrics.render, snapshot)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 

@@ -36,7 +36,6 @@ from gateway.flow import Flow
 from gateway.logs import log_request
 from gateway.params import read_params, text
 from gateway.relay import relay_response
-from gateway.state import METRICS, SETTINGS, STORE, UPSTREAM
 
 log = logging.getLogger(__name__)
 Stage = Callable[[Flow], Awaitable[web.StreamResponse | None]]
@@ -58,7 +57,7 @@ async def authenticate(flow: Flow) -> None:
     """The bearer key is live; `flow.key` and `flow.team` are set, and from here on the request
     will have its ledger row whatever happens."""
     flow.key, flow.team = await auth.authenticate(
-        flow.request.app[STORE], flow.request.headers.get("Authorization")
+        flow.services.store, flow.request.headers.get("Authorization")
     )
 
     async def record_on_exit(
@@ -72,7 +71,7 @@ async def authenticate(flow: Flow) -> None:
 
 async def read_request_body(flow: Flow) -> None:
     """The body is read whole (spooled past the threshold) within the size limits."""
-    settings = flow.request.app[SETTINGS]
+    settings = flow.services.settings
     endpoint = flow.endpoint
     media_type = flow.request.content_type.lower()
     if endpoint.known and media_type not in endpoint.media_types:
@@ -123,7 +122,7 @@ async def inspect_request(flow: Flow) -> None:
             raise invalid_request(
                 "'prompt' must be a non-empty string.", code="invalid_value", param="prompt"
             )
-    settings = flow.request.app[SETTINGS]
+    settings = flow.services.settings
     model = text(flow.params, "model") or settings.default_model(flow.endpoint.name)
     if model is None and not settings.allow_unpriced_models:
         raise invalid_request(
@@ -144,7 +143,7 @@ async def call_upstream(flow: Flow) -> None:
     assert body is not None
     request = flow.request
     flow.upstream_started = time.perf_counter()
-    flow.upstream = await request.app[UPSTREAM].send(
+    flow.upstream = await flow.services.upstream.send(
         request.method,
         flow.upstream_path,
         request.headers,
@@ -195,7 +194,7 @@ async def run(flow: Flow, stages: tuple[Stage, ...] = STAGES) -> web.StreamRespo
     """Run the stages in order until one answers; clean up whatever happened; report the
     request (metrics, its log line) once it has ended."""
     split = stages.index(DETACHED_FROM) if DETACHED_FROM in stages else len(stages)
-    flow.request.app[METRICS].request_started()
+    flow.services.metrics.request_started()
     # Pushed first, so it runs last: after the ledger row, when status and cost are final.
     flow.cleanup.push_async_exit(_report_on_exit(flow))
     async with flow.cleanup:
@@ -213,10 +212,10 @@ def _report_on_exit(flow: Flow) -> Callable[..., Awaitable[bool]]:
     ) -> bool:
         if not flow.recorded:  # refused before authentication: no ledger row set these
             settle_outcome(flow, error)
-        app = flow.request.app
+        services = flow.services
         try:
-            app[METRICS].observe_request(flow, error)
-            log_request(flow, with_prompt=app[SETTINGS].log_prompts)
+            services.metrics.observe_request(flow, error)
+            log_request(flow, with_prompt=services.settings.log_prompts)
         except Exception:  # a report that fails must not change the request's answer
             log.exception("reporting request %s failed", flow.request_id)
         return False

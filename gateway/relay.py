@@ -30,7 +30,6 @@ from gateway.logs import redact_bytes
 from gateway.outcome import Outcome
 from gateway.pricing import SvgUsage, Usage
 from gateway.sse import EventSplitter, event_name, format_event
-from gateway.state import METRICS, SETTINGS
 from gateway.upstream import client_response_headers
 from gateway.usage_scan import ScannedObject, event_data, scan_file, scan_object
 
@@ -142,7 +141,7 @@ def cost_comment(flow: Flow) -> bytes:
 
 
 async def relay_body(flow: Flow, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-    settings = flow.request.app[SETTINGS]
+    settings = flow.services.settings
     try:
         body = await spool_chunks(
             upstream.content.iter_any(),
@@ -277,7 +276,7 @@ class ClientWriter:
             await self.response.prepare(self.flow.request)
         except CLIENT_GONE:
             self.flow.client_gone = True
-        self.flow.request.app[METRICS].stream_opened(self.flow)
+        self.flow.services.metrics.stream_opened(self.flow)
 
     async def write(self, data: bytes | bytearray) -> None:
         if self.flow.first_event_at is None:

@@ -16,7 +16,7 @@ from gateway.app import create_app
 from gateway.guard import Guard, GuardedSite, default_connection_cap
 from gateway.pricing import PriceError
 from gateway.settings import Settings
-from gateway.state import ENDING_S, METRICS, PRICES, SETTINGS
+from gateway.state import ENDING_S, SERVICES
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,9 @@ def read_pid(settings: Settings) -> int | None:
 def reload_prices(apps: list[web.Application]) -> None:
     """SIGHUP: every app with a price book reads its file again; a bad file changes nothing."""
     for app in apps:
-        if PRICES in app:
+        if SERVICES in app:
             try:
-                table = app[PRICES].reload()
+                table = app[SERVICES].prices.reload()
                 log.info("price table reloaded: version %s from %s", table.version, table.path)
             except PriceError as exc:
                 log.error("price table NOT reloaded, the old one stays in force: %s", exc)
@@ -60,7 +60,8 @@ async def start_app(
     """Serve `app` on host:port until the returned runner is cleaned up. A gateway app (one with
     settings) is served behind the edge guard: connection cap, header and keep-alive timeouts,
     parser errors in OpenAI's shape."""
-    settings = app.get(SETTINGS)
+    services = app.get(SERVICES)
+    settings = services.settings if services is not None else None
     # A client that disconnects cancels its handler, so nothing waits on its behalf (an
     # upstream that went quiet, say); cleanup runs on the way out. aiohttp's test server does
     # the same, so tests see what production does.
@@ -78,7 +79,7 @@ async def start_app(
     guard = Guard(
         cap=settings.max_connections or default_connection_cap(),
         header_timeout_s=settings.header_timeout_s,
-        on_count=app[METRICS].edge_turned_away,
+        on_count=app[SERVICES].metrics.edge_turned_away,
     )
     try:
         await GuardedSite(runner, host, port, guard, reuse_port=reuse_port).start()
@@ -98,7 +99,7 @@ async def serve_apps(
     """Serve each (app, host, port) until SIGINT or SIGTERM, then shut all down in reverse.
 
     Shutting down an app: its listener closes at once, requests and streams in flight get
-    `grace_s` to finish; then the app cuts its upstream reads (see app._stopping), and what is
+    `grace_s` to finish; then the app cuts its upstream reads (see lifecycle.stopping), and what is
     still running after ENDING_S more is cancelled (its ledger row written); then its cleanup
     runs.
     """

@@ -4,33 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from gateway.cache.cache import ResponseCache
-from gateway.journal import LedgerJournal
-from gateway.metrics import Metrics
-from gateway.pricing import PriceTable, load_prices
-from gateway.quota import RateLimiter
-from gateway.settings import Settings
-from gateway.store import Store
-from gateway.upstream import Upstream
-
-
-class PriceBook:
-    """The price table in force; `reload()` swaps in a new one only if it loads whole."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.table = load_prices(path)
-
-    def reload(self) -> PriceTable:
-        """Read the price file again; on any error the table in force stays (PriceError)."""
-        self.table = load_prices(self.path)
-        return self.table
-
+from gateway.services import Services
 
 ENDING_S = 2.0
 
@@ -50,14 +28,8 @@ class Lifecycle:
         return self.stopping_at is not None
 
 
-SETTINGS = web.AppKey("settings", Settings)
-STORE = web.AppKey("store", Store)
-UPSTREAM = web.AppKey("upstream", Upstream)
-PRICES = web.AppKey("prices", PriceBook)
-RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
-CACHE = web.AppKey("cache", ResponseCache)
-METRICS = web.AppKey("metrics", Metrics)
-JOURNAL = web.AppKey("journal", LedgerJournal)
+# The store, upstream, prices, limiter, cache, metrics and journal, with the settings.
+SERVICES = web.AppKey("services", Services)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 # True when this process is one of several workers serving the same port and data dir.
 WORKER = web.AppKey("worker", bool)

@@ -26,9 +26,9 @@ from types import FrameType
 
 from prometheus_client.multiprocess import mark_process_dead
 
-from gateway.app import empty_spool_dir
 from gateway.cache.files import BodyFiles
 from gateway.journal import LedgerJournal, settle_holds
+from gateway.lifecycle import empty_spool_dir
 from gateway.server import pid_file
 from gateway.settings import Settings
 from gateway.store import migrated_store

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway import accounts
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.state import STORE
+from gateway.state import SERVICES
 from simulator import SIMULATOR_STATE, SimulatorConfig, SimulatorState, create_simulator_app
 
 UPSTREAM_KEY = "sk-upstream-test-0123456789abcdef"
@@ -97,7 +97,7 @@ async def make_key(
     gateway: TestClient[web.Request, web.Application],
 ) -> Callable[..., Any]:
     async def make(team: str = "team-a", **limits: Any) -> str:
-        store = gateway.app[STORE]
+        store = gateway.app[SERVICES].store
         if await store.get_team(team) is None:
             await accounts.create_team(store, accounts.TeamCreate(name=team))
         issued = await accounts.create_key(store, accounts.KeyCreate(team=team, **limits))

@@ -21,7 +21,7 @@ from gateway.app import create_app
 from gateway.periods import Periods
 from gateway.server import reload_prices
 from gateway.settings import SHIPPED_PRICES, Settings
-from gateway.state import PRICES, STORE
+from gateway.state import SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -36,7 +36,7 @@ async def gateway_with_key(
     aiohttp_client: Any, settings: Settings, **limits: Any
 ) -> tuple[Any, str, str]:
     client = await aiohttp_client(create_app(settings))
-    store = client.app[STORE]
+    store = client.app[SERVICES].store
     team_limits = {k.removeprefix("team_"): v for k, v in limits.items() if k.startswith("team_")}
     key_limits = {k: v for k, v in limits.items() if not k.startswith("team_")}
     await accounts.create_team(store, accounts.TeamCreate(name="t", **team_limits))
@@ -45,7 +45,7 @@ async def gateway_with_key(
 
 
 async def ledger(client: Any) -> list[tuple[Any, ...]]:
-    return await client.app[STORE]._all(
+    return await client.app[SERVICES].store._all(
         "SELECT status, outcome, cost_nanos, estimate_nanos, image_output_tokens,"
         " text_input_tokens, price_version FROM ledger ORDER BY id"
     )
@@ -127,7 +127,7 @@ async def test_fifty_parallel_requests_against_a_budget_for_five(
     rows = await ledger(client)
     assert len(rows) == 50
     assert sum(row[2] for row in rows) == budget
-    team = await client.app[STORE].spend(
+    team = await client.app[SERVICES].store.spend(
         "team", "1", Periods.at(dt.datetime.now(dt.UTC)), time.time()
     )
     assert (team.spent_nanos, team.reserved_nanos, team.remaining_nanos) == (budget, 0, 0)
@@ -224,7 +224,7 @@ async def test_restart_keeps_spend_and_charges_expired_reservations_as_orphans(
     await client.post("/v1/images/generations", json=LOW, headers=auth(key))
     # A process that dies mid-request leaves its reservation behind, already past its expiry.
     periods = Periods.at(dt.datetime.now(dt.UTC))
-    stale = await client.app[STORE].reserve(
+    stale = await client.app[SERVICES].store.reserve(
         key_id=key_id,
         team_id=1,
         amount_nanos=500_000_000,
@@ -236,7 +236,7 @@ async def test_restart_keeps_spend_and_charges_expired_reservations_as_orphans(
     await client.close()
 
     again = await aiohttp_client(create_app(settings))  # same data dir: a restart
-    store = again.app[STORE]
+    store = again.app[SERVICES].store
     assert await store._all("SELECT id FROM reservations") == []
     team = await store.spend("team", "1", periods, time.time())
     # The hold whose request never settled is charged its estimate: spend never under-counts.
@@ -257,7 +257,9 @@ async def test_unpriced_models_pass_only_when_the_config_allows_and_cost_zero(
         "/v1/images/generations", json={"model": "gpt-image-9", "prompt": "p"}, headers=auth(key)
     )
     assert response.status == 200 and response.headers["x-gateway-cost-usd"] == "0.00"
-    rows = await client.app[STORE]._all("SELECT model, cost_nanos, price_version FROM ledger")
+    rows = await client.app[SERVICES].store._all(
+        "SELECT model, cost_nanos, price_version FROM ledger"
+    )
     assert rows == [("gpt-image-9", 0, "2026-12-02")]
 
 
@@ -311,7 +313,7 @@ async def test_sighup_reloads_prices_and_a_bad_file_changes_nothing(
     client = await aiohttp_client(
         create_app(make_settings(upstream_url=fake_upstream.url, prices=prices))
     )
-    book = client.app[PRICES]
+    book = client.app[SERVICES].prices
     prices.write_text(shipped.replace('version = "2026-12-02"', 'version = "2026-12-01"'))
     reload_prices([client.app])
     assert book.table.version == "2026-12-01"

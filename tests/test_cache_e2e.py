@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.state import CACHE, DETACHED, STORE
+from gateway.state import DETACHED, SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
 from tests.images import png
 
@@ -31,7 +31,7 @@ def gateway_overrides() -> dict[str, Any]:
 
 async def stored(gateway: Any) -> None:
     """Wait for the cache's background stores (a whole body is stored after it was sent)."""
-    cache = gateway.app[CACHE]
+    cache = gateway.app[SERVICES].cache
     while (tasks := list(gateway.app[DETACHED])) or cache.storing:
         if tasks:
             await asyncio.wait(tasks)
@@ -47,7 +47,7 @@ def sdk_for(gateway: Any, key: str, **options: Any) -> openai.AsyncOpenAI:
 async def ledger(gateway: Any) -> list[tuple[Any, ...]]:
     return [
         tuple(row)
-        for row in await gateway.app[STORE]._all(
+        for row in await gateway.app[SERVICES].store._all(
             "SELECT cache_status, status, outcome, cost_nanos, saved_nanos FROM ledger ORDER BY id"
         )
     ]
@@ -214,7 +214,7 @@ async def test_scope_can_be_narrowed_to_the_key_or_widened_to_all(
 
     settings = make_settings(upstream_url=fake_upstream.url, cache_enabled=True, cache_scope=scope)
     gateway = await aiohttp_client(create_app(settings))
-    store = gateway.app[STORE]
+    store = gateway.app[SERVICES].store
     keys = []
     for team in ("a", "a", "b"):
         if await store.get_team(team) is None:
@@ -253,14 +253,14 @@ async def test_caching_can_be_turned_off_for_a_team(
         upstream_url=fake_upstream.url, cache_enabled=True, cache_disabled_teams=["private"]
     )
     gateway = await aiohttp_client(create_app(settings))
-    store = gateway.app[STORE]
+    store = gateway.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="private"))
     sdk = sdk_for(
         gateway, (await accounts.create_key(store, accounts.KeyCreate(team="private"))).secret
     )
     assert [(await generate_raw(sdk))[0] for _ in range(2)] == ["bypass", "bypass"]
     assert len(fake_upstream.requests) == 2
-    assert (await gateway.app[CACHE].stats())["entries"] == 0
+    assert (await gateway.app[SERVICES].cache.stats())["entries"] == 0
 
 
 async def test_hits_are_free_but_count_against_rpm(
@@ -295,7 +295,7 @@ async def test_a_failed_leader_fails_its_followers_and_nothing_is_cached(
     statuses = await asyncio.wait_for(asyncio.gather(*(attempt() for _ in range(5))), 10)
     assert statuses == [500] * 5
     assert len(fake_upstream.requests) < 5  # followers that joined shared the leader's error
-    assert (await gateway.app[CACHE].stats())["entries"] == 0
+    assert (await gateway.app[SERVICES].cache.stats())["entries"] == 0
     assert (await generate_raw(sdk))[0] == "miss"
 
 
@@ -307,7 +307,7 @@ async def test_an_unreachable_upstream_fails_followers_with_the_same_error(
 
     settings = make_settings(upstream_url="http://127.0.0.1:9/v1", cache_enabled=True)
     gateway = await aiohttp_client(create_app(settings))
-    store = gateway.app[STORE]
+    store = gateway.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="t"))
     key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
     responses = await asyncio.wait_for(
@@ -339,10 +339,10 @@ async def test_the_leaders_client_leaving_does_not_cancel_the_call_its_followers
     assert response.headers["x-gateway-cache"] == "coalesced"
     assert len(fake_upstream.requests) == 1
     for _ in range(50):
-        if (await gateway.app[CACHE].stats())["entries"] == 1:
+        if (await gateway.app[SERVICES].cache.stats())["entries"] == 1:
             break
         await asyncio.sleep(0.05)
-    assert (await gateway.app[CACHE].stats())["entries"] == 1
+    assert (await gateway.app[SERVICES].cache.stats())["entries"] == 1
 
 
 async def test_a_corrupted_body_file_is_never_served_and_the_next_response_repairs_it(
@@ -350,8 +350,8 @@ async def test_a_corrupted_body_file_is_never_served_and_the_next_response_repai
 ) -> None:
     first = await generate_raw(sdk)
     await stored(gateway)
-    cache = gateway.app[CACHE]
-    (sha256,) = [sha for sha, _ in await gateway.app[STORE].cache.bodies()]
+    cache = gateway.app[SERVICES].cache
+    (sha256,) = [sha for sha, _ in await gateway.app[SERVICES].store.cache.bodies()]
     path = cache.files.path(sha256)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01  # one bit, same size
@@ -374,12 +374,12 @@ async def test_eviction_by_size_drops_the_least_recently_used(
     async def one_body_size() -> int:
         probe = make_settings(upstream_url=fake_upstream.url, cache_enabled=True)
         client = await aiohttp_client(create_app(probe))
-        store = client.app[STORE]
+        store = client.app[SERVICES].store
         await accounts.create_team(store, accounts.TeamCreate(name="t"))
         key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
         await generate_raw(sdk_for(client, key), prompt="p0")
         await stored(client)
-        return int((await client.app[CACHE].stats())["bytes"])
+        return int((await client.app[SERVICES].cache.stats())["bytes"])
 
     size = await one_body_size()
     settings = make_settings(
@@ -387,7 +387,7 @@ async def test_eviction_by_size_drops_the_least_recently_used(
         data_dir=make_settings().data_dir.parent / "evict",
     )  # fmt: skip
     gateway = await aiohttp_client(create_app(settings))
-    store = gateway.app[STORE]
+    store = gateway.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="t"))
     sdk = sdk_for(gateway, (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret)
     for prompt in ("p1", "p2"):
@@ -397,12 +397,12 @@ async def test_eviction_by_size_drops_the_least_recently_used(
     assert (await generate_raw(sdk, prompt="p1"))[0] == "hit"  # p1 is now more recent than p2
     await generate_raw(sdk, prompt="p3")  # three bodies do not fit: p2 goes
     await stored(gateway)
-    stats = await gateway.app[CACHE].stats()
+    stats = await gateway.app[SERVICES].cache.stats()
     assert stats["entries"] == 2 and stats["bytes"] <= size * 2.5
     assert (await generate_raw(sdk, prompt="p1"))[0] == "hit"
     assert (await generate_raw(sdk, prompt="p3"))[0] == "hit"
     assert (await generate_raw(sdk, prompt="p2"))[0] == "miss"
-    assert len(list(gateway.app[CACHE].files.bodies.glob("*/*"))) <= 2
+    assert len(list(gateway.app[SERVICES].cache.files.bodies.glob("*/*"))) <= 2
 
 
 async def test_entries_expire_after_their_ttl(
@@ -413,7 +413,7 @@ async def test_entries_expire_after_their_ttl(
 
     settings = make_settings(upstream_url=fake_upstream.url, cache_enabled=True, cache_ttl_s=0.5)
     gateway = await aiohttp_client(create_app(settings))
-    store = gateway.app[STORE]
+    store = gateway.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="t"))
     sdk = sdk_for(gateway, (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret)
     assert (await generate_raw(sdk))[0] == "miss"
@@ -421,9 +421,9 @@ async def test_entries_expire_after_their_ttl(
     await asyncio.sleep(0.6)
     assert (await generate_raw(sdk))[0] == "miss"
     await asyncio.sleep(0.6)
-    await gateway.app[CACHE].housekeeping()  # expired entries and their bodies go
-    assert (await gateway.app[CACHE].stats())["entries"] == 0
-    assert list(gateway.app[CACHE].files.bodies.glob("*/*")) == []
+    await gateway.app[SERVICES].cache.housekeeping()  # expired entries and their bodies go
+    assert (await gateway.app[SERVICES].cache.stats())["entries"] == 0
+    assert list(gateway.app[SERVICES].cache.files.bodies.glob("*/*")) == []
 
 
 async def test_answers_with_urls_expire_before_the_links_do(
@@ -431,7 +431,9 @@ async def test_answers_with_urls_expire_before_the_links_do(
 ) -> None:
     await sdk.images.generate(model="dall-e-2", prompt="a sea otter")
     await stored(gateway)
-    rows = await gateway.app[STORE]._all("SELECT expires_at - created_at FROM cache_entries")
+    rows = await gateway.app[SERVICES].store._all(
+        "SELECT expires_at - created_at FROM cache_entries"
+    )
     assert rows and rows[0][0] <= 50 * 60
 
 
@@ -466,7 +468,7 @@ async def test_admin_stats_and_purge_by_team_and_key(
     assert missing.status == 404
     everything = await gateway.post("/admin/cache/purge", json={}, headers=admin)
     assert (await everything.json())["purged"] == 1
-    assert (await gateway.app[CACHE].stats())["bytes"] == 0
+    assert (await gateway.app[SERVICES].cache.stats())["bytes"] == 0
 
 
 async def test_other_image_paths_bypass_the_cache(gateway: Any, key: str) -> None:
@@ -483,9 +485,9 @@ async def test_cli_stats_verify_and_purge_on_the_servers_data_dir(
     await generate_raw(sdk, prompt="one")
     await generate_raw(sdk, prompt="two", quality="medium")
     await stored(gateway)
-    bodies = [sha for sha, _ in await gateway.app[STORE].cache.bodies()]
+    bodies = [sha for sha, _ in await gateway.app[SERVICES].store.cache.bodies()]
     assert len(bodies) == 2
-    gateway.app[CACHE].files.path(bodies[0]).write_bytes(b"not the image it was")
+    gateway.app[SERVICES].cache.files.path(bodies[0]).write_bytes(b"not the image it was")
 
     def cli(*args: str) -> str:
         return run_cli(tmp_path, "cache", *args).stdout
@@ -495,7 +497,7 @@ async def test_cli_stats_verify_and_purge_on_the_servers_data_dir(
     )
     stats = json.loads(await asyncio.to_thread(cli, "stats", "--json"))
     assert stats["entries"] == 1 and stats["bodies"] == 1
-    assert not gateway.app[CACHE].files.path(bodies[0]).exists()
+    assert not gateway.app[SERVICES].cache.files.path(bodies[0]).exists()
     refused = await asyncio.to_thread(run_cli, tmp_path, "cache", "purge", check=False)
     assert refused.returncode == 2 and "--all" in refused.stderr
     assert "purged 1 entries" in await asyncio.to_thread(cli, "purge", "--team", "team-a")
@@ -535,7 +537,7 @@ async def paced_gateway(
         cache_enabled=True,
     )
     gateway = await aiohttp_client(create_app(settings))
-    store = gateway.app[STORE]
+    store = gateway.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="t"))
     key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
     return gateway, key, upstream_app[SIMULATOR_STATE]
@@ -562,7 +564,7 @@ async def test_followers_of_a_cut_stream_get_the_events_and_the_same_error(
     for text in (leader_text, follower_text):
         assert text.count("event: image_generation.partial_image") == 2
         assert '"code":"stream_cut"' in text
-    assert (await gateway.app[CACHE].stats())["entries"] == 0
+    assert (await gateway.app[SERVICES].cache.stats())["entries"] == 0
     rows = await ledger(gateway)
     assert [(row[0], row[2]) for row in rows] == [
         ("miss", "stream_cut"),
@@ -580,7 +582,7 @@ async def test_a_response_too_large_for_memory_is_shared_once_stored(
         upstream_url=fake_upstream.url, cache_enabled=True, response_memory_bytes=64
     )
     gateway = await aiohttp_client(create_app(settings))
-    store = gateway.app[STORE]
+    store = gateway.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="t"))
     sdk = sdk_for(gateway, (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret)
     slow = {"extra_headers": {"x-simulator-fault": "slow:200"}}
@@ -605,7 +607,7 @@ async def test_a_cache_that_cannot_write_costs_only_the_entry(
     async def no_tee(*args: Any, **kwargs: Any) -> Any:
         disk_full()
 
-    files = gateway.app[CACHE].files
+    files = gateway.app[SERVICES].cache.files
     monkeypatch.setattr(files, "_write", disk_full)
     monkeypatch.setattr(files, "new_tee", no_tee)
     assert (await generate_raw(sdk))[:2] == ("miss", LOW_COST)
@@ -613,4 +615,4 @@ async def test_a_cache_that_cannot_write_costs_only_the_entry(
     assert (await generate_raw(sdk))[0] == "miss"
     events = await stream_events(sdk)
     assert events[-1][0] == "image_generation.completed"
-    assert (await gateway.app[CACHE].stats())["entries"] == 0
+    assert (await gateway.app[SERVICES].cache.stats())["entries"] == 0

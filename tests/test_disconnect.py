@@ -15,7 +15,7 @@ from gateway import accounts
 from gateway.app import create_app
 from gateway.periods import Periods
 from gateway.settings import Settings
-from gateway.state import STORE
+from gateway.state import SERVICES
 from simulator import SimulatorConfig, create_simulator_app
 from tests.conftest import UPSTREAM_KEY
 
@@ -34,7 +34,7 @@ async def start_gateway(
     aiohttp_client: Any, settings: Settings, budget_usd: str | None = None
 ) -> tuple[Any, str]:
     client = await aiohttp_client(create_app(settings))
-    store = client.app[STORE]
+    store = client.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="t", budget_usd=budget_usd))
     return client, (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
 
@@ -74,7 +74,7 @@ async def test_client_leaving_mid_upload_leaves_no_file_and_no_task(
 
 async def ledger_rows(client: Any, wait_s: float = 3.0) -> list[Any]:
     """The ledger's rows once at least one is there (or after `wait_s`)."""
-    store = client.app[STORE]
+    store = client.app[SERVICES].store
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
         rows = await store._all(
@@ -134,7 +134,9 @@ async def test_a_stream_the_client_abandons_is_read_to_the_end_and_charged_in_fu
     assert rows == [("ok", 22_885_000, 572)]
     tasks, files = await settle(baseline, settings.spool_dir)
     assert tasks <= baseline and files == []
-    team = await client.app[STORE].spend("team", "1", Periods.at(dt.datetime.now(dt.UTC)), 0)
+    team = await client.app[SERVICES].store.spend(
+        "team", "1", Periods.at(dt.datetime.now(dt.UTC)), 0
+    )
     # the warm-up (272 + 1 tokens: 10_885_000) and the abandoned stream; nothing still held
     assert (team.spent_nanos, team.reserved_nanos) == (10_885_000 + 22_885_000, 0)
 
@@ -194,10 +196,12 @@ async def test_a_client_leaving_mid_upload_gets_a_client_gone_row_and_no_charge(
     await asyncio.sleep(0.1)
     writer.close()
     await writer.wait_closed()
-    rows = await client.app[STORE]._all("SELECT status, outcome, cost_nanos FROM ledger")
+    rows = await client.app[SERVICES].store._all("SELECT status, outcome, cost_nanos FROM ledger")
     for _ in range(100):
         if rows:
             break
         await asyncio.sleep(0.02)
-        rows = await client.app[STORE]._all("SELECT status, outcome, cost_nanos FROM ledger")
+        rows = await client.app[SERVICES].store._all(
+            "SELECT status, outcome, cost_nanos FROM ledger"
+        )
     assert rows == [(499, "client_gone", 0)]

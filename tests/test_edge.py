@@ -21,7 +21,7 @@ from gateway import accounts
 from gateway.app import create_app
 from gateway.server import start_app
 from gateway.settings import Settings
-from gateway.state import METRICS, STORE
+from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
 from tests.test_shutdown import free_port
 
@@ -83,7 +83,7 @@ async def served(
     app = create_app(settings)
     port = free_port()
     runner = await start_app(app, "127.0.0.1", port, grace_s=0)
-    store = app[STORE]
+    store = app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="t"))
     key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
     yield Served(app, port, key)
@@ -150,7 +150,7 @@ async def test_a_client_trickling_its_headers_is_cut(served: Served) -> None:
     assert time.monotonic() - started < 3
     status, body = parse(data)
     assert (status, body["error"]["code"]) == (408, "request_timeout")
-    metrics = served.app[METRICS]
+    metrics = served.app[SERVICES].metrics
     assert metrics.connections_timed_out.labels("header")._value.get() == 1
 
 
@@ -167,7 +167,7 @@ async def test_a_client_trickling_its_body_is_cut(
     assert (status, body["error"]["code"]) == (408, "request_timeout")
     assert b"x-gateway-request-id: req_gw_" in data.lower()
     assert fake_upstream.requests == []
-    rows = await served.app[STORE]._all("SELECT status, outcome, error_code FROM ledger")
+    rows = await served.app[SERVICES].store._all("SELECT status, outcome, error_code FROM ledger")
     assert [tuple(row) for row in rows] == [(408, "invalid", "request_timeout")]
 
 
@@ -203,7 +203,7 @@ async def test_past_the_connection_cap_a_503_comes_at_once(
     await asyncio.sleep(0.2)
     status, _ = await served.exchange(request("GET", "/healthz", served.key))
     assert status == 200  # room again once the idle ones went
-    assert served.app[METRICS].connections_refused._value.get() == 20
+    assert served.app[SERVICES].metrics.connections_refused._value.get() == 20
     edge_lines = [r for r in caplog.records if r.name == "gateway.guard"]
     assert len(edge_lines) <= 1  # summarised, never one line per connection
 

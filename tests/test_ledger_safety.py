@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from gateway.settings import Settings
-from gateway.state import JOURNAL, METRICS, STORE
+from gateway.state import SERVICES
 from tests.conftest import FakeUpstream, auth
 from tests.images import png
 from tests.test_accounting import gateway_with_key
@@ -65,7 +65,7 @@ async def test_hostile_json_is_a_400_before_upstream_and_has_its_row(
     assert set(body["error"]) == {"message", "type", "param", "code"}
     assert body["error"]["param"] == param
     assert fake_upstream.requests == []
-    rows = await gateway.app[STORE]._all(
+    rows = await gateway.app[SERVICES].store._all(
         "SELECT status, outcome, error_code, cost_nanos FROM ledger"
     )
     assert [tuple(row) for row in rows] == [(400, "invalid", body["error"]["code"], 0)]
@@ -109,24 +109,24 @@ async def test_a_failed_ledger_write_is_journaled_and_replayed(
         cost = response.headers["x-gateway-cost-usd"]
         assert float(cost) > 0
         assert holder.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 0
-        assert await client.app[JOURNAL].pending() == 1
-        assert client.app[METRICS].ledger_journaled._value.get() == 1
+        assert await client.app[SERVICES].journal.pending() == 1
+        assert client.app[SERVICES].metrics.ledger_journaled._value.get() == 1
         ready = await client.get("/readyz")
         assert ready.status == 503
         assert (await ready.json())["ledger"] == "1 rows wait in the journal"
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    from gateway.app import _settle_the_books
+    from gateway.lifecycle import _settle_the_books
 
     await _settle_the_books(client.app, dead_owners=[])
-    rows = await client.app[STORE]._all("SELECT outcome, cost_nanos FROM ledger")
+    rows = await client.app[SERVICES].store._all("SELECT outcome, cost_nanos FROM ledger")
     assert [(row[0], row[1] / 1e9) for row in rows] == [("ok", float(cost))]
-    assert await client.app[JOURNAL].pending() == 0
-    assert client.app[METRICS].ledger_replayed._value.get() == 1
+    assert await client.app[SERVICES].journal.pending() == 0
+    assert client.app[SERVICES].metrics.ledger_replayed._value.get() == 1
     assert (await (await client.get("/readyz")).json())["ledger"] == "ok"
     # Replaying again writes nothing twice.
-    assert await client.app[JOURNAL].replay(client.app[STORE]) == 0
+    assert await client.app[SERVICES].journal.replay(client.app[SERVICES].store) == 0
 
 
 async def test_a_client_leaving_while_its_hold_is_made_leaks_nothing(
@@ -146,7 +146,7 @@ async def test_a_client_leaving_while_its_hold_is_made_leaks_nothing(
         holder.execute("ROLLBACK")  # now the hold is made, after its client left
         await asyncio.sleep(0.3)
     holder.close()
-    store = client.app[STORE]
+    store = client.app[SERVICES].store
     for _ in range(50):
         if len(await store._all("SELECT id FROM ledger")) == 5:
             break
@@ -195,7 +195,7 @@ async def test_concurrent_requests_never_spend_past_a_small_budget(
     async with sdk:
         results = await asyncio.gather(*(one(i) for i in range(30)))
     assert "ok" in results and "refused" in results
-    store = client.app[STORE]
+    store = client.app[SERVICES].store
     rows = await store._all("SELECT cost_nanos, estimate_nanos FROM ledger WHERE outcome = 'ok'")
     assert all(cost <= estimate for cost, estimate in rows)
     spent = sum(cost for cost, _ in rows)

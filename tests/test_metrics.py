@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import accounts
-from gateway.state import CACHE, DETACHED, STORE
+from gateway.state import DETACHED, SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
 
 LOW = {"model": "gpt-image-1", "quality": "low", "size": "1024x1024"}
@@ -51,7 +51,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 async def drained(gateway: Any) -> None:
-    cache = gateway.app[CACHE]
+    cache = gateway.app[SERVICES].cache
     while (tasks := list(gateway.app[DETACHED])) or cache.storing:
         if tasks:
             await asyncio.wait(tasks)
@@ -61,7 +61,7 @@ async def drained(gateway: Any) -> None:
 async def drive_traffic(gateway: Any, make_key: Callable[..., Any]) -> None:
     """The traffic the assertions below count, request by request."""
     alpha = sdk_for(gateway, await make_key("alpha"))
-    store = gateway.app[STORE]
+    store = gateway.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="poor", budget_usd="0.001"))
     poor = sdk_for(gateway, await make_key("poor"))
     slow = sdk_for(gateway, await make_key("slow", rpm=1))
@@ -121,7 +121,7 @@ async def drive_traffic(gateway: Any, make_key: Callable[..., Any]) -> None:
 
 
 async def ledger_sums(gateway: Any) -> dict[str, dict[str, int]]:
-    rows = await gateway.app[STORE]._all(
+    rows = await gateway.app[SERVICES].store._all(
         "SELECT t.name, SUM(cost_nanos), SUM(saved_nanos), SUM(images),"
         " SUM(text_input_tokens), SUM(image_output_tokens), COUNT(*)"
         " FROM ledger JOIN teams t ON t.id = team_id GROUP BY t.name"
@@ -220,7 +220,7 @@ async def test_store_gauges_match_the_admin_api(gateway: Any, make_key: Callable
     assert value(samples, "gateway_budget_spent_usd", team="alpha") == float(
         Decimal(by_name["alpha"]["spent_usd"])
     )
-    stats = await gateway.app[CACHE].stats()
+    stats = await gateway.app[SERVICES].cache.stats()
     assert value(samples, "gateway_cache_entries") == stats["entries"] > 0
     assert value(samples, "gateway_cache_bytes") == stats["bytes"] > 0
     assert value(samples, "gateway_store_up") == 1
@@ -264,7 +264,7 @@ async def test_key_ids_are_labels_only_when_configured(
     client = sdk_for(gateway, secret)
     await client.images.generate(prompt="labelled", **LOW)
     await client.close()
-    key_id = (await gateway.app[STORE]._all("SELECT id FROM api_keys"))[0][0]
+    key_id = (await gateway.app[SERVICES].store._all("SELECT id FROM api_keys"))[0][0]
     samples = await scrape(gateway)
     assert value(samples, "gateway_requests_total", key=key_id) == 1
     assert value(samples, "gateway_cost_usd_total", key=key_id) > 0
@@ -275,7 +275,7 @@ async def test_without_the_option_no_label_names_a_key_or_a_prompt(
 ) -> None:
     await sdk.images.generate(prompt="a secret prompt", **LOW)
     text = await (await gateway.get("/metrics")).text()
-    key_ids = [row[0] for row in await gateway.app[STORE]._all("SELECT id FROM api_keys")]
+    key_ids = [row[0] for row in await gateway.app[SERVICES].store._all("SELECT id FROM api_keys")]
     assert all(key_id not in text for key_id in key_ids)
     assert "secret prompt" not in text and key not in text
     labels = defaultdict(set)

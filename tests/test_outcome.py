@@ -17,7 +17,7 @@ from gateway.app import create_app
 from gateway.ledger import usage_report
 from gateway.outcome import REFUSALS, Outcome, sql_refused
 from gateway.settings import Settings
-from gateway.state import STORE
+from gateway.state import SERVICES
 from tests.conftest import Reply, ScriptedUpstream, auth
 from tests.test_logs import log_lines, requests_logged
 from tests.test_metrics import scrape, value
@@ -45,7 +45,7 @@ async def test_every_outcome_is_counted_alike_by_ledger_metrics_log_and_report(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gateway = await aiohttp_client(create_app(make_settings(upstream_url=scripted_upstream.url)))
-    store = gateway.app[STORE]
+    store = gateway.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="t"))
     key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
     poor = await accounts.create_key(store, accounts.KeyCreate(team="t", budget_usd="0.000001"))

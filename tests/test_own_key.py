@@ -12,7 +12,7 @@ import pytest
 
 from gateway import accounts
 from gateway.settings import Settings
-from gateway.state import STORE
+from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
 from tests.test_accounting import LOW, gateway_with_key
 
@@ -63,7 +63,7 @@ async def test_only_a_live_key_sees_anything(
             401,
             "invalid_api_key",
         )
-    await accounts.revoke_key(client.app[STORE], key_id)
+    await accounts.revoke_key(client.app[SERVICES].store, key_id)
     sdk = openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key=secret, max_retries=0)
     async with sdk:
         with pytest.raises(openai.AuthenticationError):

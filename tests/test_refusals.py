@@ -10,7 +10,7 @@ import pytest
 from gateway import accounts
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.state import STORE
+from gateway.state import SERVICES
 from tests.conftest import FakeUpstream, auth
 
 
@@ -105,7 +105,7 @@ async def test_body_over_the_limit_is_413(
     client = await aiohttp_client(
         create_app(make_settings(upstream_url=fake_upstream.url, max_body_bytes=100_000))
     )
-    store = client.app[STORE]
+    store = client.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="t"))
     key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
     response = await client.post(

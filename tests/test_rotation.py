@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.quickstart import _issue_quickstart_key
 from gateway.settings import Settings
-from gateway.state import STORE
+from gateway.state import SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
 from tests.test_accounting import LOW, gateway_with_key
 from tests.test_cli import gateway as run_cli
@@ -34,7 +34,9 @@ async def test_rotation_keeps_the_key_and_ends_the_old_secret(
     assert refused.status == 401
     fine = await client.post("/v1/images/generations", json=LOW, headers=auth(new))
     assert fine.status == 200
-    rows = await client.app[STORE]._all("SELECT DISTINCT key_id FROM ledger WHERE status = 200")
+    rows = await client.app[SERVICES].store._all(
+        "SELECT DISTINCT key_id FROM ledger WHERE status = 200"
+    )
     assert rows == [(key_id,)]
     await client.delete(f"/admin/keys/{key_id}", headers=ADMIN)
     again = await client.post(f"/admin/keys/{key_id}/rotate", headers=ADMIN)

@@ -16,7 +16,7 @@ from openai.types import ImageModel
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.state import STORE
+from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
 
 # USD per 1M tokens: text in, image in, image out, text out (issue 10; the 2.5 family "aligned
@@ -57,7 +57,7 @@ def charge(model: str, usage: Any) -> int:
 
 
 async def last_row(sdk_gateway: Any) -> tuple[Any, ...]:
-    rows = await sdk_gateway.app[STORE]._all(
+    rows = await sdk_gateway.app[SERVICES].store._all(
         "SELECT outcome, cost_nanos, estimate_nanos, model FROM ledger ORDER BY id DESC LIMIT 1"
     )
     return tuple(rows[0])
@@ -165,7 +165,7 @@ async def test_a_default_model_set_by_the_operator_is_charged_at_its_prices(
     client = await aiohttp_client(create_app(settings))
     from gateway import accounts
 
-    store = client.app[STORE]
+    store = client.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="d"))
     issued = await accounts.create_key(store, accounts.KeyCreate(team="d"))
     sdk = openai.AsyncOpenAI(
@@ -186,5 +186,5 @@ async def test_dall_e_3_quality_auto_costs_what_omitting_it_costs(
 ) -> None:
     await sdk.images.generate(model="dall-e-3", prompt="a harbour", quality="auto")
     await sdk.images.generate(model="dall-e-3", prompt="a harbour")
-    rows = await gateway.app[STORE]._all("SELECT cost_nanos FROM ledger ORDER BY id")
+    rows = await gateway.app[SERVICES].store._all("SELECT cost_nanos FROM ledger ORDER BY id")
     assert [row[0] for row in rows] == [40_000_000, 40_000_000]  # $0.040: standard 1024x1024

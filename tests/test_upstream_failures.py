@@ -12,14 +12,14 @@ import pytest
 from gateway import accounts
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.state import STORE
+from gateway.state import SERVICES
 from gateway.upstream import client_response_headers, upstream_request_headers
 from tests.conftest import UPSTREAM_KEY, FakeUpstream
 
 
 async def sdk_for(aiohttp_client: Any, settings: Settings) -> openai.AsyncOpenAI:
     client = await aiohttp_client(create_app(settings))
-    store = client.app[STORE]
+    store = client.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="t"))
     issued = await accounts.create_key(store, accounts.KeyCreate(team="t"))
     return openai.AsyncOpenAI(

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from gateway import accounts
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.state import METRICS, STORE
+from gateway.state import SERVICES
 from tests.conftest import UPSTREAM_KEY, Reply, ScriptedUpstream, auth
 
 GEN = "/v1/images/generations"
@@ -45,7 +45,7 @@ async def client_for(
     client: TestClient[Any, Any] = await aiohttp_client(
         create_app(make_settings(upstream_url=upstream.url))
     )
-    store = client.app[STORE]
+    store = client.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="t"))
     issued = await accounts.create_key(store, accounts.KeyCreate(team="t"))
     return client, issued.secret
@@ -53,7 +53,7 @@ async def client_for(
 
 async def rows(client: TestClient[Any, Any]) -> list[tuple[Any, ...]]:
     return list(
-        await client.app[STORE]._all(
+        await client.app[SERVICES].store._all(
             "SELECT outcome, cost_nanos, estimate_nanos, images, image_output_tokens FROM ledger"
             " ORDER BY id"
         )
@@ -99,7 +99,7 @@ async def test_a_200_without_usage_is_charged_its_estimate_and_counted(
     assert outcome == "usage_missing"
     assert cost == estimate > 0
     assert "without usage" in caplog.text
-    metrics = client.app[METRICS]
+    metrics = client.app[SERVICES].metrics
     assert metrics.usage_missing.labels("gpt-image-1.5")._value.get() == 1
 
 

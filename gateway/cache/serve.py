@@ -29,7 +29,6 @@ from gateway.relay import (
     stream_cut_event,
     stream_headers,
 )
-from gateway.state import METRICS
 
 EVENT_STREAM = "text/event-stream"
 
@@ -63,7 +62,7 @@ async def serve_stored(flow: Flow, hit: Hit, status: str) -> web.StreamResponse:
         try:
             await response.prepare(flow.request)
             if trailer:  # a stream: its events start going out now
-                flow.request.app[METRICS].stream_opened(flow)
+                flow.services.metrics.stream_opened(flow)
                 flow.first_event_at = time.perf_counter()
             await _send_file(flow.request, response, hit.body, entry.size)
             if trailer:

@@ -15,7 +15,6 @@ from gateway.cache.serve import follow_stream, serve_reply, serve_stored
 from gateway.errors import GatewayError
 from gateway.flow import Flow
 from gateway.outcome import Outcome
-from gateway.state import CACHE, SETTINGS
 
 LARGE_BODY = 256 * 1024  # canonicalising a body this large is done on a thread
 
@@ -23,7 +22,7 @@ LARGE_BODY = 256 * 1024  # canonicalising a body this large is done on a thread
 async def plan_cache(flow: Flow) -> None:
     """`flow.cache` holds the request's key and what it may do with the cache, or stays None
     (the request bypasses the cache)."""
-    settings = flow.request.app[SETTINGS]
+    settings = flow.services.settings
     body, key, team = flow.body, flow.key, flow.team
     assert body is not None and key is not None and team is not None
     if not flow.endpoint.known or flow.model is None:
@@ -53,7 +52,7 @@ async def serve_from_cache(flow: Flow) -> web.StreamResponse | None:
     plan = flow.cache
     if plan is None or not plan.read:
         return None
-    hit = await flow.request.app[CACHE].lookup(plan.key)
+    hit = await flow.services.cache.lookup(plan.key)
     if hit is None:
         return None
     return await serve_stored(flow, hit, "hit")
@@ -65,7 +64,7 @@ async def join_in_flight(flow: Flow) -> web.StreamResponse | None:
     plan = flow.cache
     if plan is None:
         return None
-    cache = flow.request.app[CACHE]
+    cache = flow.services.cache
     tried: InFlight | None = None
     while True:
         inflight, leading = cache.in_flight.claim(plan.key)
@@ -92,7 +91,7 @@ async def _follow(flow: Flow, inflight: InFlight) -> web.StreamResponse | None:
     # complete (and on its way into the store); only requests that waited are `coalesced`.
     status = "hit" if inflight.outcome is not None else "coalesced"
     if status == "hit" and _complete(inflight.outcome):
-        flow.request.app[CACHE].count_hit(inflight.key)  # on the entry being stored
+        flow.services.cache.count_hit(inflight.key)  # on the entry being stored
     ticket = inflight.join()
     try:
         while inflight.tee is None and inflight.outcome is None:
@@ -105,7 +104,7 @@ async def _follow(flow: Flow, inflight: InFlight) -> web.StreamResponse | None:
     if isinstance(outcome, Reply):
         return await serve_reply(flow, outcome, status)
     if isinstance(outcome, Stored):
-        hit = await flow.request.app[CACHE].open(outcome.entry)
+        hit = await flow.services.cache.open(outcome.entry)
         return None if hit is None else await serve_stored(flow, hit, status)
     if isinstance(outcome, Failed):
         flow.cache_status = status

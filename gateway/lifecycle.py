@@ -1,0 +1,120 @@
+"""The app's life: what opens before the first request and closes after the last, the
+housekeeping in between, and a graceful stop.
+
+What holds: the store is migrated and the books settled (journaled rows replayed, holds of dead
+processes charged) before serving; on SIGTERM no new connection is taken, what is in flight gets
+`GATEWAY_SHUTDOWN_GRACE_S` to finish and write its ledger row, upstream reads still going are
+then cut (streams end with their `stream_cut` event), and the store closes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway.journal import settle_holds
+from gateway.settings import Settings
+from gateway.state import DETACHED, ENDING_S, LIFECYCLE, SERVICES, WORKER
+
+log = logging.getLogger(__name__)
+HOUSEKEEPING_INTERVAL_S = 10.0
+
+
+async def resources(app: web.Application) -> AsyncIterator[None]:
+    """Open the store (migrated) and the upstream session for the app's life. On the way out,
+    requests still finishing for clients that left get what remains of the shutdown grace to
+    write their ledger rows; then the session and the store close (the cache's hit counts and
+    the store's log are flushed first)."""
+    settings = app[SERVICES].settings
+    store, upstream, cache = app[SERVICES].store, app[SERVICES].upstream, app[SERVICES].cache
+    await store.connect()
+    try:
+        await store.migrate()
+        worker = app[WORKER]
+        if not worker:  # several workers share the store and dirs: the supervisor does this
+            await _settle_the_books(app, dead_owners=None)
+            empty_spool_dir(settings)
+        await cache.start(empty_tmp=not worker)
+        await upstream.start()
+        housekeeping = asyncio.create_task(_housekeeping(app))
+        try:
+            yield
+        finally:
+            housekeeping.cancel()
+            await _finish_detached(app, _grace_left(app))
+            deadline = app[LIFECYCLE].deadline
+            if deadline is not None:
+                deadline.cancel()
+            await upstream.close()
+            await cache.close()
+    finally:
+        await store.close()
+
+
+async def _housekeeping(app: web.Application) -> None:
+    """Every few seconds: checkpoint the store, replay journaled ledger rows and settle expired
+    holds, forget idle rate-limit windows, write cache hit counts and drop expired entries."""
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+        try:
+            await app[SERVICES].store.checkpoint()
+            await _settle_the_books(app, dead_owners=[])
+            app[SERVICES].limiter.forget_idle(time.monotonic())
+            await app[SERVICES].cache.housekeeping()
+        except Exception:
+            log.exception("housekeeping failed; trying again shortly")
+
+
+async def _settle_the_books(app: web.Application, dead_owners: list[str] | None) -> None:
+    """Journaled rows go into the store, then holds that will never settle become rows: in that
+    order, so a journaled request is not also charged as an orphan."""
+    metrics = app[SERVICES].metrics
+    metrics.ledger_replayed.inc(await app[SERVICES].journal.replay(app[SERVICES].store))
+    metrics.orphaned.inc(await settle_holds(app[SERVICES].store, dead_owners=dead_owners))
+
+
+async def stopping(app: web.Application) -> None:
+    """Shutdown has begun (the listener is closed): /readyz says so, and the grace starts. At
+    its end, upstream reads still going are cut, so streams end with their `stream_cut` event
+    and are charged for what they delivered, rather than being dropped mid-event."""
+    lifecycle = app[LIFECYCLE]
+    lifecycle.stopping_at = time.monotonic()
+    lifecycle.deadline = asyncio.get_running_loop().call_later(
+        app[SERVICES].settings.shutdown_grace_s, _cut_upstream, app
+    )
+
+
+def _cut_upstream(app: web.Application) -> None:
+    cut = app[SERVICES].upstream.cut_all()
+    if cut:
+        log.warning("shutdown grace is over: cut %d upstream responses still being read", cut)
+
+
+def _grace_left(app: web.Application) -> float:
+    """What remains of the grace and the time to send endings after it."""
+    started = app[LIFECYCLE].stopping_at or time.monotonic()
+    deadline = started + app[SERVICES].settings.shutdown_grace_s + ENDING_S
+    return max(0.0, deadline - time.monotonic())
+
+
+async def _finish_detached(app: web.Application, grace_s: float) -> None:
+    pending = app[DETACHED].copy()
+    if not pending:
+        return
+    log.info("waiting up to %gs for %d requests to finish", grace_s, len(pending))
+    _, late = await asyncio.wait(pending, timeout=grace_s)
+    for task in late:
+        task.cancel()
+    if late:
+        await asyncio.wait(late)
+
+
+def empty_spool_dir(settings: Settings) -> None:
+    """Spool files left by a process that died are removed before serving."""
+    settings.spool_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in settings.spool_dir.glob("body-*"):
+        leftover.unlink(missing_ok=True)

@@ -1,0 +1,63 @@
+"""What the stages reach: one object per app that holds the store, the upstream client, the
+prices, the rate limiter, the cache, the metrics and the ledger journal.
+
+A request's Flow carries it (`flow.services`), so a stage needs no aiohttp app: a test hands it
+a Services made of fakes. The next backends plug in here (a Postgres store, a Redis limiter, an
+object-store cache) without a stage knowing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.cache.cache import ResponseCache
+from gateway.journal import LedgerJournal
+from gateway.metrics import Metrics
+from gateway.pricing import PriceTable, load_prices
+from gateway.quota import RateLimiter
+from gateway.settings import Settings
+from gateway.store import Store, open_store
+from gateway.upstream import Upstream
+
+
+class PriceBook:
+    """The price table in force; `reload()` swaps in a new one only if it loads whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.table = load_prices(path)
+
+    def reload(self) -> PriceTable:
+        """Read the price file again; on any error the table in force stays (PriceError)."""
+        self.table = load_prices(self.path)
+        return self.table
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    store: Store
+    upstream: Upstream
+    prices: PriceBook
+    limiter: RateLimiter
+    cache: ResponseCache
+    metrics: Metrics
+    journal: LedgerJournal
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Services:
+        """The services `settings` describe, not yet started (the app's lifecycle opens the
+        store and the upstream session, and closes them)."""
+        store = open_store(settings.resolved_database_url)
+        metrics = Metrics(key_labels=settings.metrics_key_labels)
+        return cls(
+            settings=settings,
+            store=store,
+            upstream=Upstream(settings),
+            prices=PriceBook(settings.prices),
+            limiter=RateLimiter(),
+            cache=ResponseCache(settings, store, metrics.cache_evicted),
+            metrics=metrics,
+            journal=LedgerJournal(settings.journal_dir),
+        )
