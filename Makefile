@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 SERVING := $(VENV)/.installed-serving
 DEVELOPMENT := $(VENV)/.installed-development
 
-.PHONY: run test lint typecheck pytest promtool bench clean
+.PHONY: run test lint typecheck pytest layout promtool bench clean
 
 $(BIN)/python:
 	@echo "== creating $(VENV) (a virtual environment for this project; nothing system-wide)"
@@ -31,17 +31,22 @@ $(DEVELOPMENT): pyproject.toml $(SERVING)
 run: $(SERVING)
 	$(BIN)/gateway quickstart
 
-test: $(DEVELOPMENT) lint typecheck pytest promtool
+test: $(DEVELOPMENT) lint typecheck pytest layout promtool
 
 lint: $(DEVELOPMENT)
-	$(BIN)/ruff check gateway tests bench
-	$(BIN)/ruff format --check gateway tests bench
+	$(BIN)/ruff check gateway simulator tests bench
+	$(BIN)/ruff format --check gateway simulator tests bench
 
 typecheck: $(DEVELOPMENT)
 	$(BIN)/mypy
 
 pytest: $(DEVELOPMENT)
 	$(BIN)/pytest -q
+
+# Tests mirror the source: which modules have no unit-test file yet (tests/test_layout.py keeps
+# the list from growing).
+layout: $(DEVELOPMENT)
+	@$(BIN)/python -m tests.layout
 
 # Prometheus' own checks of deploy/prometheus: the config, the alert rules, and the rules' unit
 # tests. promtool is unpacked into .venv/bin from Debian's `prometheus` package (apt-get download:

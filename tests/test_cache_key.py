@@ -185,12 +185,16 @@ async def test_multipart_key_ignores_boundary_file_names_and_field_order(
         ("user", None, b"someone"),
     ]
     image_name = "image[]" if len(pictures) > 1 or array else "image"
-    files = [(image_name, names_a[i], p) for i, p in enumerate(pictures)]
+    files: list[tuple[str, str | None, bytes]] = [
+        (image_name, names_a[i], p) for i, p in enumerate(pictures)
+    ]
     first = await form_key(fields + files, boundary_a, tmp)
     # Another boundary, other file names, `image` spelled the other way, the distinct fields
     # shuffled among the images (whose order is kept), the user field gone, other chunking.
     other_name = "image" if image_name == "image[]" else "image[]"
-    other_files = [(other_name, names_b[i], p) for i, p in enumerate(pictures)]
+    other_files: list[tuple[str, str | None, bytes]] = [
+        (other_name, names_b[i], p) for i, p in enumerate(pictures)
+    ]
     mixed: list[tuple[str, str | None, bytes]] = list(other_files)
     rng = random.Random(seed)
     for field in fields[:3]:
@@ -205,7 +209,9 @@ async def test_multipart_key_sees_every_image_byte_and_their_order(
 ) -> None:
     tmp = tmp_path_factory.mktemp("spool")
     fields: list[tuple[str, str | None, bytes]] = [("prompt", None, b"blue")]
-    files = [("image[]", f"{i}.png", p) for i, p in enumerate(pictures)]
+    files: list[tuple[str, str | None, bytes]] = [
+        ("image[]", f"{i}.png", p) for i, p in enumerate(pictures)
+    ]
     base = await form_key(fields + files, "b" * 20, tmp)
 
     which = data.draw(st.integers(0, len(pictures) - 1))

@@ -23,7 +23,7 @@ from gateway.server import start_app
 from gateway.settings import Settings
 from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
-from tests.test_shutdown import free_port
+from tests.e2e.test_shutdown import free_port
 
 
 class Served:
@@ -167,7 +167,8 @@ async def test_a_client_trickling_its_body_is_cut(
     assert (status, body["error"]["code"]) == (408, "request_timeout")
     assert b"x-gateway-request-id: req_gw_" in data.lower()
     assert fake_upstream.requests == []
-    rows = await served.app[SERVICES].store._all("SELECT status, outcome, error_code FROM ledger")
+    store: Any = served.app[SERVICES].store
+    rows = await store._all("SELECT status, outcome, error_code FROM ledger")
     assert [tuple(row) for row in rows] == [(408, "invalid", "request_timeout")]
 
 

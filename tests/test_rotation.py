@@ -10,7 +10,7 @@ from gateway.quickstart import _issue_quickstart_key
 from gateway.settings import Settings
 from gateway.state import SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
-from tests.test_accounting import LOW, gateway_with_key
+from tests.e2e.test_accounting import LOW, gateway_with_key
 from tests.test_cli import gateway as run_cli
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

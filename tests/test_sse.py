@@ -63,5 +63,5 @@ def test_chunks_without_line_breaks_are_held_cheaply_and_still_split_right() -> 
     big = b"event: image_generation.partial_image\ndata: " + b"A" * 200_000 + b"\n\n"
     events: list[bytes] = []
     for i in range(0, len(big), 4096):
-        events += splitter.feed(big[i : i + 4096])
+        events += [bytes(event) for event in splitter.feed(big[i : i + 4096])]
     assert events == [big] and splitter.pending == 0

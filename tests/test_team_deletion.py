@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
-from tests.test_accounting import LOW, gateway_with_key
+from tests.e2e.test_accounting import LOW, gateway_with_key
 from tests.test_cli import gateway as run_cli
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

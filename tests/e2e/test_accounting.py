@@ -28,7 +28,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # gpt-image-1, quality low, 1024x1024, prompt "p": 272 image tokens x $40/1M = $0.01088, plus
 # 1 text token x $5/1M = $0.000005 (the simulator counts ceil(1/4) = 1; the estimate counts the
 # prompt's 1 byte as 1 token, so here estimate and cost agree exactly).
-LOW = {"model": "gpt-image-1", "prompt": "p", "quality": "low", "size": "1024x1024"}
+LOW: dict[str, Any] = {"model": "gpt-image-1", "prompt": "p", "quality": "low", "size": "1024x1024"}
 LOW_NANOS = 10_885_000
 
 
@@ -45,10 +45,11 @@ async def gateway_with_key(
 
 
 async def ledger(client: Any) -> list[tuple[Any, ...]]:
-    return await client.app[SERVICES].store._all(
+    rows: list[tuple[Any, ...]] = await client.app[SERVICES].store._all(
         "SELECT status, outcome, cost_nanos, estimate_nanos, image_output_tokens,"
         " text_input_tokens, price_version FROM ledger ORDER BY id"
     )
+    return rows
 
 
 async def test_a_response_carries_its_exact_cost_and_its_ledger_row(
@@ -94,7 +95,7 @@ async def test_budget_refusal_is_rate_limit_error_insufficient_quota_and_never_r
     )
     sdk = openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key=key, max_retries=2)
     with pytest.raises(openai.RateLimitError) as caught:
-        await sdk.images.generate(**LOW)  # type: ignore[arg-type]
+        await sdk.images.generate(**LOW)
     assert caught.value.code == "insufficient_quota"
     assert caught.value.type == "insufficient_quota"
     assert caught.value.response.headers["x-should-retry"] == "false"

@@ -17,8 +17,8 @@ import pytest
 from gateway.settings import Settings
 from gateway.state import SERVICES
 from tests.conftest import FakeUpstream, auth
+from tests.e2e.test_accounting import gateway_with_key
 from tests.images import png
-from tests.test_accounting import gateway_with_key
 
 GEN = "/v1/images/generations"
 EDIT = "/v1/images/edits"

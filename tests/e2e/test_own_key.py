@@ -14,7 +14,7 @@ from gateway import accounts
 from gateway.settings import Settings
 from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
-from tests.test_accounting import LOW, gateway_with_key
+from tests.e2e.test_accounting import LOW, gateway_with_key
 
 
 async def test_a_key_holder_sees_its_key_and_team_through_the_sdk(
@@ -31,7 +31,7 @@ async def test_a_key_holder_sees_its_key_and_team_through_the_sdk(
     )
     sdk = openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key=secret, max_retries=0)
     async with sdk:
-        raw = await sdk.images.with_raw_response.generate(**LOW)  # type: ignore[arg-type]
+        raw = await sdk.images.with_raw_response.generate(**LOW)
         cost = Decimal(raw.headers["x-gateway-cost-usd"])
         standing: Any = await sdk.get("/gateway/key", cast_to=object)
     key, team = standing["key"], standing["team"]

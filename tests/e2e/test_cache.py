@@ -17,7 +17,12 @@ from gateway.state import DETACHED, SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
 from tests.images import png
 
-PROMPT = {"model": "gpt-image-1", "prompt": "a sea otter", "quality": "low", "size": "1024x1024"}
+PROMPT: dict[str, Any] = {
+    "model": "gpt-image-1",
+    "prompt": "a sea otter",
+    "quality": "low",
+    "size": "1024x1024",
+}
 # gpt-image-1, low, 1024x1024: 272 image output tokens at $40/M, and the simulator counts the
 # prompt as 3 text tokens at $5/M.
 LOW_COST_NANOS = 272 * 40_000 + 3 * 5_000

@@ -10,12 +10,13 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import openai
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_shutdown import free_port, wait_until_up
+from tests.e2e.test_shutdown import free_port, wait_until_up
 
 REQUESTS = 24
 
@@ -46,7 +47,7 @@ def test_metrics_add_up_across_workers(tmp_path: Path) -> None:
         "GATEWAY_WORKERS": "2",
         "GATEWAY_CACHE_ENABLED": "false",
     }
-    run = {"env": env, "check": True, "capture_output": True, "text": True}
+    run: dict[str, Any] = {"env": env, "check": True, "capture_output": True, "text": True}
     subprocess.run([sys.executable, "-m", "gateway", "teams", "create", "t"], **run)
     created = subprocess.run(
         [sys.executable, "-m", "gateway", "keys", "create", "--team", "t"], **run

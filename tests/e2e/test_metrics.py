@@ -18,7 +18,7 @@ from gateway import accounts
 from gateway.state import DETACHED, SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
 
-LOW = {"model": "gpt-image-1", "quality": "low", "size": "1024x1024"}
+LOW: dict[str, Any] = {"model": "gpt-image-1", "quality": "low", "size": "1024x1024"}
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -77,7 +77,7 @@ async def drive_traffic(gateway: Any, make_key: Callable[..., Any]) -> None:
         events = [event.type async for event in stream]
         assert events[-1] == "image_generation.completed" and len(events) == 3
         # 2 identical requests at once: one goes upstream (miss), the other shares it.
-        slowly = {"extra_headers": {"x-simulator-fault": "slow:300"}}
+        slowly: dict[str, Any] = {"extra_headers": {"x-simulator-fault": "slow:300"}}
         await asyncio.gather(
             alpha.images.generate(prompt="a crane", **LOW, **slowly),
             alpha.images.generate(prompt="a crane", **LOW, **slowly),

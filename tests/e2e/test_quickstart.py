@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 
-from tests.test_shutdown import free_port, wait_until_up
+from tests.e2e.test_shutdown import free_port, wait_until_up
 
 MODEL = {"model": "gpt-image-2", "prompt": "a lighthouse", "quality": "low"}
 

@@ -14,7 +14,7 @@ import pytest
 from gateway.logs import configure_logging
 from tests.conftest import UPSTREAM_KEY
 
-LOW = {"model": "gpt-image-1", "quality": "low", "size": "1024x1024"}
+LOW: dict[str, Any] = {"model": "gpt-image-1", "quality": "low", "size": "1024x1024"}
 
 
 @pytest.fixture

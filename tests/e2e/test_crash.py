@@ -22,7 +22,7 @@ from gateway import accounts
 from gateway.store import migrated_store
 from simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 from tests.conftest import UPSTREAM_KEY
-from tests.test_shutdown import free_port, wait_until_up
+from tests.e2e.test_shutdown import free_port, wait_until_up
 
 IN_FLIGHT = 8
 

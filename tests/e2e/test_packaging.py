@@ -16,9 +16,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.test_shutdown import free_port, wait_until_up
+from tests.e2e.test_shutdown import free_port, wait_until_up
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

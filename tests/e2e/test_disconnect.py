@@ -77,7 +77,7 @@ async def ledger_rows(client: Any, wait_s: float = 3.0) -> list[Any]:
     store = client.app[SERVICES].store
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
-        rows = await store._all(
+        rows: list[Any] = await store._all(
             "SELECT outcome, cost_nanos, image_output_tokens FROM ledger WHERE stream = 1"
         )
         if rows or asyncio.get_running_loop().time() > deadline:

@@ -1,0 +1,95 @@
+"""Test doubles for the unit layer, as mitmproxy's `tflow` and `taddons` are for its addons:
+a Flow for one request, with Services made of fakes, and no server.
+
+    flow = make_flow(json={"model": "gpt-image-1", "prompt": "p"}, store=FakeStore(keys=[...]))
+    await pipeline.authenticate(flow)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json as jsonlib
+from pathlib import Path
+from typing import Any, cast
+from unittest import mock
+
+from aiohttp.streams import StreamReader
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
+
+from gateway.auth import hash_key
+from gateway.endpoints import endpoint_for
+from gateway.flow import Flow
+from gateway.services import Services
+from gateway.settings import Settings
+from gateway.store import ApiKey, Store, Team
+from gateway.store.base import LedgerRow, Spend
+
+TEAM = Team(1, "design", None, "month", None, None, "2026-12-01T00:00:00+00:00")
+SECRET = "sk-gw-unit-test-secret"
+KEY = ApiKey("key_1", 1, "design", None, "sk-gw-unit", None, "month", None, None, "", None)
+
+
+class FakeStore:
+    """The parts of a Store the stages under test use: keys by hash, reservations that fit or
+    not, and the ledger rows written (in `rows`)."""
+
+    def __init__(self, keys: dict[str, tuple[ApiKey, Team]] | None = None, fits: bool = True):
+        self.keys = keys if keys is not None else {hash_key(SECRET): (KEY, TEAM)}
+        self.fits = fits
+        self.rows: list[LedgerRow] = []
+        self.reserved: list[int] = []
+
+    async def find_key_by_hash(self, key_hash: str) -> tuple[ApiKey, Team] | None:
+        return self.keys.get(key_hash)
+
+    async def reserve(self, *, amount_nanos: int, **_: Any) -> int | None:
+        if not self.fits:
+            return None
+        self.reserved.append(amount_nanos)
+        return len(self.reserved)
+
+    async def record(self, row: LedgerRow) -> None:
+        self.rows.append(row)
+
+    async def spend(self, scope: str, scope_id: str, *_: Any) -> Spend:
+        """Every scope: a budget of 1 nano-dollar, nothing spent or held."""
+        return Spend(budget_nanos=1, budget_period="month", spent_nanos=0, reserved_nanos=0)
+
+
+def make_services(tmp: Path, store: Any = None, **settings: Any) -> Services:
+    """Services for `Settings(data_dir=tmp, **settings)`, with `store` (a FakeStore by default)
+    in place of the real one."""
+    real = Services.for_settings(Settings(data_dir=tmp, **settings))
+    return dataclasses.replace(real, store=cast(Store, store or FakeStore()))
+
+
+def make_flow(
+    tmp: Path,
+    *,
+    path: str = "/v1/images/generations",
+    method: str = "POST",
+    json: Any = None,
+    headers: dict[str, str] | None = None,
+    store: Any = None,
+    **settings: Any,
+) -> Flow:
+    """A Flow for one request, before any stage ran. With `json`, the body is that JSON and the
+    Content-Type says so; `Authorization` carries SECRET unless `headers` says otherwise."""
+    sent = CIMultiDict({"Authorization": f"Bearer {SECRET}", **(headers or {})})
+    body = b"" if json is None else jsonlib.dumps(json).encode()
+    if json is not None:
+        sent.setdefault("Content-Type", "application/json")
+        sent["Content-Length"] = str(len(body))
+    payload = StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+    payload.feed_data(body)
+    payload.feed_eof()
+    request = make_mocked_request(method, path, headers=sent, payload=payload)
+    return Flow(
+        request=request,
+        services=make_services(tmp, store, **settings),
+        endpoint=endpoint_for(path.removeprefix("/v1/images/")),
+        upstream_path="",
+        request_id="req_unit",
+    )

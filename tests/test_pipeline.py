@@ -1,0 +1,87 @@
+"""The stages one by one, on a Flow from `tests.factories`: no server, fake services."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from gateway import pipeline
+from gateway.accounting import reserve_budget
+from gateway.errors import GatewayError
+from gateway.outcome import Outcome
+from gateway.store import ApiKey
+from tests.factories import KEY, TEAM, FakeStore, make_flow
+
+
+async def test_check_path_keeps_the_raw_path_and_refuses_what_leaves_images(
+    tmp_path: Path,
+) -> None:
+    flow = make_flow(tmp_path, path="/v1/images/generations?a=%41")
+    await pipeline.check_path(flow)
+    assert flow.upstream_path == "images/generations?a=%41"  # under the upstream URL
+    for hostile in ("/v1/images/../models", "/v1/images/%2e%2e/models", "/v1/images/..%2fchat"):
+        with pytest.raises(GatewayError) as refused:
+            await pipeline.check_path(make_flow(tmp_path, path=hostile))
+        assert refused.value.status in (400, 404) and refused.value.outcome is Outcome.INVALID
+
+
+async def test_known_endpoints_take_post_only(tmp_path: Path) -> None:
+    with pytest.raises(GatewayError) as refused:
+        await pipeline.check_method(make_flow(tmp_path, method="GET"))
+    assert refused.value.status == 405
+    await pipeline.check_method(make_flow(tmp_path, method="POST"))
+
+
+async def test_authenticate_finds_the_live_key_and_refuses_the_rest(tmp_path: Path) -> None:
+    flow = make_flow(tmp_path)
+    await pipeline.authenticate(flow)
+    assert (flow.key, flow.team) == (KEY, TEAM)
+
+    for headers in ({"Authorization": "Bearer sk-gw-other"}, {"Authorization": ""}):
+        with pytest.raises(GatewayError) as refused:
+            await pipeline.authenticate(make_flow(tmp_path, headers=headers))
+        assert refused.value.outcome is Outcome.REFUSED_AUTH
+        assert "sk-gw-other" not in refused.value.message  # a key is never echoed
+
+    store = FakeStore()
+    only = next(iter(store.keys))
+    store.keys[only] = (_revoked(KEY), TEAM)
+    with pytest.raises(GatewayError) as refused:
+        await pipeline.authenticate(make_flow(tmp_path, store=store))
+    assert "revoked" in refused.value.message
+
+
+async def test_a_body_is_read_and_inspected_into_params(tmp_path: Path) -> None:
+    body = {"model": "gpt-image-1", "prompt": "a kite", "n": 2, "stream": True}
+    flow = make_flow(tmp_path, json=body)
+    await pipeline.read_request_body(flow)
+    await pipeline.inspect_request(flow)
+    assert flow.params == body and flow.model == "gpt-image-1"
+    assert (flow.n, flow.stream) == (2, True)
+    await flow.cleanup.aclose()
+
+    missing_model = make_flow(tmp_path, json={"prompt": "a kite"})
+    await pipeline.read_request_body(missing_model)
+    with pytest.raises(GatewayError) as refused:
+        await pipeline.inspect_request(missing_model)
+    assert (refused.value.code, refused.value.param) == ("missing_required_parameter", "model")
+
+
+async def test_a_budget_that_cannot_pay_refuses_with_its_outcome(tmp_path: Path) -> None:
+    budgeted = dataclasses.replace(KEY, budget_nanos=1)
+    flow = make_flow(tmp_path, store=FakeStore(fits=False))
+    flow.key, flow.team, flow.estimate_nanos = budgeted, TEAM, 10
+    with pytest.raises(GatewayError) as refused:
+        await reserve_budget(flow)
+    assert refused.value.outcome is Outcome.REFUSED_BUDGET and refused.value.status == 429
+
+    paid = make_flow(tmp_path)
+    paid.key, paid.team, paid.estimate_nanos = budgeted, TEAM, 10
+    await reserve_budget(paid)
+    assert paid.reservation_id == 1
+
+
+def _revoked(key: ApiKey) -> ApiKey:
+    return dataclasses.replace(key, revoked_at="2026-12-01T00:00:00+00:00")
