@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,8 +32,8 @@ class Flow:
     Each field is None (or its default) until the stage that fills it has run: `key`/`team`
     after authenticate, `body` after read_body, `params`/`model`/`stream` after inspect, the
     estimate and reservation after the accounting stages, `upstream` after the upstream call, and
-    usage, images and cost once the response has been read. `cleanup` runs when the request
-    ends, however it ends.
+    usage, images and cost once the response has been read. The pipeline's ENDING reads what
+    was filled in when the request ends, however it ends.
     """
 
     request: web.Request
@@ -43,11 +42,11 @@ class Flow:
     upstream_path: str
     request_id: str
     started: float = field(default_factory=time.perf_counter)
-    cleanup: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     key: ApiKey | None = None
     team: Team | None = None
     body: SpooledBody | None = None
+    response_body: SpooledBody | None = None  # a whole upstream answer, read before relaying
     params: dict[str, Any] = field(default_factory=dict)
     parsed: ImageParams | None = None  # the checked fields of a known endpoint's request
     model: str | None = None

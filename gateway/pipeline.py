@@ -2,8 +2,9 @@
 
 Each stage is `async def stage(flow) -> StreamResponse | None`: it fills in its part of the Flow,
 and returning a response ends the chain (a cache hit, a relayed answer). A stage refuses by raising
-GatewayError. Whatever happens, `flow.cleanup` runs when the request ends: the ledger row is
-written (settling the reservation), spool files are removed, the upstream response is released.
+GatewayError. Whatever happens, ENDING runs when the request ends, in its order: the upstream
+response is released, followers of a leader get their outcome, spool files are removed, the
+ledger row is written (settling the reservation) and the request is reported.
 
 From DETACHED_FROM on, the stages run in a task of their own: a client that leaves cancels only
 its wait, while the upstream call finishes and is charged for what it produced.
@@ -15,7 +16,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 
 from aiohttp import web
 
@@ -39,6 +39,8 @@ from gateway.relay import relay_response
 
 log = logging.getLogger(__name__)
 Stage = Callable[[Flow], Awaitable[web.StreamResponse | None]]
+# A step of a request's ending: the Flow, and the error the request ended with (or None).
+Ending = Callable[[Flow, BaseException | None], Awaitable[None]]
 
 
 async def check_path(flow: Flow) -> None:
@@ -59,14 +61,6 @@ async def authenticate(flow: Flow) -> None:
     flow.key, flow.team = await auth.authenticate(
         flow.services.store, flow.request.headers.get("Authorization")
     )
-
-    async def record_on_exit(
-        kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> bool:
-        await record(flow, error)
-        return False  # never swallow the error
-
-    flow.cleanup.push_async_exit(record_on_exit)
 
 
 async def read_request_body(flow: Flow) -> None:
@@ -91,7 +85,6 @@ async def read_request_body(flow: Flow) -> None:
         spool_dir=settings.spool_dir,
         pace=Pace(settings.body_timeout_s, settings.body_min_bytes_per_s),
     )
-    flow.cleanup.push_async_callback(flow.body.aclose)
 
 
 async def inspect_request(flow: Flow) -> None:
@@ -151,7 +144,6 @@ async def call_upstream(flow: Flow) -> None:
         body.size,
         request_id=flow.request_id,
     )
-    flow.cleanup.callback(flow.upstream.release)
     if flow.upstream.status == 401:
         # Upstream rejected the gateway's own key. Passing that on would tell the client its
         # key is wrong (and echo a masked upstream key); it is the operator's problem instead.
@@ -182,6 +174,51 @@ STAGES: tuple[Stage, ...] = (
 DETACHED_FROM = call_upstream
 
 
+async def release_upstream(flow: Flow, error: BaseException | None) -> None:
+    if flow.upstream is not None:
+        flow.upstream.release()
+
+
+async def remove_response_spool(flow: Flow, error: BaseException | None) -> None:
+    if flow.response_body is not None:
+        await flow.response_body.aclose()
+
+
+async def settle_leader(flow: Flow, error: BaseException | None) -> None:
+    """Followers of this request get an outcome, and new twins no longer join it."""
+    if flow.leader is not None:
+        await flow.leader.settle(error)
+
+
+async def remove_request_spool(flow: Flow, error: BaseException | None) -> None:
+    if flow.body is not None:
+        await flow.body.aclose()
+
+
+async def write_ledger_row(flow: Flow, error: BaseException | None) -> None:
+    """An authenticated request's one row, unless the relay wrote it already (before its last
+    byte went out)."""
+    await record(flow, error)
+
+
+async def report(flow: Flow, error: BaseException | None) -> None:
+    """Counted in the metrics and logged in one line, once status, outcome and cost are final."""
+    if not flow.recorded:  # refused before authentication: no ledger row settled these
+        settle_outcome(flow, error)
+    flow.services.metrics.observe_request(flow, error)
+    log_request(flow, with_prompt=flow.services.settings.log_prompts)
+
+
+ENDING: tuple[Ending, ...] = (
+    release_upstream,
+    remove_response_spool,
+    settle_leader,
+    remove_request_spool,
+    write_ledger_row,
+    report,
+)
+
+
 async def _run_stages(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamResponse | None:
     for stage in stages:
         response = await stage(flow)
@@ -190,49 +227,55 @@ async def _run_stages(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamRespon
     return None
 
 
+async def end(flow: Flow, error: BaseException | None) -> None:
+    """Run ENDING in order, however the request ended (`error`); a step that fails is logged
+    and the next one runs all the same."""
+    for step in ENDING:
+        try:
+            await step(flow, error)
+        except Exception:
+            log.exception("ending %s: %s failed", flow.request_id, step.__name__)
+
+
 async def run(flow: Flow, stages: tuple[Stage, ...] = STAGES) -> web.StreamResponse:
-    """Run the stages in order until one answers; clean up whatever happened; report the
-    request (metrics, its log line) once it has ended."""
+    """Run the stages in order until one answers, then the ending. From DETACHED_FROM on, the
+    stages and the ending run in a task of their own, which a client that leaves does not
+    cancel."""
     split = stages.index(DETACHED_FROM) if DETACHED_FROM in stages else len(stages)
     flow.services.metrics.request_started()
-    # Pushed first, so it runs last: after the ledger row, when status and cost are final.
-    flow.cleanup.push_async_exit(_report_on_exit(flow))
-    async with flow.cleanup:
+    detached: asyncio.Task[web.StreamResponse | None] | None = None
+    error: BaseException | None = None
+    try:
         response = await _run_stages(flow, stages[:split])
         if response is None and split < len(stages):
-            response = await _detach(flow, stages[split:])
+            detached = spawn(flow.request.app, _finish(flow, stages[split:]))
+            response = await _wait_for(flow, detached)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if detached is None:
+            await end(flow, error)
     if response is None:
         raise RuntimeError("the pipeline ended without a response")
     return response
 
 
-def _report_on_exit(flow: Flow) -> Callable[..., Awaitable[bool]]:
-    async def report(
-        kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> bool:
-        if not flow.recorded:  # refused before authentication: no ledger row set these
-            settle_outcome(flow, error)
-        services = flow.services
-        try:
-            services.metrics.observe_request(flow, error)
-            log_request(flow, with_prompt=services.settings.log_prompts)
-        except Exception:  # a report that fails must not change the request's answer
-            log.exception("reporting request %s failed", flow.request_id)
-        return False
-
-    return report
+async def _finish(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamResponse | None:
+    error: BaseException | None = None
+    try:
+        return await _run_stages(flow, stages)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        await end(flow, error)
 
 
-async def _detach(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamResponse | None:
-    """Run `stages` in a task that owns the request's cleanup, and wait for it (shielded)."""
-    # Everything registered so far, and everything the later stages register, is the task's.
-    owned = flow.cleanup = flow.cleanup.pop_all()
-
-    async def finish() -> web.StreamResponse | None:
-        async with owned:
-            return await _run_stages(flow, stages)
-
-    task = spawn(flow.request.app, finish())
+async def _wait_for(
+    flow: Flow, task: asyncio.Task[web.StreamResponse | None]
+) -> web.StreamResponse | None:
+    """The detached task's answer; a client that leaves cancels only this wait."""
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:

@@ -152,7 +152,7 @@ async def relay_body(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stream
     except UPSTREAM_BROKE as exc:
         raise upstream_unreachable(f"the response was cut off ({type(exc).__name__}).") from exc
     flow.upstream_ended = time.perf_counter()
-    flow.cleanup.push_async_callback(body.aclose)
+    flow.response_body = body  # removed by the request's ending
     if upstream.status == 200:
         found = await scan_body(body)
         flow.usage = read_usage(found.members.get("usage"))

@@ -10,6 +10,7 @@ import pytest
 from gateway import pipeline
 from gateway.accounting import reserve_budget
 from gateway.errors import GatewayError
+from gateway.flow import Flow
 from gateway.outcome import Outcome
 from gateway.store import ApiKey
 from tests.factories import KEY, TEAM, FakeStore, make_flow
@@ -60,7 +61,7 @@ async def test_a_body_is_read_and_inspected_into_params(tmp_path: Path) -> None:
     await pipeline.inspect_request(flow)
     assert flow.params == body and flow.model == "gpt-image-1"
     assert (flow.n, flow.stream) == (2, True)
-    await flow.cleanup.aclose()
+    await pipeline.remove_request_spool(flow, None)
 
     missing_model = make_flow(tmp_path, json={"prompt": "a kite"})
     await pipeline.read_request_body(missing_model)
@@ -85,3 +86,35 @@ async def test_a_budget_that_cannot_pay_refuses_with_its_outcome(tmp_path: Path)
 
 def _revoked(key: ApiKey) -> ApiKey:
     return dataclasses.replace(key, revoked_at="2026-12-01T00:00:00+00:00")
+
+
+async def test_the_ending_runs_every_step_in_order_even_past_a_failing_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+
+    def step(name: str, fails: bool = False) -> pipeline.Ending:
+        async def run(flow: Flow, error: BaseException | None) -> None:
+            ran.append(name)
+            if fails:
+                raise RuntimeError(name)
+
+        return run
+
+    monkeypatch.setattr(pipeline, "ENDING", (step("a"), step("b", fails=True), step("c")))
+    await pipeline.end(make_flow(tmp_path), None)
+    assert ran == ["a", "b", "c"]
+
+
+async def test_a_request_that_fails_after_authentication_has_its_ledger_row(
+    tmp_path: Path,
+) -> None:
+    flow = make_flow(tmp_path, json={"model": "gpt-image-1", "prompt": "p"})
+    for stage in pipeline.STAGES[:5]:  # up to inspect_request
+        await stage(flow)
+    await pipeline.end(flow, RuntimeError("a bug"))
+    store = flow.services.store
+    assert isinstance(store, FakeStore)
+    (row,) = store.rows
+    assert (row.key_id, row.status, row.outcome) == ("key_1", 500, "error")
+    assert flow.body is not None and flow.body.path is None  # nothing left on disk

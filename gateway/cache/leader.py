@@ -1,10 +1,11 @@
 """The request that goes upstream on a cache miss: it stores what it gets and shares it with the
 identical requests that wait on it (its followers).
 
-What holds: the leader's InFlight always ends with an outcome (the cleanup it registers sees to
-that, whatever happens), and only a complete 200 response is stored: a whole body, or a stream
-that reached its completed event and ended cleanly. The leader's own client never waits for the
-cache: a whole body is stored in the background, a stream after its last byte went out.
+What holds: the leader's InFlight always ends with an outcome (`settle`, a step of the
+request's ending, sees to that, whatever happens), and only a complete 200 response is stored:
+a whole body, or a stream that reached its completed event and ended cleanly. The leader's own
+client never waits for the cache: a whole body is stored in the background, a stream after its
+last byte went out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from types import TracebackType
 
 from multidict import CIMultiDict
 
@@ -49,7 +49,6 @@ class Leader:
         self.tee: Tee | None = None
         self._storing = False  # a background store ends the InFlight's registration itself
         self._tee_failed = False
-        flow.cleanup.push_async_exit(self._settle)
 
     # A stream: each event goes to the tee (for the cache and for followers) after the client.
 
@@ -170,14 +169,9 @@ class Leader:
         self.cache.submit(PendingStore(body, entry, done))
         return finished
 
-    async def _settle(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        """However the leader ended: followers have an outcome, new twins no longer join, and
-        the tee closes once its readers are done."""
+    async def settle(self, error: BaseException | None) -> None:
+        """However the leader ended (`error`, or None): followers have an outcome, new twins no
+        longer join, and the tee closes once its readers are done. Run by the request's ending."""
         inflight = self.inflight
         if inflight is not None:
             if isinstance(error, GatewayError) and error.type == "upstream_error":
@@ -188,4 +182,3 @@ class Leader:
                 self.cache.in_flight.remove(inflight)
         if self.tee is not None:
             await self.tee.release()
-        return False  # never swallow the error
