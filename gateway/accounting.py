@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import GatewayError, invalid_request
-from gateway.flow import SERVED_BY_CACHE, Flow
+from gateway.flow import Flow
 from gateway.imageinfo import image_dimensions
 from gateway.journal import this_process
 from gateway.money import nanos_to_usd
@@ -203,7 +203,7 @@ def charge_for(flow: Flow) -> Charge:
     bound), and marked so; a per-image model answering with token usage is charged at token
     prices (the dearest image model the table knows, as the table cannot know which answered)."""
     price = flow.price
-    if price is None or flow.status != 200 or flow.cache_status in SERVED_BY_CACHE:
+    if price is None or flow.status != 200 or flow.cache_status.served_by_cache:
         return Charge(0)
     if flow.outcome is Outcome.STREAM_CUT and flow.images == 0:
         # Cut before any completed event: the partial images that arrived.
@@ -301,7 +301,7 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
         stream=flow.stream,
         status=flow.status,
         outcome=flow.outcome.value,
-        cache_status=flow.cache_status,
+        cache_status=flow.cache_status.value,
         text_input_tokens=usage.text_input,
         cached_text_input_tokens=usage.cached_text_input,
         image_input_tokens=usage.image_input,

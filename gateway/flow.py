@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.body import SpooledBody
 from gateway.endpoints import Endpoint
-from gateway.outcome import Outcome
+from gateway.outcome import CacheStatus, Outcome
 from gateway.params import ImageParams
 from gateway.pricing import ModelPrice, SvgUsage, Usage
 from gateway.store import ApiKey, Team
@@ -20,9 +20,6 @@ if TYPE_CHECKING:
     from gateway.cache.leader import Leader
     from gateway.cache.policy import CachePlan
     from gateway.services import Services
-
-# `cache_status` values of requests answered without an upstream call of their own.
-SERVED_BY_CACHE = ("hit", "coalesced")
 
 
 @dataclass(slots=True)
@@ -77,7 +74,7 @@ class Flow:
     # upstream to fill a miss. cache_status is what `x-gateway-cache` says.
     cache: CachePlan | None = None
     leader: Leader | None = None
-    cache_status: str = "bypass"
+    cache_status: CacheStatus = CacheStatus.BYPASS
     upstream_request_id: str | None = None
     recorded: bool = False
     response_headers: dict[str, str] = field(default_factory=dict)

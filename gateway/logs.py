@@ -134,7 +134,7 @@ def log_request(flow: Flow, *, with_prompt: bool = False) -> None:
         "stream": flow.stream,
         "status": flow.status,
         "outcome": flow.outcome.value,
-        "cache": flow.cache_status,
+        "cache": flow.cache_status.value,
         "images": flow.images,
         "cost_usd": nanos_to_usd(flow.cost_nanos),
         "saved_usd": nanos_to_usd(flow.saved_nanos),

@@ -1,5 +1,5 @@
-"""What became of a request: the one source the ledger row, the metrics, the log line and the
-usage report all read, so that their counts agree by construction.
+"""What became of a request, and how the cache took part: the one source the ledger row, the
+metrics, the log line and the usage report all read, so that their counts agree by construction.
 
 A refusal is raised as a `GatewayError` that carries its `Outcome`; a request that ends without
 one gets its outcome from what it was answered. Whether an outcome is a refusal is decided here
@@ -9,6 +9,20 @@ and nowhere else (`REFUSALS`), and the SQL of the usage report is built from the
 from __future__ import annotations
 
 from enum import StrEnum
+
+
+class CacheStatus(StrEnum):
+    """What `x-gateway-cache` says: how the cache took part in answering."""
+
+    HIT = "hit"  # a stored entry (or a twin's whole answer, on its way into the store)
+    COALESCED = "coalesced"  # waited for an identical request in flight and shared its answer
+    MISS = "miss"  # cacheable, and went upstream (its answer is stored when complete)
+    BYPASS = "bypass"  # the cache took no part (off, no-store, a refusal, not cacheable)
+
+    @property
+    def served_by_cache(self) -> bool:
+        """Answered without an upstream call of its own."""
+        return self in (CacheStatus.HIT, CacheStatus.COALESCED)
 
 
 class Outcome(StrEnum):

@@ -112,7 +112,7 @@ def gateway_headers(flow: Flow, base: Mapping[str, str]) -> dict[str, str]:
     headers = dict(base)
     headers.update(flow.response_headers)
     headers["x-gateway-request-id"] = flow.request_id
-    headers["x-gateway-cache"] = flow.cache_status
+    headers["x-gateway-cache"] = flow.cache_status.value
     return headers
 
 

@@ -20,7 +20,7 @@ from gateway.cache.files import SEND_CHUNK
 from gateway.cache.inflight import InFlight, Reply, StreamEnd
 from gateway.flow import Flow
 from gateway.money import nanos_to_usd
-from gateway.outcome import Outcome
+from gateway.outcome import CacheStatus, Outcome
 from gateway.relay import (
     CLIENT_GONE,
     ClientWriter,
@@ -41,7 +41,7 @@ def _headers(flow: Flow, kept: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-async def serve_stored(flow: Flow, hit: Hit, status: str) -> web.StreamResponse:
+async def serve_stored(flow: Flow, hit: Hit, status: CacheStatus) -> web.StreamResponse:
     """Answer with a stored body (`status` is `hit` or `coalesced`); a stream is replayed as the
     same events, then the gateway's cost comment."""
     entry = hit.entry
@@ -97,7 +97,7 @@ async def _send_file(
         remaining -= len(chunk)
 
 
-async def serve_reply(flow: Flow, reply: Reply, status: str) -> web.Response:
+async def serve_reply(flow: Flow, reply: Reply, status: CacheStatus) -> web.Response:
     """Answer with the leader's response, held in memory (a follower)."""
     flow.cache_status = status
     flow.status = reply.status
@@ -108,7 +108,7 @@ async def serve_reply(flow: Flow, reply: Reply, status: str) -> web.Response:
     return web.Response(status=reply.status, body=reply.body, headers=_headers(flow, reply.headers))
 
 
-async def follow_stream(flow: Flow, inflight: InFlight, status: str) -> web.StreamResponse:
+async def follow_stream(flow: Flow, inflight: InFlight, status: CacheStatus) -> web.StreamResponse:
     """Relay the leader's stream from its tee: every event so far at once, then each as it
     arrives; then the leader's ending, and this request's own cost comment."""
     tee = inflight.tee

@@ -14,7 +14,7 @@ from gateway.cache.policy import CachePlan, caching_allowed, directives, scope_o
 from gateway.cache.serve import follow_stream, serve_reply, serve_stored
 from gateway.errors import GatewayError
 from gateway.flow import Flow
-from gateway.outcome import Outcome
+from gateway.outcome import CacheStatus, Outcome
 
 LARGE_BODY = 256 * 1024  # canonicalising a body this large is done on a thread
 
@@ -44,7 +44,7 @@ async def plan_cache(flow: Flow) -> None:
     else:
         digest = cache_key(request, body, ignored)
     flow.cache = CachePlan(digest, scope, read="no-cache" not in asked)
-    flow.cache_status = "miss"
+    flow.cache_status = CacheStatus.MISS
 
 
 async def serve_from_cache(flow: Flow) -> web.StreamResponse | None:
@@ -55,7 +55,7 @@ async def serve_from_cache(flow: Flow) -> web.StreamResponse | None:
     hit = await flow.services.cache.lookup(plan.key)
     if hit is None:
         return None
-    return await serve_stored(flow, hit, "hit")
+    return await serve_stored(flow, hit, CacheStatus.HIT)
 
 
 async def join_in_flight(flow: Flow) -> web.StreamResponse | None:
@@ -89,8 +89,8 @@ def _complete(ending: Ending | None) -> bool:
 async def _follow(flow: Flow, inflight: InFlight) -> web.StreamResponse | None:
     # A twin that finished before this request arrived answers it as a hit: its response is
     # complete (and on its way into the store); only requests that waited are `coalesced`.
-    status = "hit" if inflight.outcome is not None else "coalesced"
-    if status == "hit" and _complete(inflight.outcome):
+    status = CacheStatus.HIT if inflight.outcome is not None else CacheStatus.COALESCED
+    if status is CacheStatus.HIT and _complete(inflight.outcome):
         flow.services.cache.count_hit(inflight.key)  # on the entry being stored
     ticket = inflight.join()
     try:

@@ -19,11 +19,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import GatewayError
-from gateway.flow import SERVED_BY_CACHE, Flow
+from gateway.flow import Flow
 from gateway.metrics.labels import model_label, refusal_reason, status_class, upstream_error
 from gateway.metrics.store_gauges import StoreSnapshot
 from gateway.money import NANOS_PER_USD
-from gateway.outcome import Outcome
+from gateway.outcome import CacheStatus, Outcome
 from gateway.pricing import Usage
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ class Metrics:
             self.streams_open.dec()
         endpoint = flow.endpoint.name if flow.endpoint.known else "other"
         model = model_label(flow)
-        cache = flow.cache_status
+        cache = flow.cache_status.value
         team = flow.team.name if flow.team is not None else ""
         key = (flow.key.id if flow.key is not None else "",) if self.key_labels else ()
         now = time.perf_counter()
@@ -250,7 +250,7 @@ class Metrics:
             self.upstream_duration.labels(endpoint, model).observe(ended - flow.upstream_started)
         if flow.images:
             self.images.labels(endpoint, model, cache).inc(flow.images)
-        if flow.usage is not None and cache not in SERVED_BY_CACHE:
+        if flow.usage is not None and not flow.cache_status.served_by_cache:
             for kind in TOKEN_KINDS:
                 count = getattr(flow.usage, kind)
                 if count:
@@ -259,12 +259,13 @@ class Metrics:
             self.cost.labels(team, model, *key).inc(flow.cost_nanos / NANOS_PER_USD)
         if flow.saved_nanos:
             self.saved.labels(team, model, *key).inc(flow.saved_nanos / NANOS_PER_USD)
-        if cache == "hit":
-            self.cache_hits.labels(team).inc()
-        elif cache == "miss":
-            self.cache_misses.labels(team).inc()
-        elif cache == "coalesced":
-            self.coalesced.labels(team).inc()
+        counted = {
+            CacheStatus.HIT: self.cache_hits,
+            CacheStatus.MISS: self.cache_misses,
+            CacheStatus.COALESCED: self.coalesced,
+        }.get(flow.cache_status)
+        if counted is not None:
+            counted.labels(team).inc()
         self.outcomes.labels(flow.outcome.value).inc()
         reason = refusal_reason(flow, error)
         if reason is not None:

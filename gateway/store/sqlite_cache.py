@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from gateway.outcome import CacheStatus
 from gateway.store.base import CacheEntry, CacheStats
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ _GET = f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM cache_entries WHERE key = ? AND
 _BODY_BYTES = "SELECT COALESCE(SUM(size), 0) FROM cache_bodies"
 _LIVE_BODY_BYTES = "SELECT bytes FROM cache_usage WHERE id = 1"  # kept by triggers
 EVICTION_BATCH = 64
+_SERVED_BY_CACHE = ", ".join(f"'{s.value}'" for s in CacheStatus if s.served_by_cache)
 
 
 def _row(entry: CacheEntry) -> list[Any]:
@@ -142,7 +144,7 @@ class SqliteCacheIndex:
         rows = await self._store._all(
             "SELECT t.name, COUNT(e.key), COALESCE(SUM(e.size), 0), COALESCE(SUM(e.hits), 0),"
             " COALESCE((SELECT SUM(l.saved_nanos) FROM ledger l WHERE l.team_id = t.id"
-            "   AND l.cache_status IN ('hit', 'coalesced')), 0)"
+            f"   AND l.cache_status IN ({_SERVED_BY_CACHE})), 0)"
             " FROM teams t LEFT JOIN cache_entries e ON e.team_id = t.id"
             " GROUP BY t.id ORDER BY t.name"
         )
