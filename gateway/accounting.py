@@ -66,28 +66,29 @@ def _data_url_dimensions(item: Any) -> tuple[int, int] | None:
 
 
 async def estimate_cost(flow: Flow) -> None:
-    """`flow.estimate_nanos` is an upper bound of the cost in the usual case, and `flow.price`
-    the model's prices (`flow.svg_author` the SVG author's). A model with no price is refused
-    unless the config allows it; an SVG author with no price is refused always."""
+    """`flow.bill.estimate_nanos` is an upper bound of the cost in the usual case, and
+    `flow.bill.price` the model's prices (`flow.bill.svg_author` the SVG author's). A model with
+    no price is refused unless the config allows it; an SVG author with no price is refused
+    always."""
     parsed = flow.parsed
     if not flow.endpoint.known or flow.model is None or parsed is None:
         return
     table = flow.services.prices.table
-    flow.price_version = table.version
-    flow.price = table.lookup(flow.model)
-    if flow.price is not None and flow.price.text_only:
+    flow.bill.price_version = table.version
+    flow.bill.price = table.lookup(flow.model)
+    if flow.bill.price is not None and flow.bill.price.text_only:
         raise invalid_request(
             f"The model {flow.model!r} is a text model: it can author SVG output (svg.model),"
             " not make images.",
             code="invalid_value",
             param="model",
         )
-    if flow.price is None:
+    if flow.bill.price is None:
         if not flow.services.settings.allow_unpriced_models:
             raise model_not_priced(flow.model, "model")
         return
-    if parsed.output_format == "svg" and not flow.price.per_image_billing:
-        flow.svg_author = _svg_author(table, parsed.svg_model)
+    if parsed.output_format == "svg" and not flow.bill.price.per_image_billing:
+        flow.bill.svg_author = _svg_author(table, parsed.svg_model)
     request = EstimateRequest(
         model=flow.model,
         endpoint=flow.endpoint.name,
@@ -103,9 +104,9 @@ async def estimate_cost(flow: Flow) -> None:
         frame_count=parsed.frame_count,
         complexity=parsed.complexity,
     )
-    estimated = estimate(flow.price, request, flow.svg_author)
-    flow.estimate_nanos = estimated.nanos
-    flow.svg_estimate_nanos = estimated.svg_nanos
+    estimated = estimate(flow.bill.price, request, flow.bill.svg_author)
+    flow.bill.estimate_nanos = estimated.nanos
+    flow.bill.svg_estimate_nanos = estimated.svg_nanos
 
 
 def _svg_author(table: PriceTable, name: str | None) -> ModelPrice:
@@ -155,10 +156,10 @@ async def reserve_budget(flow: Flow) -> None:
     store = flow.services.store
     now = dt.datetime.now(dt.UTC)
     periods = Periods.at(now)
-    flow.reservation_id = await store.reserve(
+    flow.bill.reservation_id = await store.reserve(
         key_id=key.id,
         team_id=team.id,
-        amount_nanos=flow.estimate_nanos,
+        amount_nanos=flow.bill.estimate_nanos,
         periods=periods,
         now=now.timestamp(),
         ttl_s=flow.services.settings.reservation_ttl_s,
@@ -169,13 +170,13 @@ async def reserve_budget(flow: Flow) -> None:
         endpoint=flow.endpoint.name,
         model=flow.model,
     )
-    if flow.reservation_id is not None:
+    if flow.bill.reservation_id is not None:
         return
     for scope, scope_id, name in (("key", key.id, key.id), ("team", str(team.id), team.name)):
         spend = await store.spend(scope, scope_id, periods, now.timestamp())
         remaining = spend.remaining_nanos
-        if remaining is not None and remaining < flow.estimate_nanos:
-            raise budget_exhausted(scope, name, spend, flow.estimate_nanos, now)
+        if remaining is not None and remaining < flow.bill.estimate_nanos:
+            raise budget_exhausted(scope, name, spend, flow.bill.estimate_nanos, now)
     # The budget freed up between the check and the explanation: refuse anyway, plainly.
     raise GatewayError(
         429,
@@ -202,40 +203,40 @@ def charge_for(flow: Flow) -> Charge:
     Never $0 by accident: a 200 whose usage cannot be read is charged the estimate (an upper
     bound), and marked so; a per-image model answering with token usage is charged at token
     prices (the dearest image model the table knows, as the table cannot know which answered)."""
-    price = flow.price
+    price = flow.bill.price
     if price is None or flow.status != 200 or flow.cache_status.served_by_cache:
         return Charge(0)
-    if flow.outcome is Outcome.STREAM_CUT and flow.images == 0:
+    if flow.outcome is Outcome.STREAM_CUT and flow.bill.images == 0:
         # Cut before any completed event: the partial images that arrived.
-        pending = Usage(0, 0, 0, 0, flow.partial_images_pending * PARTIAL_IMAGE_TOKENS, 0)
+        pending = Usage(0, 0, 0, 0, flow.bill.partial_images_pending * PARTIAL_IMAGE_TOKENS, 0)
         return Charge(usage_cost_nanos(price, pending) if not price.per_image_billing else 0)
-    if price.per_image_billing and flow.usage is None:
+    if price.per_image_billing and flow.bill.usage is None:
         parsed = flow.parsed
         size, quality = (parsed.size, parsed.quality) if parsed else (None, None)
-        return Charge(per_image_cost_nanos(price, size, quality, flow.images))
-    if flow.usage is None:
-        return Charge(flow.estimate_nanos, usage_missing=True)
+        return Charge(per_image_cost_nanos(price, size, quality, flow.bill.images))
+    if flow.bill.usage is None:
+        return Charge(flow.bill.estimate_nanos, usage_missing=True)
     token_price = price
     if price.per_image_billing:
         log.warning("per-image model %r answered with token usage", price.name)
         dearest = flow.services.prices.table.dearest_image_model()
         if dearest is None:  # a table of per-image models only: the upper bound it has
-            return Charge(flow.estimate_nanos, usage_missing=True)
+            return Charge(flow.bill.estimate_nanos, usage_missing=True)
         token_price = dearest
-    usage = flow.usage
-    if flow.partial_images_pending:  # a cut stream: partial images after its last completed
-        usage = usage.plus_output(flow.partial_images_pending * PARTIAL_IMAGE_TOKENS)
+    usage = flow.bill.usage
+    if flow.bill.partial_images_pending:  # a cut stream: partial images after its last completed
+        usage = usage.plus_output(flow.bill.partial_images_pending * PARTIAL_IMAGE_TOKENS)
     nanos, missing = usage_cost_nanos(token_price, usage), False
-    if flow.svg_author is not None:
+    if flow.bill.svg_author is not None:
         svg_nanos = _svg_cost(flow)
         missing = svg_nanos is None
-        nanos += flow.svg_estimate_nanos if svg_nanos is None else svg_nanos
+        nanos += flow.bill.svg_estimate_nanos if svg_nanos is None else svg_nanos
     return Charge(nanos, usage_missing=missing)
 
 
 def _svg_cost(flow: Flow) -> int | None:
     """The SVG author's charge from `svg_usage`, or None when it cannot be read or priced."""
-    svg = flow.svg_usage
+    svg = flow.bill.svg_usage
     if svg is None:
         return None
     author = flow.services.prices.table.lookup(svg.model)
@@ -268,21 +269,21 @@ def settle_outcome(flow: Flow, error: BaseException | None) -> None:
 
 async def record(flow: Flow, error: BaseException | None = None) -> None:
     """Write the request's one ledger row (settling its reservation). Idempotent."""
-    if flow.recorded or flow.key is None or flow.team is None:
+    if flow.bill.recorded or flow.key is None or flow.team is None:
         return
-    flow.recorded = True
+    flow.bill.recorded = True
     settle_outcome(flow, error)
     charge = charge_for(flow)
-    flow.cost_nanos = charge.nanos
+    flow.bill.cost_nanos = charge.nanos
     if charge.usage_missing and flow.outcome is Outcome.OK:
         flow.outcome = Outcome.USAGE_MISSING
         log.warning(
             "request %s: upstream answered 200 without usage the gateway can read; charged the"
             " estimate, $%s",
             flow.request_id,
-            nanos_to_usd(flow.cost_nanos),
+            nanos_to_usd(flow.bill.cost_nanos),
         )
-    usage = flow.usage or NO_USAGE
+    usage = flow.bill.usage or NO_USAGE
     now = dt.datetime.now(dt.UTC)
     periods = Periods.at(now)
     row = LedgerRow(
@@ -308,15 +309,15 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
         cached_image_input_tokens=usage.cached_image_input,
         image_output_tokens=usage.image_output,
         text_output_tokens=usage.text_output,
-        images=flow.images,
-        estimate_nanos=flow.estimate_nanos,
-        cost_nanos=flow.cost_nanos,
-        saved_nanos=flow.saved_nanos,
-        latency_ms=round((time.perf_counter() - flow.started) * 1000, 3),
+        images=flow.bill.images,
+        estimate_nanos=flow.bill.estimate_nanos,
+        cost_nanos=flow.bill.cost_nanos,
+        saved_nanos=flow.bill.saved_nanos,
+        latency_ms=round((time.perf_counter() - flow.timings.started) * 1000, 3),
         # Upstream's header may hold bytes that are not UTF-8: stored escaped, never failing.
         upstream_request_id=storable(flow.upstream_request_id),
-        price_version=flow.price_version,
-        reservation_id=flow.reservation_id,
+        price_version=flow.bill.price_version,
+        reservation_id=flow.bill.reservation_id,
         error_code=flow.error_code,
     )
     services = flow.services
@@ -341,4 +342,4 @@ def storable(text: str | None) -> str | None:
 
 
 def cost_header(flow: Flow) -> str:
-    return nanos_to_usd(flow.cost_nanos)
+    return nanos_to_usd(flow.bill.cost_nanos)

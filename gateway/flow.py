@@ -23,36 +23,10 @@ if TYPE_CHECKING:
 
 
 @dataclass(slots=True)
-class Flow:
-    """One request's way through the gateway.
+class Bill:
+    """What the request costs: filled by estimate_cost and reserve_budget before upstream is
+    asked, by the relay once the answer has been read, and settled by its one ledger row."""
 
-    Each field is None (or its default) until the stage that fills it has run: `key`/`team`
-    after authenticate, `body` after read_body, `params`/`model`/`stream` after inspect, the
-    estimate and reservation after the accounting stages, `upstream` after the upstream call, and
-    usage, images and cost once the response has been read. The pipeline's ENDING reads what
-    was filled in when the request ends, however it ends.
-    """
-
-    request: web.Request
-    services: Services
-    endpoint: Endpoint
-    upstream_path: str
-    request_id: str
-    started: float = field(default_factory=time.perf_counter)
-
-    key: ApiKey | None = None
-    team: Team | None = None
-    body: SpooledBody | None = None
-    response_body: SpooledBody | None = None  # a whole upstream answer, read before relaying
-    params: dict[str, Any] = field(default_factory=dict)
-    parsed: ImageParams | None = None  # the checked fields of a known endpoint's request
-    model: str | None = None
-    stream: bool = False
-    upstream: aiohttp.ClientResponse | None = None
-    client_gone: bool = False
-
-    # Accounting: filled by estimate_cost, check_rate_limits, reserve_budget and the relay.
-    n: int = 1
     price: ModelPrice | None = None
     price_version: str | None = None
     estimate_nanos: int = 0
@@ -60,9 +34,6 @@ class Flow:
     svg_author: ModelPrice | None = None
     svg_estimate_nanos: int = 0
     reservation_id: int | None = None
-    status: int = 0
-    outcome: Outcome = Outcome.OK
-    error_code: str | None = None  # the code of the gateway's own error response, if any
     usage: Usage | None = None
     svg_usage: SvgUsage | None = None
     images: int = 0
@@ -70,18 +41,65 @@ class Flow:
     partial_images_pending: int = 0
     cost_nanos: int = 0
     saved_nanos: int = 0
-    # The cache: its plan (key, whether to read and write), and this request's part when it goes
-    # upstream to fill a miss. cache_status is what `x-gateway-cache` says.
-    cache: CachePlan | None = None
-    leader: Leader | None = None
-    cache_status: CacheStatus = CacheStatus.BYPASS
-    upstream_request_id: str | None = None
-    recorded: bool = False
-    response_headers: dict[str, str] = field(default_factory=dict)
-    # Timing and live state for the metrics (perf_counter seconds): when this request's own
-    # upstream call was sent and its answer fully read, when its first stream event went out,
-    # and whether it counts among the open streams.
+    recorded: bool = False  # the ledger row is written
+
+
+@dataclass(slots=True)
+class Timings:
+    """perf_counter seconds, for the metrics: when the request arrived, when its own upstream
+    call was sent and its answer fully read, and when its first stream event went out."""
+
+    started: float = field(default_factory=time.perf_counter)
     upstream_started: float | None = None
     upstream_ended: float | None = None
     first_event_at: float | None = None
+
+
+@dataclass(slots=True)
+class Flow:
+    """One request's way through the gateway.
+
+    Each field is None (or its default) until the stage that fills it has run: `key`/`team`
+    after authenticate, `body` after read_body, `params`/`parsed`/`model`/`stream` after inspect,
+    the `bill`'s estimate and reservation after the accounting stages, `upstream` after the
+    upstream call, and the bill's usage, images and cost once the answer has been read. The
+    pipeline's ENDING reads what was filled in when the request ends, however it ends.
+    """
+
+    request: web.Request
+    services: Services
+    endpoint: Endpoint
+    upstream_path: str
+    request_id: str
+
+    # The caller: set by authenticate.
+    key: ApiKey | None = None
+    team: Team | None = None
+    # The request: its body, and what inspect_request parsed of it (once).
+    body: SpooledBody | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    parsed: ImageParams | None = None  # the checked fields of a known endpoint's request
+    model: str | None = None
+    stream: bool = False
+    n: int = 1
+    # What it costs, and when things happened.
+    bill: Bill = field(default_factory=Bill)
+    timings: Timings = field(default_factory=Timings)
+    # The cache: its plan (key, whether to read and write), and this request's part when it goes
+    # upstream to fill a miss.
+    cache: CachePlan | None = None
+    leader: Leader | None = None
+    # Upstream's answer, and a whole body of it read before relaying.
+    upstream: aiohttp.ClientResponse | None = None
+    response_body: SpooledBody | None = None
+    upstream_request_id: str | None = None
+    # The result: what the client was told, what became of the request (`outcome.py`), and the
+    # live state the metrics count (whether it is among the open streams, whether its client
+    # left).
+    status: int = 0
+    outcome: Outcome = Outcome.OK
+    error_code: str | None = None  # the code of the gateway's own error response, if any
+    cache_status: CacheStatus = CacheStatus.BYPASS  # what `x-gateway-cache` says
+    response_headers: dict[str, str] = field(default_factory=dict)
     stream_open: bool = False
+    client_gone: bool = False

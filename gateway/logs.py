@@ -135,10 +135,10 @@ def log_request(flow: Flow, *, with_prompt: bool = False) -> None:
         "status": flow.status,
         "outcome": flow.outcome.value,
         "cache": flow.cache_status.value,
-        "images": flow.images,
-        "cost_usd": nanos_to_usd(flow.cost_nanos),
-        "saved_usd": nanos_to_usd(flow.saved_nanos),
-        "latency_ms": round((time.perf_counter() - flow.started) * 1000, 3),
+        "images": flow.bill.images,
+        "cost_usd": nanos_to_usd(flow.bill.cost_nanos),
+        "saved_usd": nanos_to_usd(flow.bill.saved_nanos),
+        "latency_ms": round((time.perf_counter() - flow.timings.started) * 1000, 3),
         "upstream_request_id": flow.upstream_request_id,
     }
     if flow.error_code is not None:

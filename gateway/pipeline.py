@@ -135,7 +135,7 @@ async def call_upstream(flow: Flow) -> None:
     body = flow.body
     assert body is not None
     request = flow.request
-    flow.upstream_started = time.perf_counter()
+    flow.timings.upstream_started = time.perf_counter()
     flow.upstream = await flow.services.upstream.send(
         request.method,
         flow.upstream_path,
@@ -203,7 +203,7 @@ async def write_ledger_row(flow: Flow, error: BaseException | None) -> None:
 
 async def report(flow: Flow, error: BaseException | None) -> None:
     """Counted in the metrics and logged in one line, once status, outcome and cost are final."""
-    if not flow.recorded:  # refused before authentication: no ledger row settled these
+    if not flow.bill.recorded:  # refused before authentication: no ledger row settled these
         settle_outcome(flow, error)
     flow.services.metrics.observe_request(flow, error)
     log_request(flow, with_prompt=flow.services.settings.log_prompts)

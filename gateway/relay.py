@@ -151,13 +151,13 @@ async def relay_body(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stream
         )
     except UPSTREAM_BROKE as exc:
         raise upstream_unreachable(f"the response was cut off ({type(exc).__name__}).") from exc
-    flow.upstream_ended = time.perf_counter()
+    flow.timings.upstream_ended = time.perf_counter()
     flow.response_body = body  # removed by the request's ending
     if upstream.status == 200:
         found = await scan_body(body)
-        flow.usage = read_usage(found.members.get("usage"))
-        flow.svg_usage = read_svg_usage(found.members.get("svg_usage"))
-        flow.images = found.counts.get("data", flow.n)
+        flow.bill.usage = read_usage(found.members.get("usage"))
+        flow.bill.svg_usage = read_svg_usage(found.members.get("svg_usage"))
+        flow.bill.images = found.counts.get("data", flow.n)
     elif not body.spooled:
         body.replace(redact_bytes(body.buffer()))  # an error that echoes the upstream key
     await record(flow)
@@ -222,7 +222,7 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
         failure = f"the upstream connection failed ({type(exc).__name__})"
         # Whole events that arrived before the cut are delivered (and charged) all the same.
         await relay(salvage_buffered(upstream.content))
-    flow.upstream_ended = time.perf_counter()
+    flow.timings.upstream_ended = time.perf_counter()
     if failure is None and (not finished or splitter.pending):
         failure = "upstream ended the stream before its completed event"
     if failure is not None:
@@ -245,17 +245,17 @@ async def _inspect_event(flow: Flow, name: str, raw: bytearray) -> bool:
     """Count what the event `name` carries; True when it ends the stream: the completed event
     of the last of the n images, or an error."""
     if name.endswith(".partial_image"):
-        flow.partial_images_pending += 1
+        flow.bill.partial_images_pending += 1
     elif name.endswith(".completed"):
-        flow.images += 1
-        flow.partial_images_pending = 0
+        flow.bill.images += 1
+        flow.bill.partial_images_pending = 0
         # Each completed event carries the usage so far; the last one is the request's.
         data, start, end = event_data(raw)
         scan = functools.partial(scan_object, data, decode=_DECODED, start=start, end=end)
         found = await asyncio.to_thread(scan) if end - start > LARGE_SCAN_BYTES else scan()
-        flow.usage = read_usage(found.members.get("usage")) or flow.usage
-        flow.svg_usage = read_svg_usage(found.members.get("svg_usage")) or flow.svg_usage
-        return flow.images >= flow.n
+        flow.bill.usage = read_usage(found.members.get("usage")) or flow.bill.usage
+        flow.bill.svg_usage = read_svg_usage(found.members.get("svg_usage")) or flow.bill.svg_usage
+        return flow.bill.images >= flow.n
     elif name == "error":
         flow.outcome = Outcome.UPSTREAM_ERROR
         return True
@@ -279,8 +279,8 @@ class ClientWriter:
         self.flow.services.metrics.stream_opened(self.flow)
 
     async def write(self, data: bytes | bytearray) -> None:
-        if self.flow.first_event_at is None:
-            self.flow.first_event_at = time.perf_counter()
+        if self.flow.timings.first_event_at is None:
+            self.flow.timings.first_event_at = time.perf_counter()
         if self.flow.client_gone:
             return
         try:

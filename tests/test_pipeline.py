@@ -73,15 +73,15 @@ async def test_a_body_is_read_and_inspected_into_params(tmp_path: Path) -> None:
 async def test_a_budget_that_cannot_pay_refuses_with_its_outcome(tmp_path: Path) -> None:
     budgeted = dataclasses.replace(KEY, budget_nanos=1)
     flow = make_flow(tmp_path, store=FakeStore(fits=False))
-    flow.key, flow.team, flow.estimate_nanos = budgeted, TEAM, 10
+    flow.key, flow.team, flow.bill.estimate_nanos = budgeted, TEAM, 10
     with pytest.raises(GatewayError) as refused:
         await reserve_budget(flow)
     assert refused.value.outcome is Outcome.REFUSED_BUDGET and refused.value.status == 429
 
     paid = make_flow(tmp_path)
-    paid.key, paid.team, paid.estimate_nanos = budgeted, TEAM, 10
+    paid.key, paid.team, paid.bill.estimate_nanos = budgeted, TEAM, 10
     await reserve_budget(paid)
-    assert paid.reservation_id == 1
+    assert paid.bill.reservation_id == 1
 
 
 def _revoked(key: ApiKey) -> ApiKey:

@@ -84,7 +84,9 @@ class Leader:
         """Followers finish with `trailer`; a complete stream is stored."""
         flow = self.flow
         if self.inflight is not None:
-            self.inflight.end(StreamEnd(flow.outcome, trailer, flow.images, flow.cost_nanos))
+            self.inflight.end(
+                StreamEnd(flow.outcome, trailer, flow.bill.images, flow.bill.cost_nanos)
+            )
         complete = flow.outcome is Outcome.OK and flow.status == 200 and not self._tee_failed
         if complete and self.tee is not None:
             # Not awaited: the stream's last chunk goes out when the request ends. Until it is
@@ -111,7 +113,9 @@ class Leader:
             return
         data = body.bytes_in_memory()
         if self.inflight is not None:
-            reply = Reply(flow.status, kept_headers(headers), data, flow.images, flow.cost_nanos)
+            reply = Reply(
+                flow.status, kept_headers(headers), data, flow.bill.images, flow.bill.cost_nanos
+            )
             self.inflight.end(reply)
         if complete:
             # Until it is stored, identical requests still join this one: the reply is here.
@@ -132,7 +136,7 @@ class Leader:
         endpoint, model, stream = flow.endpoint.name, flow.model, flow.stream
         content_type = flow.upstream.content_type
         headers = kept_headers(flow.upstream.headers)
-        images, cost_nanos = flow.images, flow.cost_nanos
+        images, cost_nanos = flow.bill.images, flow.bill.cost_nanos
         ttl = min(settings.cache_ttl_s, settings.cache_url_ttl_s if carries_urls else 1e18)
 
         def entry(written: Written) -> CacheEntry:

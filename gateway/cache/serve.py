@@ -37,7 +37,7 @@ def _headers(flow: Flow, kept: dict[str, str]) -> dict[str, str]:
     headers = gateway_headers(flow, kept)
     headers["x-request-id"] = flow.request_id  # no upstream request answered this one
     headers["x-gateway-cost-usd"] = cost_header(flow)
-    headers["x-gateway-saved-usd"] = nanos_to_usd(flow.saved_nanos)
+    headers["x-gateway-saved-usd"] = nanos_to_usd(flow.bill.saved_nanos)
     return headers
 
 
@@ -47,8 +47,8 @@ async def serve_stored(flow: Flow, hit: Hit, status: CacheStatus) -> web.StreamR
     entry = hit.entry
     flow.cache_status = status
     flow.status = 200
-    flow.images = entry.images
-    flow.saved_nanos = entry.cost_nanos
+    flow.bill.images = entry.images
+    flow.bill.saved_nanos = entry.cost_nanos
     try:
         await record(flow)
         headers = _headers(flow, entry.headers)
@@ -63,7 +63,7 @@ async def serve_stored(flow: Flow, hit: Hit, status: CacheStatus) -> web.StreamR
             await response.prepare(flow.request)
             if trailer:  # a stream: its events start going out now
                 flow.services.metrics.stream_opened(flow)
-                flow.first_event_at = time.perf_counter()
+                flow.timings.first_event_at = time.perf_counter()
             await _send_file(flow.request, response, hit.body, entry.size)
             if trailer:
                 await response.write(trailer)
@@ -102,8 +102,8 @@ async def serve_reply(flow: Flow, reply: Reply, status: CacheStatus) -> web.Resp
     flow.cache_status = status
     flow.status = reply.status
     if reply.status == 200:
-        flow.images = reply.images
-        flow.saved_nanos = reply.cost_nanos
+        flow.bill.images = reply.images
+        flow.bill.saved_nanos = reply.cost_nanos
     await record(flow)
     return web.Response(status=reply.status, body=reply.body, headers=_headers(flow, reply.headers))
 
@@ -135,8 +135,8 @@ async def follow_stream(flow: Flow, inflight: InFlight, status: CacheStatus) -> 
     if isinstance(outcome, StreamEnd):
         flow.outcome, trailer = outcome.outcome, outcome.trailer
         if outcome.outcome is Outcome.OK:
-            flow.images = outcome.images
-            flow.saved_nanos = outcome.cost_nanos
+            flow.bill.images = outcome.images
+            flow.bill.saved_nanos = outcome.cost_nanos
     else:  # the leader ended mid-stream without an ending of its own (or this client left)
         reason = "the identical request this one shared ended early"
         flow.outcome, trailer = Outcome.STREAM_CUT, stream_cut_event(reason)

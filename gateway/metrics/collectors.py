@@ -239,26 +239,28 @@ class Metrics:
 
         self.requests.labels(endpoint, model, status_class(flow.status), cache, *key).inc()
         self.request_duration.labels(endpoint, cache, str(flow.stream).lower()).observe(
-            now - flow.started
+            now - flow.timings.started
         )
-        if flow.first_event_at is not None:
+        if flow.timings.first_event_at is not None:
             self.first_event.labels(endpoint, model, cache).observe(
-                flow.first_event_at - flow.started
+                flow.timings.first_event_at - flow.timings.started
             )
-        if flow.upstream_started is not None:
-            ended = flow.upstream_ended or now
-            self.upstream_duration.labels(endpoint, model).observe(ended - flow.upstream_started)
-        if flow.images:
-            self.images.labels(endpoint, model, cache).inc(flow.images)
-        if flow.usage is not None and not flow.cache_status.served_by_cache:
+        if flow.timings.upstream_started is not None:
+            ended = flow.timings.upstream_ended or now
+            self.upstream_duration.labels(endpoint, model).observe(
+                ended - flow.timings.upstream_started
+            )
+        if flow.bill.images:
+            self.images.labels(endpoint, model, cache).inc(flow.bill.images)
+        if flow.bill.usage is not None and not flow.cache_status.served_by_cache:
             for kind in TOKEN_KINDS:
-                count = getattr(flow.usage, kind)
+                count = getattr(flow.bill.usage, kind)
                 if count:
                     self.tokens.labels(model, kind).inc(count)
-        if flow.cost_nanos:
-            self.cost.labels(team, model, *key).inc(flow.cost_nanos / NANOS_PER_USD)
-        if flow.saved_nanos:
-            self.saved.labels(team, model, *key).inc(flow.saved_nanos / NANOS_PER_USD)
+        if flow.bill.cost_nanos:
+            self.cost.labels(team, model, *key).inc(flow.bill.cost_nanos / NANOS_PER_USD)
+        if flow.bill.saved_nanos:
+            self.saved.labels(team, model, *key).inc(flow.bill.saved_nanos / NANOS_PER_USD)
         counted = {
             CacheStatus.HIT: self.cache_hits,
             CacheStatus.MISS: self.cache_misses,

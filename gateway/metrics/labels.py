@@ -9,8 +9,8 @@ from gateway.outcome import Outcome
 
 def model_label(flow: Flow) -> str:
     """A price-table name; `unpriced` for a model the table lacks; `none` before it is known."""
-    if flow.price is not None:
-        return flow.price.name
+    if flow.bill.price is not None:
+        return flow.bill.price.name
     return "none" if flow.model is None else "unpriced"
 
 
@@ -42,7 +42,7 @@ def upstream_error(flow: Flow, error: BaseException | None) -> tuple[str, str] |
     `error_event` for an error event inside a stream), `timeout`, `unreachable` (could not
     connect, or the connection broke before a whole answer), `stream_cut`.
     """
-    if flow.upstream_started is None:
+    if flow.timings.upstream_started is None:
         return None  # no upstream call of its own: a refusal, a hit, or a follower
     if isinstance(error, GatewayError):
         if error.code == "upstream_timeout":
