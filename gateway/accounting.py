@@ -139,8 +139,8 @@ def model_not_priced(model: str, param: str) -> GatewayError:
 
 async def check_rate_limits(flow: Flow) -> None:
     """The request fits every rpm and ipm limit of its key and team, and is counted in them."""
-    assert flow.key is not None and flow.team is not None
-    limits = limits_for(flow.key, flow.team, images=flow.n)
+    assert flow.caller is not None
+    limits = limits_for(flow.caller.key, flow.caller.team, images=flow.n)
     if limits:
         headers = flow.services.limiter.admit(limits, time.monotonic())
         flow.response_headers.update(headers)
@@ -149,8 +149,8 @@ async def check_rate_limits(flow: Flow) -> None:
 async def reserve_budget(flow: Flow) -> None:
     """The estimate is held against the key's and the team's budgets (or a 429 says which one
     cannot pay)."""
-    key, team = flow.key, flow.team
-    assert key is not None and team is not None
+    assert flow.caller is not None
+    key, team = flow.caller.key, flow.caller.team
     if key.budget_nanos is None and team.budget_nanos is None:
         return  # nothing to hold against; the ledger row still counts the spend
     store = flow.services.store
@@ -269,7 +269,8 @@ def settle_outcome(flow: Flow, error: BaseException | None) -> None:
 
 async def record(flow: Flow, error: BaseException | None = None) -> None:
     """Write the request's one ledger row (settling its reservation). Idempotent."""
-    if flow.bill.recorded or flow.key is None or flow.team is None:
+    caller = flow.caller
+    if flow.bill.recorded or caller is None:
         return
     flow.bill.recorded = True
     settle_outcome(flow, error)
@@ -292,8 +293,8 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
         day=periods.day,
         week=periods.week,
         month=periods.month,
-        key_id=flow.key.id,
-        team_id=flow.team.id,
+        key_id=caller.key.id,
+        team_id=caller.team.id,
         endpoint=flow.endpoint.name,
         model=flow.model,
         size=flow.parsed.size if flow.parsed else None,

@@ -22,6 +22,14 @@ if TYPE_CHECKING:
     from gateway.services import Services
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks, once authenticate has run: the live key, and the team it spends for."""
+
+    key: ApiKey
+    team: Team
+
+
 @dataclass(slots=True)
 class Bill:
     """What the request costs: filled by estimate_cost and reserve_budget before upstream is
@@ -59,8 +67,8 @@ class Timings:
 class Flow:
     """One request's way through the gateway.
 
-    Each field is None (or its default) until the stage that fills it has run: `key`/`team`
-    after authenticate, `body` after read_body, `params`/`parsed`/`model`/`stream` after inspect,
+    Each field is None (or its default) until the stage that fills it has run: `caller` after
+    authenticate, `body` after read_body, `params`/`parsed`/`model`/`stream` after inspect,
     the `bill`'s estimate and reservation after the accounting stages, `upstream` after the
     upstream call, and the bill's usage, images and cost once the answer has been read. The
     pipeline's ENDING reads what was filled in when the request ends, however it ends.
@@ -72,9 +80,7 @@ class Flow:
     upstream_path: str
     request_id: str
 
-    # The caller: set by authenticate.
-    key: ApiKey | None = None
-    team: Team | None = None
+    caller: Caller | None = None  # set by authenticate
     # The request: its body, and what inspect_request parsed of it (once).
     body: SpooledBody | None = None
     params: dict[str, Any] = field(default_factory=dict)

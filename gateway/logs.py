@@ -126,8 +126,8 @@ def log_request(flow: Flow, *, with_prompt: bool = False) -> None:
     model = flow.model[:MAX_LOGGED_MODEL] if flow.model is not None else None
     fields: dict[str, Any] = {
         "request_id": flow.request_id,
-        "key_id": flow.key.id if flow.key is not None else None,
-        "team": flow.team.name if flow.team is not None else None,
+        "key_id": flow.caller.key.id if flow.caller is not None else None,
+        "team": flow.caller.team.name if flow.caller is not None else None,
         "method": flow.request.method,
         "endpoint": flow.endpoint.name if flow.endpoint.known else "other",
         "model": model,

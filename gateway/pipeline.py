@@ -32,7 +32,7 @@ from gateway.body import Pace, read_body
 from gateway.cache.stages import join_in_flight, plan_cache, serve_from_cache
 from gateway.endpoints import check_forwarded_method, upstream_path
 from gateway.errors import GatewayError, invalid_request
-from gateway.flow import Flow
+from gateway.flow import Caller, Flow
 from gateway.logs import log_request
 from gateway.params import read_params, text
 from gateway.relay import relay_response
@@ -56,11 +56,12 @@ async def check_method(flow: Flow) -> None:
 
 
 async def authenticate(flow: Flow) -> None:
-    """The bearer key is live; `flow.key` and `flow.team` are set, and from here on the request
+    """The bearer key is live; `flow.caller` is set, and from here on the request
     will have its ledger row whatever happens."""
-    flow.key, flow.team = await auth.authenticate(
+    key, team = await auth.authenticate(
         flow.services.store, flow.request.headers.get("Authorization")
     )
+    flow.caller = Caller(key, team)
 
 
 async def read_request_body(flow: Flow) -> None:

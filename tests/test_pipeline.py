@@ -10,7 +10,7 @@ import pytest
 from gateway import pipeline
 from gateway.accounting import reserve_budget
 from gateway.errors import GatewayError
-from gateway.flow import Flow
+from gateway.flow import Caller, Flow
 from gateway.outcome import Outcome
 from gateway.store import ApiKey
 from tests.factories import KEY, TEAM, FakeStore, make_flow
@@ -38,7 +38,7 @@ async def test_known_endpoints_take_post_only(tmp_path: Path) -> None:
 async def test_authenticate_finds_the_live_key_and_refuses_the_rest(tmp_path: Path) -> None:
     flow = make_flow(tmp_path)
     await pipeline.authenticate(flow)
-    assert (flow.key, flow.team) == (KEY, TEAM)
+    assert flow.caller == Caller(KEY, TEAM)
 
     for headers in ({"Authorization": "Bearer sk-gw-other"}, {"Authorization": ""}):
         with pytest.raises(GatewayError) as refused:
@@ -73,13 +73,13 @@ async def test_a_body_is_read_and_inspected_into_params(tmp_path: Path) -> None:
 async def test_a_budget_that_cannot_pay_refuses_with_its_outcome(tmp_path: Path) -> None:
     budgeted = dataclasses.replace(KEY, budget_nanos=1)
     flow = make_flow(tmp_path, store=FakeStore(fits=False))
-    flow.key, flow.team, flow.bill.estimate_nanos = budgeted, TEAM, 10
+    flow.caller, flow.bill.estimate_nanos = Caller(budgeted, TEAM), 10
     with pytest.raises(GatewayError) as refused:
         await reserve_budget(flow)
     assert refused.value.outcome is Outcome.REFUSED_BUDGET and refused.value.status == 429
 
     paid = make_flow(tmp_path)
-    paid.key, paid.team, paid.bill.estimate_nanos = budgeted, TEAM, 10
+    paid.caller, paid.bill.estimate_nanos = Caller(budgeted, TEAM), 10
     await reserve_budget(paid)
     assert paid.bill.reservation_id == 1
 

@@ -129,10 +129,15 @@ class Leader:
         not). A failure there is logged and costs only the cache entry: the response itself has
         gone, or goes, out whole."""
         flow = self.flow
-        assert flow.key is not None and flow.team is not None and flow.upstream is not None
+        assert flow.caller is not None and flow.upstream is not None
         assert flow.cache is not None
         settings = self.cache.settings
-        key, scope, team_id, key_id = self.key, flow.cache.scope, flow.team.id, flow.key.id
+        key, scope, team_id, key_id = (
+            self.key,
+            flow.cache.scope,
+            flow.caller.team.id,
+            flow.caller.key.id,
+        )
         endpoint, model, stream = flow.endpoint.name, flow.model, flow.stream
         content_type = flow.upstream.content_type
         headers = kept_headers(flow.upstream.headers)

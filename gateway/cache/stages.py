@@ -23,8 +23,9 @@ async def plan_cache(flow: Flow) -> None:
     """`flow.cache` holds the request's key and what it may do with the cache, or stays None
     (the request bypasses the cache)."""
     settings = flow.services.settings
-    body, key, team = flow.body, flow.key, flow.team
-    assert body is not None and key is not None and team is not None
+    body, caller = flow.body, flow.caller
+    assert body is not None and caller is not None
+    key, team = caller.key, caller.team
     if not flow.endpoint.known or flow.model is None:
         return
     asked = directives(flow.request.headers)

@@ -233,8 +233,9 @@ class Metrics:
         endpoint = flow.endpoint.name if flow.endpoint.known else "other"
         model = model_label(flow)
         cache = flow.cache_status.value
-        team = flow.team.name if flow.team is not None else ""
-        key = (flow.key.id if flow.key is not None else "",) if self.key_labels else ()
+        caller = flow.caller
+        team = caller.team.name if caller is not None else ""
+        key = (caller.key.id if caller is not None else "",) if self.key_labels else ()
         now = time.perf_counter()
 
         self.requests.labels(endpoint, model, status_class(flow.status), cache, *key).inc()
