@@ -12,12 +12,12 @@ from aiohttp import web
 from gateway import accounts, lifecycle, ops, pipeline
 from gateway.admin import create_admin_app
 from gateway.auth import authenticate
+from gateway.client import CLIENT_GONE
 from gateway.endpoints import endpoint_for
 from gateway.errors import GatewayError, error_body
 from gateway.flow import Flow
 from gateway.guard import watch_requests
 from gateway.logs import redact_secret
-from gateway.relay import CLIENT_GONE
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.state import (

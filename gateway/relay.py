@@ -1,4 +1,5 @@
-"""Relay an upstream response to the client, reading on the way what accounting needs.
+"""Relay an upstream response to where it goes (the client, and the cache leader: see
+client.py's sinks), reading on the way what accounting needs.
 
 A whole (non-stream) body is read first, spooled past a threshold, so that its `usage` is known
 and its ledger row committed before the client receives the body with `x-gateway-cost-usd`.
@@ -16,7 +17,6 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -24,20 +24,25 @@ from aiohttp import web
 
 from gateway.accounting import cost_header, record
 from gateway.body import SpooledBody, spool_chunks
-from gateway.errors import error_body, upstream_unreachable
+from gateway.client import (
+    CLIENT_GONE,
+    ClientWriter,
+    StreamSink,
+    gateway_headers,
+    stream_cut_event,
+    stream_headers,
+)
+from gateway.errors import upstream_unreachable
 from gateway.flow import Flow
 from gateway.logs import redact_bytes
 from gateway.outcome import Outcome
 from gateway.pricing import SvgUsage, Usage
-from gateway.sse import EventSplitter, event_name, format_event
+from gateway.sse import EventSplitter, event_name
 from gateway.upstream import client_response_headers
 from gateway.usage_scan import ScannedObject, event_data, scan_file, scan_object
 
 log = logging.getLogger(__name__)
 
-# Writing to a client that has gone away raises a ConnectionError (aiohttp's
-# ClientConnectionResetError is one).
-CLIENT_GONE = (ConnectionError,)
 # Reading from an upstream that stops mid-body raises one of these.
 UPSTREAM_BROKE = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError)
 # What accounting reads from an images response: its usage objects (decoded) and its images
@@ -106,38 +111,8 @@ async def relay_response(flow: Flow) -> web.StreamResponse:
     return await relay_body(flow, upstream)
 
 
-def gateway_headers(flow: Flow, base: Mapping[str, str]) -> dict[str, str]:
-    """`base` (upstream's headers, or those stored with a cached body) plus the gateway's own:
-    rate-limit headers, request id, cache status."""
-    headers = dict(base)
-    headers.update(flow.response_headers)
-    headers["x-gateway-request-id"] = flow.request_id
-    headers["x-gateway-cache"] = flow.cache_status.value
-    return headers
-
-
 def _headers(flow: Flow, upstream: aiohttp.ClientResponse) -> dict[str, str]:
     return gateway_headers(flow, client_response_headers(upstream.headers))
-
-
-def stream_cut_event(reason: str) -> bytes:
-    """The `error` event that ends a stream cut before its completed event."""
-    error = error_body(
-        f"The image stream was cut off: {reason}. Not every image was delivered.",
-        type="upstream_error",
-        code="stream_cut",
-    )
-    return format_event("error", error)
-
-
-def stream_headers() -> dict[str, str]:
-    # X-Accel-Buffering tells nginx-like fronts not to buffer the stream.
-    return {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def cost_comment(flow: Flow) -> bytes:
-    """The last bytes of a stream: what it was charged, as an SSE comment clients ignore."""
-    return f": gateway-cost-usd={cost_header(flow)}\n\n".encode()
 
 
 async def relay_body(flow: Flow, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
@@ -165,7 +140,7 @@ async def relay_body(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stream
     headers = _headers(flow, upstream)
     headers["x-gateway-cost-usd"] = cost_header(flow)
     if flow.leader is not None:
-        await flow.leader.body_read(headers, body)
+        await flow.leader.body(headers, body)
     if not body.spooled:
         return web.Response(status=upstream.status, body=body.bytes_in_memory(), headers=headers)
     return await _send_spooled(flow, upstream.status, headers, body)
@@ -194,11 +169,12 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
     and the ledger row was written before that last comment."""
     headers = {**_headers(flow, upstream), **stream_headers()}
     response = web.StreamResponse(status=upstream.status, headers=headers)
-    writer = ClientWriter(flow, response)
-    await writer.prepare()
-    leader = flow.leader
-    if leader is not None:
-        await leader.stream_started(headers)
+    # The client first: no sink after it delays what the client gets.
+    sinks: list[StreamSink] = [ClientWriter(flow, response)]
+    if flow.leader is not None:
+        sinks.append(flow.leader)
+    for sink in sinks:
+        await sink.started(headers)
 
     splitter = EventSplitter()
     finished = False  # the last completed event, or an error event, has been seen
@@ -209,10 +185,9 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
             name = event_name(raw) or ""
             if name == "error":
                 raw = bytearray(redact_bytes(raw))  # an error that echoes the upstream key
-            await writer.write(raw)
+            for sink in sinks:
+                await sink.event(raw)
             finished = await _inspect_event(flow, name, raw) or finished
-            if leader is not None:
-                await leader.stream_event(raw)
 
     failure: str | None = None
     try:
@@ -230,14 +205,9 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
         flow.outcome = Outcome.STREAM_CUT
 
     await record(flow)
-    trailer = b""
-    if failure is not None:
-        trailer = stream_cut_event(failure)
-        await writer.write(trailer)
-    await writer.write(cost_comment(flow))
-    await writer.close()
-    if leader is not None:
-        await leader.stream_ended(trailer)
+    trailer = b"" if failure is None else stream_cut_event(failure)
+    for sink in sinks:
+        await sink.ended(trailer)
     return response
 
 
@@ -260,37 +230,3 @@ async def _inspect_event(flow: Flow, name: str, raw: bytearray) -> bool:
         flow.outcome = Outcome.UPSTREAM_ERROR
         return True
     return False
-
-
-class ClientWriter:
-    """Writes a stream to the client until it leaves; after that, writes go nowhere (the stream
-    is still read to its end for accounting). The stream counts as open from `prepare` until the
-    request ends, and its first write is its first event."""
-
-    def __init__(self, flow: Flow, response: web.StreamResponse) -> None:
-        self.flow = flow
-        self.response = response
-
-    async def prepare(self) -> None:
-        try:
-            await self.response.prepare(self.flow.request)
-        except CLIENT_GONE:
-            self.flow.client_gone = True
-        self.flow.services.metrics.stream_opened(self.flow)
-
-    async def write(self, data: bytes | bytearray) -> None:
-        if self.flow.timings.first_event_at is None:
-            self.flow.timings.first_event_at = time.perf_counter()
-        if self.flow.client_gone:
-            return
-        try:
-            await self.response.write(data)
-        except CLIENT_GONE:
-            self.flow.client_gone = True
-
-    async def close(self) -> None:
-        if not self.flow.client_gone:
-            try:
-                await self.response.write_eof()
-            except CLIENT_GONE:
-                self.flow.client_gone = True

@@ -23,10 +23,10 @@ from gateway.cache.batch import PendingStore
 from gateway.cache.cache import ResponseCache
 from gateway.cache.files import Tee, Written
 from gateway.cache.inflight import Abandoned, Failed, InFlight, Reply, Stored, StreamEnd
+from gateway.client import stream_cut_event
 from gateway.errors import GatewayError
 from gateway.flow import Flow
 from gateway.outcome import Outcome
-from gateway.relay import stream_cut_event
 from gateway.store.base import CacheEntry
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 class Leader:
+    """A StreamSink and a BodySink (client.py): the relay hands it what it hands the client."""
+
     def __init__(self, cache: ResponseCache, flow: Flow, key: str, inflight: InFlight | None):
         self.cache = cache
         self.flow = flow
@@ -52,7 +54,7 @@ class Leader:
 
     # A stream: each event goes to the tee (for the cache and for followers) after the client.
 
-    async def stream_started(self, headers: dict[str, str]) -> None:
+    async def started(self, headers: dict[str, str]) -> None:
         if self.flow.status != 200:
             return
         try:
@@ -63,7 +65,7 @@ class Leader:
         if self.inflight is not None:
             self.inflight.attach_tee(self.tee, kept_headers(headers))
 
-    async def stream_event(self, raw: bytes | bytearray) -> None:
+    async def event(self, raw: bytes | bytearray) -> None:
         if self.tee is None or self._tee_failed:
             return
         try:
@@ -80,7 +82,7 @@ class Leader:
         if self.inflight is not None:
             self.inflight.notify()
 
-    async def stream_ended(self, trailer: bytes) -> None:
+    async def ended(self, trailer: bytes) -> None:
         """Followers finish with `trailer`; a complete stream is stored."""
         flow = self.flow
         if self.inflight is not None:
@@ -99,7 +101,7 @@ class Leader:
 
     # A whole body: shared from memory at once, stored in the background.
 
-    async def body_read(self, headers: dict[str, str], body: SpooledBody) -> None:
+    async def body(self, headers: dict[str, str], body: SpooledBody) -> None:
         flow = self.flow
         complete = flow.status == 200 and flow.outcome is Outcome.OK
         path = body.path

@@ -18,10 +18,7 @@ from gateway.accounting import cost_header, record
 from gateway.cache.cache import Hit
 from gateway.cache.files import SEND_CHUNK
 from gateway.cache.inflight import InFlight, Reply, StreamEnd
-from gateway.flow import Flow
-from gateway.money import nanos_to_usd
-from gateway.outcome import CacheStatus, Outcome
-from gateway.relay import (
+from gateway.client import (
     CLIENT_GONE,
     ClientWriter,
     cost_comment,
@@ -29,6 +26,9 @@ from gateway.relay import (
     stream_cut_event,
     stream_headers,
 )
+from gateway.flow import Flow
+from gateway.money import nanos_to_usd
+from gateway.outcome import CacheStatus, Outcome
 
 EVENT_STREAM = "text/event-stream"
 

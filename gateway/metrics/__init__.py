@@ -1,7 +1,7 @@
 """Prometheus metrics: what the gateway counts, and the text `GET /metrics` serves.
 
 What holds:
-- Each request is counted once, when it ends (`observe_request`, from the pipeline's cleanup),
+- Each request is counted once, when it ends (`observe_request`, from the pipeline's ENDING),
   from the same Flow its ledger row was written from, so the counters and the ledger agree.
 - Gauges that the store knows (remaining budgets, cache size) are read from the store at scrape
   time, so every worker process reports the same truth and nothing has to be kept in step.
