@@ -85,9 +85,6 @@ class Flow:
     body: SpooledBody | None = None
     params: dict[str, Any] = field(default_factory=dict)
     parsed: ImageParams | None = None  # the checked fields of a known endpoint's request
-    model: str | None = None
-    stream: bool = False
-    n: int = 1
     # What it costs, and when things happened.
     bill: Bill = field(default_factory=Bill)
     timings: Timings = field(default_factory=Timings)
@@ -109,3 +106,18 @@ class Flow:
     response_headers: dict[str, str] = field(default_factory=dict)
     stream_open: bool = False
     client_gone: bool = False
+
+    # The request as parsed once (by inspect_request); before that, or for a path that is not
+    # a known endpoint, what an unparsed request is taken to be.
+
+    @property
+    def model(self) -> str | None:
+        return None if self.parsed is None else self.parsed.model
+
+    @property
+    def stream(self) -> bool:
+        return False if self.parsed is None else self.parsed.stream
+
+    @property
+    def n(self) -> int:
+        return 1 if self.parsed is None else self.parsed.n

@@ -126,9 +126,6 @@ async def inspect_request(flow: Flow) -> None:
             param="model",
         )
     flow.parsed = read_params(flow.params, model)
-    flow.model = model
-    flow.stream = flow.parsed.stream
-    flow.n = flow.parsed.n
 
 
 async def call_upstream(flow: Flow) -> None:
