@@ -36,6 +36,7 @@ from common import (
     free_port,
     gateway_command,
     start_server,
+    start_simulator,
     stop_server,
     summary_ms,
     wait_ready,
@@ -116,16 +117,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gw-acct-") as tmp_name, worktree(ns.core_rev) as core:
         tmp = Path(tmp_name)
         try:
-            sim_port = free_port()
-            sim = start_server(
-                "simulator",
-                gateway_command("simulator", "--port", str(sim_port)),
-                sim_port,
-                clean_env(),
-                tmp,
-            )
+            sim = start_simulator(tmp)
             servers.append(sim)
-            wait_ready(sim, None)
+            sim_port = sim.port
             limits = (
                 "--budget-usd",
                 "1000000",

@@ -131,6 +131,15 @@ def wait_ready(server: Server, path: str | None, timeout_s: float = START_TIMEOU
     raise TimeoutError(f"{server.name} not ready after {timeout_s} s:\n{server.log_tail()}")
 
 
+def start_simulator(log_dir: Path, *args: str) -> Server:
+    """The simulator on a free port (its log in `log_dir`), once it accepts connections."""
+    port = free_port()
+    argv = gateway_command("simulator", "--host", HOST, "--port", str(port), *args)
+    server = start_server("simulator", argv, port, clean_env(), log_dir)
+    wait_ready(server, None)
+    return server
+
+
 def stop_server(server: Server) -> None:
     """SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT_S."""
     if server.proc.poll() is not None:

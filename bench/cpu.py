@@ -35,6 +35,7 @@ from common import (
     free_port,
     gateway_command,
     start_server,
+    start_simulator,
     stop_server,
     summary_ms,
     wait_ready,
@@ -161,16 +162,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gw-cpu-") as tmp_name, worktree(ns.rev) as old:
         tmp = Path(tmp_name)
         try:
-            sim_port = free_port()
-            sim = start_server(
-                "simulator",
-                gateway_command("simulator", "--port", str(sim_port)),
-                sim_port,
-                clean_env(),
-                tmp,
-            )
+            sim = start_simulator(tmp)
             servers.append(sim)
-            wait_ready(sim, None)
+            sim_port = sim.port
             extra = {"GATEWAY_CACHE_ENABLED": "false"} if ns.cache_off else {}
             before = start_gateway("before", tmp, sim_port, old, extra)
             servers.append(before[0])

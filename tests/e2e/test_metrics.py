@@ -15,8 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import accounts
-from gateway.state import DETACHED, SERVICES
+from gateway.state import SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
+from tests.e2e.test_cache import stored
 
 LOW: dict[str, Any] = {"model": "gpt-image-1", "quality": "low", "size": "1024x1024"}
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -50,14 +51,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, have), v in samples.items() if n == name and wanted <= have)
 
 
-async def drained(gateway: Any) -> None:
-    cache = gateway.app[SERVICES].cache
-    while (tasks := list(gateway.app[DETACHED])) or cache.storing:
-        if tasks:
-            await asyncio.wait(tasks)
-        await cache.drain()
-
-
 async def drive_traffic(gateway: Any, make_key: Callable[..., Any]) -> None:
     """The traffic the assertions below count, request by request."""
     alpha = sdk_for(gateway, await make_key("alpha"))
@@ -70,7 +63,7 @@ async def drive_traffic(gateway: Any, make_key: Callable[..., Any]) -> None:
     try:
         # 1 miss, then 1 hit of it.
         await alpha.images.generate(prompt="a sea otter", **LOW)
-        await drained(gateway)
+        await stored(gateway)
         await alpha.images.generate(prompt="a sea otter", **LOW)
         # 1 stream with 2 partial images, read to its end.
         stream = await alpha.images.generate(prompt="a heron", stream=True, partial_images=2, **LOW)
@@ -117,7 +110,7 @@ async def drive_traffic(gateway: Any, make_key: Callable[..., Any]) -> None:
     finally:
         for client in (alpha, poor, slow, few, stranger):
             await client.close()
-    await drained(gateway)
+    await stored(gateway)
 
 
 async def ledger_sums(gateway: Any) -> dict[str, dict[str, int]]:
@@ -231,7 +224,7 @@ async def test_purges_count_as_evictions(
 ) -> None:
     await sdk.images.generate(prompt="one", **LOW)
     await sdk.images.generate(prompt="two", **LOW)
-    await drained(gateway)
+    await stored(gateway)
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     purged = await gateway.post("/admin/cache/purge", json={}, headers=admin)
     assert purged.status == 200
