@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     # expire sooner than that.
     cache_url_ttl_s: float = Field(default=50 * 60.0, gt=0)
     cache_max_bytes: int = Field(default=10 * GiB, ge=0)
+    # Bodies up to this size live in the store's index, not as files (0: every body a file).
+    cache_inline_max_bytes: int = Field(default=64 * 1024, ge=0, le=1024 * 1024)
     # Request fields that do not change the image, left out of the cache key.
     cache_ignored_fields: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORED_FIELDS))
     # Teams (by name) whose requests are never answered from, nor stored in, the cache.

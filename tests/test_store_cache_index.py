@@ -1,5 +1,7 @@
-"""The cache index's size and sweep queue, kept by triggers (migration 0006), against a
-recomputation from the entries themselves after any sequence of stores and removals."""
+"""The cache index's size and sweep queue, kept by triggers (migrations 0006 and 0008), against a
+recomputation from the entries themselves after any sequence of stores and removals; bodies kept
+in the index itself (inline) are stored with their entry, leave with it, and never have a file
+to sweep."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from gateway.store import open_store
 from gateway.store.base import CacheEntry
 
 BODIES = {f"{i:064x}": size for i, size in enumerate((100, 250, 4000, 7))}
+INLINE = {f"{0:064x}", f"{3:064x}"}  # these two live in the index; the others are files
 
 actions = st.lists(
     st.one_of(
@@ -43,6 +46,7 @@ def entry(key: str, body: str, team_id: int) -> CacheEntry:
         cost_nanos=1,
         created_at=1.0,
         expires_at=2e9,
+        body=bytes(BODIES[body]) if body in INLINE else None,
     )
 
 
@@ -82,9 +86,13 @@ async def run(path: Path, steps: list[tuple[str, object, object]]) -> None:
     with sqlite3.connect(path) as db:
         used = {row[0] for row in db.execute("SELECT DISTINCT body_sha256 FROM cache_entries")}
         registered = {row[0] for row in db.execute("SELECT sha256 FROM cache_bodies")}
+        data_of = {row[0]: row[1] for row in db.execute("SELECT sha256, data FROM cache_bodies")}
     # Oracle: the bodies entries use, computed from the entries alone.
     assert registered == used
     assert used_bytes == sum(BODIES[b] for b in used)
-    # Every body that was ever stored and is no longer used was handed out for sweeping.
+    # Every body file that was ever stored and is no longer used was handed out for sweeping;
+    # an inline body never is (it has no file), and is kept whole while used.
     stored = {b for action, _, b in steps if action == "put"}
-    assert stored - used <= swept
+    assert stored - used - INLINE <= swept
+    assert not swept & INLINE
+    assert all(data_of[b] == (bytes(BODIES[b]) if b in INLINE else None) for b in registered)

@@ -1,19 +1,24 @@
-"""The response cache: body files on disk, their index in the store, and requests in flight.
+"""The response cache: bodies (small ones in the index, others as files on disk), their index in
+the store, and requests in flight.
 
-What holds: an entry is served only while it is fresh (before `expires_at`) and its body file is
-intact; a missing or corrupt body is a miss, and its entry is dropped so the next response
-replaces it. The bodies the index still uses fit in `cache_max_bytes` after every store (least
-recently used entries go first). Naming a body file, writing its index row and sweeping unused
-bodies happen under one lock, so a sweep never removes a body that an entry is about to name.
+What holds: an entry is served only while it is fresh (before `expires_at`) and its body is
+intact (its SHA-256 is its name); a missing or corrupt body is a miss, and its entry is dropped
+so the next response replaces it. The bodies the index still uses fit in `cache_max_bytes` after
+every store (least recently used entries go first). Naming a body file, writing its index row
+and sweeping unused bodies happen under one lock, so a sweep never removes a body that an entry
+is about to name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from gateway import accounts
@@ -32,7 +37,7 @@ STRAY_AGE_S = 3600.0  # a body file no entry names, older than this, is left ove
 @dataclass(frozen=True, slots=True)
 class Hit:
     entry: CacheEntry
-    body: BinaryIO  # open at offset 0; the caller closes it
+    body: BinaryIO | bytes  # a file open at offset 0 (the caller closes it), or the inline body
 
 
 def _not_counted(reason: str, entries: int) -> None:
@@ -70,7 +75,12 @@ class ResponseCache:
     async def open(self, entry: CacheEntry) -> Hit | None:
         """The entry with its body open, counted as a hit; None (and the entry dropped) when
         the body is missing or corrupt."""
-        body = await self.files.open_verified(entry.body_sha256, entry.size)
+        body: BinaryIO | bytes | None
+        if entry.body is not None:
+            intact = hashlib.sha256(entry.body).hexdigest() == entry.body_sha256
+            body = entry.body if intact else None
+        else:
+            body = await self.files.open_verified(entry.body_sha256, entry.size)
         if body is None:
             log.warning("cache body %s is missing or corrupt: dropped", entry.body_sha256)
             await self.store.cache.delete(entry.key)
@@ -91,36 +101,44 @@ class ResponseCache:
         self._batches.submit(pending)
 
     async def _store_batch(self, batch: list[PendingStore]) -> None:
-        """Name every body of the batch (one worker-thread call) and index the entries (one
-        store statement), under the lock; then, past the size limit, evict down to it. Every
-        pending store's `done` is called."""
-        limit = self.settings.cache_max_bytes
-        waiting = []
+        """Name every body file of the batch (one worker-thread call; small bodies need none,
+        they go into the index) and index the entries (one store statement), under the lock;
+        then, past the size limit, evict down to it. Every pending store's `done` is called."""
+        limit, inline_max = self.settings.cache_max_bytes, self.settings.cache_inline_max_bytes
+        inline: list[PendingStore] = []
+        to_files: list[PendingStore] = []
         for pending in batch:
-            if pending.size <= limit:
-                waiting.append(pending)
-                continue
-            if isinstance(pending.body, Written):
-                await self.files.discard(pending.body)
-            pending.done(None)
+            if pending.size > limit:
+                if isinstance(pending.body, Written):
+                    await self.files.discard(pending.body)
+                pending.done(None)
+            elif isinstance(pending.body, bytes) and pending.size <= inline_max:
+                # Creating a file costs more CPU than a small blob in the row written anyway,
+                # and a hit then needs no file.
+                inline.append(pending)
+            else:
+                to_files.append(pending)
         try:
             async with self._lock:
-                named = await asyncio.to_thread(self.files.name_all, [p.body for p in waiting])
-                stored = [
-                    (pending, pending.entry(written))
-                    for pending, written in zip(waiting, named, strict=True)
-                    if written is not None
-                ]
+                stored = [(pending, _inline_entry(pending)) for pending in inline]
+                if to_files:
+                    bodies = [pending.body for pending in to_files]
+                    named = await asyncio.to_thread(self.files.name_all, bodies)
+                    stored += [
+                        (pending, pending.entry(written))
+                        for pending, written in zip(to_files, named, strict=True)
+                        if written is not None
+                    ]
                 used = await self.store.cache.put_many([e for _, e in stored]) if stored else 0
                 if used > limit:
                     await self._flush_hits()  # eviction goes by the latest hits
                     self.on_evicted("size", await self.store.cache.evict_to(limit))
                     await self._sweep()
         except Exception:
-            log.exception("could not store %d responses in the cache", len(waiting))
+            log.exception("could not store %d responses in the cache", len(inline) + len(to_files))
             stored = []
         entries = {id(pending): entry for pending, entry in stored}
-        for pending in waiting:
+        for pending in (*inline, *to_files):
             pending.done(entries.get(id(pending)))
 
     async def housekeeping(self) -> None:
@@ -185,10 +203,14 @@ class ResponseCache:
         """Rehash every body; drop the entries of those that are missing or corrupt, and files
         no entry names."""
         checked = corrupt = dropped = 0
-        bodies = await self.store.cache.bodies()
-        for sha256, size in bodies:
+        for sha256, size in await self.store.cache.bodies():
             checked += 1
             if not await self.files.is_intact(sha256, size):
+                corrupt += 1
+                dropped += await self.store.cache.delete_body(sha256)
+        for sha256, body in await self.store.cache.inline_bodies():
+            checked += 1
+            if hashlib.sha256(body).hexdigest() != sha256:
                 corrupt += 1
                 dropped += await self.store.cache.delete_body(sha256)
         self.on_evicted("corrupt", dropped)
@@ -205,3 +227,11 @@ class ResponseCache:
     async def _sweep(self) -> None:
         """Remove the body files no entry uses (the lock is held)."""
         await self.files.remove(await self.store.cache.unused_bodies())
+
+
+def _inline_entry(pending: PendingStore) -> CacheEntry:
+    """The entry of a body small enough to live in the index, with that body."""
+    assert isinstance(pending.body, bytes)
+    data = pending.body
+    written = Written(Path(), hashlib.sha256(data).hexdigest(), len(data))
+    return dataclasses.replace(pending.entry(written), body=data)

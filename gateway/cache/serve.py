@@ -3,7 +3,8 @@ leader's reply held in memory, or the leader's stream as it arrives.
 
 What holds: every answer here is charged nothing, and its ledger row (with `saved_nanos`, what
 the original response cost) is written before its last byte leaves. A stored body goes to the
-client from its file by sendfile (or in chunks read on a thread), never loaded whole.
+client from its file by sendfile (or in chunks read on a thread), never loaded whole; a small
+one, kept in the index, is already in memory.
 """
 
 from __future__ import annotations
@@ -64,14 +65,18 @@ async def serve_stored(flow: Flow, hit: Hit, status: CacheStatus) -> web.StreamR
             if trailer:  # a stream: its events start going out now
                 flow.services.metrics.stream_opened(flow)
                 flow.timings.first_event_at = time.perf_counter()
-            await _send_file(flow.request, response, hit.body, entry.size)
+            if isinstance(hit.body, bytes):
+                await response.write(hit.body)
+            else:
+                await _send_file(flow.request, response, hit.body, entry.size)
             if trailer:
                 await response.write(trailer)
             await response.write_eof()
         except CLIENT_GONE:
             flow.client_gone = True
     finally:
-        await asyncio.to_thread(hit.body.close)
+        if not isinstance(hit.body, bytes):
+            await asyncio.to_thread(hit.body.close)
     return response
 
 

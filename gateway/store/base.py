@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.outcome import Outcome
@@ -177,7 +177,9 @@ class UsageFilter:
 
 @dataclass(frozen=True, slots=True)
 class CacheEntry:
-    """A cached response: its request key, the body file's content hash, and what it cost."""
+    """A cached response: its request key, its body's content hash, and what it cost. `body` is
+    the body itself when it is small enough to live in the index (`cache_inline_max_bytes`), None
+    when it is a file."""
 
     key: str
     scope: str
@@ -196,6 +198,7 @@ class CacheEntry:
     expires_at: float
     last_hit_at: float = 0.0
     hits: int = 0
+    body: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +256,11 @@ class CacheIndex(Protocol):
         ...
 
     async def bodies(self) -> list[tuple[str, int]]:
-        """Every body: (sha256, size)."""
+        """Every body stored as a file: (sha256, size)."""
+        ...
+
+    async def inline_bodies(self) -> list[tuple[str, bytes]]:
+        """Every body stored in the index itself: (sha256, body)."""
         ...
 
     async def stats(self) -> CacheStats: ...

@@ -6,6 +6,7 @@ disk. Multi-statement changes use an explicit transaction.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Collection
 from pathlib import Path
@@ -25,6 +26,7 @@ from gateway.store.base import (
     UsageFilter,
     orphan_row,
 )
+from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
 from gateway.store.sqlite_cache import SqliteCacheIndex
 
@@ -129,6 +131,7 @@ class SqliteStore:
         self._db: aiosqlite.Connection | None = None
         self._checkpointer: aiosqlite.Connection | None = None
         self._cache = SqliteCacheIndex(self)
+        self._keys = KeyCache(Generation(None))
 
     @property
     def cache(self) -> SqliteCacheIndex:
@@ -144,6 +147,9 @@ class SqliteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        if self.path != ":memory:":  # every process on this database shares the key generation
+            generation = await asyncio.to_thread(Generation, Path(f"{self.path}-keys"))
+            self._keys = KeyCache(generation)
         for pragma in (
             "PRAGMA journal_mode = WAL",
             "PRAGMA synchronous = NORMAL",
@@ -158,6 +164,7 @@ class SqliteStore:
             await self._db.execute(pragma)
 
     async def close(self) -> None:
+        self._keys.generation.close()
         if self._checkpointer is not None:
             await self._checkpointer.close()
             self._checkpointer = None
@@ -254,6 +261,7 @@ class SqliteStore:
             f" RETURNING {_TEAM_COLUMNS}",
             (*changes.values(), name),
         )
+        self._keys.changed()
         return _team(row) if row else None
 
     async def delete_team(self, name: str) -> int | None:
@@ -270,6 +278,7 @@ class SqliteStore:
             "UPDATE teams SET deleted_at = ?, name = name || '~deleted~' || id WHERE id = ?",
             (now, team.id),
         )
+        self._keys.changed()
         return len(revoked)
 
     # Keys
@@ -317,6 +326,10 @@ class SqliteStore:
         return _key(row) if row else None
 
     async def find_key_by_hash(self, key_hash: str) -> tuple[ApiKey, Team] | None:
+        """From memory while no key or team has changed since it was read (key_cache.py)."""
+        if (cached := self._keys.get(key_hash)) is not None:
+            return cached
+        generation = self._keys.generation.value()
         row = await self._one(
             f"SELECT {_KEY_COLUMNS}, t.budget_nanos, t.budget_period, t.rpm, t.ipm, t.created_at"
             " FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = ?",
@@ -326,6 +339,7 @@ class SqliteStore:
             return None
         key = _key(row[:11])
         team = Team(key.team_id, key.team_name, *row[11:])
+        self._keys.put(key_hash, (key, team), generation)
         return key, team
 
     async def list_keys(self, team_id: int | None = None) -> list[ApiKey]:
@@ -346,6 +360,7 @@ class SqliteStore:
             await self._all(
                 f"UPDATE api_keys SET {assignments} WHERE id = ?", (*changes.values(), key_id)
             )
+            self._keys.changed()
         return await self.get_key(key_id)
 
     async def revoke_key(self, key_id: str) -> ApiKey | None:
@@ -353,6 +368,7 @@ class SqliteStore:
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
             (_now(), key_id),
         )
+        self._keys.changed()
         return await self.get_key(key_id)
 
     async def rotate_key(self, key_id: str, *, key_hash: str, prefix: str) -> ApiKey | None:
@@ -361,6 +377,7 @@ class SqliteStore:
             " RETURNING id",
             (key_hash, prefix, key_id),
         )
+        self._keys.changed()
         return await self.get_key(key_id) if rows else None
 
     # Accounting

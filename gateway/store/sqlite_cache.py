@@ -12,18 +12,21 @@ from gateway.store.base import CacheEntry, CacheStats
 if TYPE_CHECKING:
     from gateway.store.sqlite import SqliteStore
 
-_ENTRY_COLUMNS = tuple(CacheEntry.__dataclass_fields__)
-# An upsert rather than INSERT OR REPLACE: a replacing insert deletes the old row without firing
-# its delete triggers, and the triggers keep the cache's size (migration 0006).
+_ENTRY_COLUMNS = tuple(CacheEntry.__dataclass_fields__)  # the last one, `body`, is the inline body
+# Through the view's trigger (migration 0008): each inline body registered, then the entry
+# upserted (not INSERT OR REPLACE: a replacing insert deletes the old row without firing its
+# delete triggers, and the triggers keep the cache's size).
 _PUT = (
-    f"INSERT INTO cache_entries ({', '.join(_ENTRY_COLUMNS)})"
+    f"INSERT INTO cache_puts ({', '.join(_ENTRY_COLUMNS)})"
     " VALUES {rows}"
-    f" ON CONFLICT (key) DO UPDATE SET"
-    f" {', '.join(f'{c} = excluded.{c}' for c in _ENTRY_COLUMNS if c != 'key')}"
     # The bodies' total size after this entry, in the same statement (the triggers ran first).
     " RETURNING (SELECT bytes FROM cache_usage WHERE id = 1)"
 )
-_GET = f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM cache_entries WHERE key = ? AND expires_at > ?"
+_GET = (
+    f"SELECT {', '.join('e.' + c for c in _ENTRY_COLUMNS[:-1])}, b.data"
+    " FROM cache_entries e JOIN cache_bodies b ON b.sha256 = e.body_sha256"
+    " WHERE e.key = ? AND e.expires_at > ?"
+)
 _BODY_BYTES = "SELECT COALESCE(SUM(size), 0) FROM cache_bodies"
 _LIVE_BODY_BYTES = "SELECT bytes FROM cache_usage WHERE id = 1"  # kept by triggers
 EVICTION_BATCH = 64
@@ -133,8 +136,18 @@ class SqliteCacheIndex:
         return [row[0] for row in rows]
 
     async def bodies(self) -> list[tuple[str, int]]:
-        rows = await self._store._all("SELECT sha256, size FROM cache_bodies ORDER BY sha256")
+        """The bodies stored as files: (sha256, size)."""
+        rows = await self._store._all(
+            "SELECT sha256, size FROM cache_bodies WHERE data IS NULL ORDER BY sha256"
+        )
         return [(row[0], row[1]) for row in rows]
+
+    async def inline_bodies(self) -> list[tuple[str, bytes]]:
+        """The bodies stored in the index: (sha256, body)."""
+        rows = await self._store._all(
+            "SELECT sha256, data FROM cache_bodies WHERE data IS NOT NULL ORDER BY sha256"
+        )
+        return [(row[0], bytes(row[1])) for row in rows]
 
     async def stats(self) -> CacheStats:
         entries, hits = await self._store._one(

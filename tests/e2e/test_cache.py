@@ -31,7 +31,9 @@ LOW_COST = "0.010895"
 
 @pytest.fixture
 def gateway_overrides() -> dict[str, Any]:
-    return {"cache_enabled": True}
+    # Every body a file here (the simulator's are small); test_cache_inline.py covers bodies
+    # kept in the index.
+    return {"cache_enabled": True, "cache_inline_max_bytes": 0}
 
 
 async def stored(gateway: Any) -> None:
