@@ -143,7 +143,7 @@ async def check_rate_limits(flow: Flow) -> None:
     limits = limits_for(flow.caller.key, flow.caller.team, images=flow.n)
     if limits:
         headers = flow.services.limiter.admit(limits, time.monotonic())
-        flow.response_headers.update(headers)
+        flow.result.response_headers.update(headers)
 
 
 async def reserve_budget(flow: Flow) -> None:
@@ -204,9 +204,9 @@ def charge_for(flow: Flow) -> Charge:
     bound), and marked so; a per-image model answering with token usage is charged at token
     prices (the dearest image model the table knows, as the table cannot know which answered)."""
     price = flow.bill.price
-    if price is None or flow.status != 200 or flow.cache_status.served_by_cache:
+    if price is None or flow.result.status != 200 or flow.result.cache_status.served_by_cache:
         return Charge(0)
-    if flow.outcome is Outcome.STREAM_CUT and flow.bill.images == 0:
+    if flow.result.outcome is Outcome.STREAM_CUT and flow.bill.images == 0:
         # Cut before any completed event: the partial images that arrived.
         pending = Usage(0, 0, 0, 0, flow.bill.partial_images_pending * PARTIAL_IMAGE_TOKENS, 0)
         return Charge(usage_cost_nanos(price, pending) if not price.per_image_billing else 0)
@@ -250,21 +250,24 @@ def outcome_of(error: BaseException | None, flow: Flow) -> tuple[int, Outcome]:
     """The status and outcome a request ended with; a request that ended by an exception says
     which (the client's own status is what it was told, or would have been)."""
     if error is None:
-        if flow.outcome is Outcome.OK and flow.status >= 400:
-            return flow.status, Outcome.UPSTREAM_ERROR  # upstream's own error, passed through
-        return flow.status, flow.outcome
+        if flow.result.outcome is Outcome.OK and flow.result.status >= 400:
+            return (
+                flow.result.status,
+                Outcome.UPSTREAM_ERROR,
+            )  # upstream's own error, passed through
+        return flow.result.status, flow.result.outcome
     if isinstance(error, GatewayError):
         return error.status, error.outcome
     if isinstance(error, asyncio.CancelledError):
         return 499, Outcome.CLIENT_GONE  # the client left before the upstream call began
-    return flow.status or 500, Outcome.ERROR
+    return flow.result.status or 500, Outcome.ERROR
 
 
 def settle_outcome(flow: Flow, error: BaseException | None) -> None:
-    """`flow.status`, `flow.outcome` and `flow.error_code` are final."""
-    flow.status, flow.outcome = outcome_of(error, flow)
+    """`flow.result.status`, `flow.result.outcome` and `flow.result.error_code` are final."""
+    flow.result.status, flow.result.outcome = outcome_of(error, flow)
     if isinstance(error, GatewayError):
-        flow.error_code = error.code
+        flow.result.error_code = error.code
 
 
 async def record(flow: Flow, error: BaseException | None = None) -> None:
@@ -276,8 +279,8 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
     settle_outcome(flow, error)
     charge = charge_for(flow)
     flow.bill.cost_nanos = charge.nanos
-    if charge.usage_missing and flow.outcome is Outcome.OK:
-        flow.outcome = Outcome.USAGE_MISSING
+    if charge.usage_missing and flow.result.outcome is Outcome.OK:
+        flow.result.outcome = Outcome.USAGE_MISSING
         log.warning(
             "request %s: upstream answered 200 without usage the gateway can read; charged the"
             " estimate, $%s",
@@ -301,9 +304,9 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
         quality=flow.parsed.quality if flow.parsed else None,
         n=flow.n,
         stream=flow.stream,
-        status=flow.status,
-        outcome=flow.outcome.value,
-        cache_status=flow.cache_status.value,
+        status=flow.result.status,
+        outcome=flow.result.outcome.value,
+        cache_status=flow.result.cache_status.value,
         text_input_tokens=usage.text_input,
         cached_text_input_tokens=usage.cached_text_input,
         image_input_tokens=usage.image_input,
@@ -319,7 +322,7 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
         upstream_request_id=storable(flow.upstream_request_id),
         price_version=flow.bill.price_version,
         reservation_id=flow.bill.reservation_id,
-        error_code=flow.error_code,
+        error_code=flow.result.error_code,
     )
     services = flow.services
     try:

@@ -51,9 +51,9 @@ def gateway_headers(flow: Flow, base: Mapping[str, str]) -> dict[str, str]:
     """`base` (upstream's headers, or those stored with a cached body) plus the gateway's own:
     rate-limit headers, request id, cache status."""
     headers = dict(base)
-    headers.update(flow.response_headers)
+    headers.update(flow.result.response_headers)
     headers["x-gateway-request-id"] = flow.request_id
-    headers["x-gateway-cache"] = flow.cache_status.value
+    headers["x-gateway-cache"] = flow.result.cache_status.value
     return headers
 
 
@@ -91,25 +91,25 @@ class ClientWriter:
         try:
             await self.response.prepare(self.flow.request)
         except CLIENT_GONE:
-            self.flow.client_gone = True
+            self.flow.result.client_gone = True
         self.flow.services.metrics.stream_opened(self.flow)
 
     async def write(self, data: bytes | bytearray) -> None:
         if self.flow.timings.first_event_at is None:
             self.flow.timings.first_event_at = time.perf_counter()
-        if self.flow.client_gone:
+        if self.flow.result.client_gone:
             return
         try:
             await self.response.write(data)
         except CLIENT_GONE:
-            self.flow.client_gone = True
+            self.flow.result.client_gone = True
 
     async def close(self) -> None:
-        if not self.flow.client_gone:
+        if not self.flow.result.client_gone:
             try:
                 await self.response.write_eof()
             except CLIENT_GONE:
-                self.flow.client_gone = True
+                self.flow.result.client_gone = True
 
     async def started(self, headers: dict[str, str]) -> None:
         await self.prepare()

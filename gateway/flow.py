@@ -64,14 +64,30 @@ class Timings:
 
 
 @dataclass(slots=True)
+class Result:
+    """What the client was told and what became of the request (`outcome.py`): set by the stage
+    that answers or the error that ends it, read by the ledger row, the metrics and the log
+    line alike. `stream_open` and `client_gone` are live state the metrics count."""
+
+    status: int = 0
+    outcome: Outcome = Outcome.OK
+    error_code: str | None = None  # the code of the gateway's own error response, if any
+    cache_status: CacheStatus = CacheStatus.BYPASS  # what `x-gateway-cache` says
+    response_headers: dict[str, str] = field(default_factory=dict)
+    stream_open: bool = False  # among the open streams
+    client_gone: bool = False
+
+
+@dataclass(slots=True)
 class Flow:
     """One request's way through the gateway.
 
     Each field is None (or its default) until the stage that fills it has run: `caller` after
     authenticate, `body` after read_body, `params`/`parsed`/`model`/`stream` after inspect,
     the `bill`'s estimate and reservation after the accounting stages, `upstream` after the
-    upstream call, and the bill's usage, images and cost once the answer has been read. The
-    pipeline's ENDING reads what was filled in when the request ends, however it ends.
+    upstream call, the bill's usage, images and cost once the answer has been read, and the
+    `result` once it is answered. The pipeline's ENDING reads what was filled in when the
+    request ends, however it ends.
     """
 
     request: web.Request
@@ -96,16 +112,7 @@ class Flow:
     upstream: aiohttp.ClientResponse | None = None
     response_body: SpooledBody | None = None
     upstream_request_id: str | None = None
-    # The result: what the client was told, what became of the request (`outcome.py`), and the
-    # live state the metrics count (whether it is among the open streams, whether its client
-    # left).
-    status: int = 0
-    outcome: Outcome = Outcome.OK
-    error_code: str | None = None  # the code of the gateway's own error response, if any
-    cache_status: CacheStatus = CacheStatus.BYPASS  # what `x-gateway-cache` says
-    response_headers: dict[str, str] = field(default_factory=dict)
-    stream_open: bool = False
-    client_gone: bool = False
+    result: Result = field(default_factory=Result)
 
     # The request as parsed once (by inspect_request); before that, or for a path that is not
     # a known endpoint, what an unparsed request is taken to be.

@@ -277,5 +277,5 @@ async def _wait_for(
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        flow.client_gone = True
+        flow.result.client_gone = True
         raise

@@ -104,7 +104,7 @@ async def relay_response(flow: Flow) -> web.StreamResponse:
     """The client has the whole response (or has left), and the ledger row is written."""
     upstream = flow.upstream
     assert upstream is not None
-    flow.status = upstream.status
+    flow.result.status = upstream.status
     flow.upstream_request_id = upstream.headers.get("x-request-id")
     if upstream.content_type == "text/event-stream":
         return await relay_stream(flow, upstream)
@@ -159,7 +159,7 @@ async def _send_spooled(
             await response.write(chunk)
         await response.write_eof()
     except CLIENT_GONE:
-        flow.client_gone = True
+        flow.result.client_gone = True
     return response
 
 
@@ -202,7 +202,7 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
         failure = "upstream ended the stream before its completed event"
     if failure is not None:
         log.warning("image stream cut: %s", failure)
-        flow.outcome = Outcome.STREAM_CUT
+        flow.result.outcome = Outcome.STREAM_CUT
 
     await record(flow)
     trailer = b"" if failure is None else stream_cut_event(failure)
@@ -227,6 +227,6 @@ async def _inspect_event(flow: Flow, name: str, raw: bytearray) -> bool:
         flow.bill.svg_usage = read_svg_usage(found.members.get("svg_usage")) or flow.bill.svg_usage
         return flow.bill.images >= flow.n
     elif name == "error":
-        flow.outcome = Outcome.UPSTREAM_ERROR
+        flow.result.outcome = Outcome.UPSTREAM_ERROR
         return True
     return False

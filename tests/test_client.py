@@ -54,7 +54,7 @@ async def test_a_stream_goes_out_whole_with_its_trailer_and_cost(tmp_path: Path)
     assert response.sent[1] == trailer and event_name(trailer) == "error"
     assert json.loads(trailer.split(b"data: ")[1])["error"]["code"] == "stream_cut"
     assert response.sent[2] == cost_comment(flow) == b": gateway-cost-usd=0.0015\n\n"
-    assert flow.timings.first_event_at is not None and not flow.client_gone
+    assert flow.timings.first_event_at is not None and not flow.result.client_gone
 
 
 async def test_after_the_client_leaves_writes_go_nowhere(tmp_path: Path) -> None:
@@ -65,13 +65,13 @@ async def test_after_the_client_leaves_writes_go_nowhere(tmp_path: Path) -> None
     for _ in range(3):
         await writer.event(b"data: x\n\n")
     await writer.ended(b"")
-    assert flow.client_gone and len(response.sent) == 1 and not response.ended
+    assert flow.result.client_gone and len(response.sent) == 1 and not response.ended
 
 
 async def test_every_answer_says_its_request_and_cache_status(tmp_path: Path) -> None:
     flow = make_flow(tmp_path)
-    flow.cache_status = CacheStatus.HIT
-    flow.response_headers["x-ratelimit-remaining-requests"] = "9"
+    flow.result.cache_status = CacheStatus.HIT
+    flow.result.response_headers["x-ratelimit-remaining-requests"] = "9"
     headers = gateway_headers(flow, {"content-type": "application/json"})
     assert headers == {
         "content-type": "application/json",

@@ -20,9 +20,9 @@ async def test_refusal_reasons_follow_the_outcome(tmp_path: Path) -> None:
         Outcome.INVALID: "invalid",
     }
     for outcome in Outcome:
-        flow.outcome = outcome
+        flow.result.outcome = outcome
         assert refusal_reason(flow, None) == expected.get(outcome)
-    flow.outcome = Outcome.REFUSED_RATE
+    flow.result.outcome = Outcome.REFUSED_RATE
     images = GatewayError(429, "x", type="images", outcome=Outcome.REFUSED_RATE)
     assert refusal_reason(flow, images) == "ipm"
 

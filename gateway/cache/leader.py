@@ -55,7 +55,7 @@ class Leader:
     # A stream: each event goes to the tee (for the cache and for followers) after the client.
 
     async def started(self, headers: dict[str, str]) -> None:
-        if self.flow.status != 200:
+        if self.flow.result.status != 200:
             return
         try:
             self.tee = await self.cache.files.new_tee()
@@ -87,9 +87,11 @@ class Leader:
         flow = self.flow
         if self.inflight is not None:
             self.inflight.end(
-                StreamEnd(flow.outcome, trailer, flow.bill.images, flow.bill.cost_nanos)
+                StreamEnd(flow.result.outcome, trailer, flow.bill.images, flow.bill.cost_nanos)
             )
-        complete = flow.outcome is Outcome.OK and flow.status == 200 and not self._tee_failed
+        complete = (
+            flow.result.outcome is Outcome.OK and flow.result.status == 200 and not self._tee_failed
+        )
         if complete and self.tee is not None:
             # Not awaited: the stream's last chunk goes out when the request ends. Until it is
             # stored, identical requests still join and replay the tee, held open for them.
@@ -103,7 +105,7 @@ class Leader:
 
     async def body(self, headers: dict[str, str], body: SpooledBody) -> None:
         flow = self.flow
-        complete = flow.status == 200 and flow.outcome is Outcome.OK
+        complete = flow.result.status == 200 and flow.result.outcome is Outcome.OK
         path = body.path
         if path is not None:
             # Too large to hold in memory for followers: they are served once it is stored.
@@ -116,7 +118,11 @@ class Leader:
         data = body.bytes_in_memory()
         if self.inflight is not None:
             reply = Reply(
-                flow.status, kept_headers(headers), data, flow.bill.images, flow.bill.cost_nanos
+                flow.result.status,
+                kept_headers(headers),
+                data,
+                flow.bill.images,
+                flow.bill.cost_nanos,
             )
             self.inflight.end(reply)
         if complete:

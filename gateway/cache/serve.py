@@ -46,8 +46,8 @@ async def serve_stored(flow: Flow, hit: Hit, status: CacheStatus) -> web.StreamR
     """Answer with a stored body (`status` is `hit` or `coalesced`); a stream is replayed as the
     same events, then the gateway's cost comment."""
     entry = hit.entry
-    flow.cache_status = status
-    flow.status = 200
+    flow.result.cache_status = status
+    flow.result.status = 200
     flow.bill.images = entry.images
     flow.bill.saved_nanos = entry.cost_nanos
     try:
@@ -73,7 +73,7 @@ async def serve_stored(flow: Flow, hit: Hit, status: CacheStatus) -> web.StreamR
                 await response.write(trailer)
             await response.write_eof()
         except CLIENT_GONE:
-            flow.client_gone = True
+            flow.result.client_gone = True
     finally:
         if not isinstance(hit.body, bytes):
             await asyncio.to_thread(hit.body.close)
@@ -104,8 +104,8 @@ async def _send_file(
 
 async def serve_reply(flow: Flow, reply: Reply, status: CacheStatus) -> web.Response:
     """Answer with the leader's response, held in memory (a follower)."""
-    flow.cache_status = status
-    flow.status = reply.status
+    flow.result.cache_status = status
+    flow.result.status = reply.status
     if reply.status == 200:
         flow.bill.images = reply.images
         flow.bill.saved_nanos = reply.cost_nanos
@@ -118,15 +118,15 @@ async def follow_stream(flow: Flow, inflight: InFlight, status: CacheStatus) -> 
     arrives; then the leader's ending, and this request's own cost comment."""
     tee = inflight.tee
     assert tee is not None and inflight.stream_headers is not None
-    flow.cache_status = status
-    flow.status = 200
+    flow.result.cache_status = status
+    flow.result.status = 200
     response = web.StreamResponse(
         status=200, headers={**_headers(flow, inflight.stream_headers), **stream_headers()}
     )
     writer = ClientWriter(flow, response)
     await writer.prepare()
     offset = 0
-    while not flow.client_gone:
+    while not flow.result.client_gone:
         if offset < tee.size:
             data = await tee.read(offset)
             offset += len(data)
@@ -138,13 +138,13 @@ async def follow_stream(flow: Flow, inflight: InFlight, status: CacheStatus) -> 
 
     outcome = inflight.outcome
     if isinstance(outcome, StreamEnd):
-        flow.outcome, trailer = outcome.outcome, outcome.trailer
+        flow.result.outcome, trailer = outcome.outcome, outcome.trailer
         if outcome.outcome is Outcome.OK:
             flow.bill.images = outcome.images
             flow.bill.saved_nanos = outcome.cost_nanos
     else:  # the leader ended mid-stream without an ending of its own (or this client left)
         reason = "the identical request this one shared ended early"
-        flow.outcome, trailer = Outcome.STREAM_CUT, stream_cut_event(reason)
+        flow.result.outcome, trailer = Outcome.STREAM_CUT, stream_cut_event(reason)
     await writer.write(trailer)
     await record(flow)
     await writer.write(cost_comment(flow))

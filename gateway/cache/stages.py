@@ -45,7 +45,7 @@ async def plan_cache(flow: Flow) -> None:
     else:
         digest = cache_key(request, body, ignored)
     flow.cache = CachePlan(digest, scope, read="no-cache" not in asked)
-    flow.cache_status = CacheStatus.MISS
+    flow.result.cache_status = CacheStatus.MISS
 
 
 async def serve_from_cache(flow: Flow) -> web.StreamResponse | None:
@@ -108,7 +108,7 @@ async def _follow(flow: Flow, inflight: InFlight) -> web.StreamResponse | None:
         hit = await flow.services.cache.open(outcome.entry)
         return None if hit is None else await serve_stored(flow, hit, status)
     if isinstance(outcome, Failed):
-        flow.cache_status = status
+        flow.result.cache_status = status
         error = outcome.error
         raise GatewayError(
             error.status, error.message, type=error.type, code=error.code, headers=error.headers

@@ -210,8 +210,8 @@ class Metrics:
 
     def stream_opened(self, flow: Flow) -> None:
         """Called once the stream's response has started; undone when the request ends."""
-        if not flow.stream_open:
-            flow.stream_open = True
+        if not flow.result.stream_open:
+            flow.result.stream_open = True
             self.streams_open.inc()
 
     def edge_turned_away(self, what: str) -> None:
@@ -228,17 +228,17 @@ class Metrics:
     def observe_request(self, flow: Flow, error: BaseException | None) -> None:
         """Count the request that has just ended: its status and outcome are final."""
         self.in_flight.dec()
-        if flow.stream_open:
+        if flow.result.stream_open:
             self.streams_open.dec()
         endpoint = flow.endpoint.name if flow.endpoint.known else "other"
         model = model_label(flow)
-        cache = flow.cache_status.value
+        cache = flow.result.cache_status.value
         caller = flow.caller
         team = caller.team.name if caller is not None else ""
         key = (caller.key.id if caller is not None else "",) if self.key_labels else ()
         now = time.perf_counter()
 
-        self.requests.labels(endpoint, model, status_class(flow.status), cache, *key).inc()
+        self.requests.labels(endpoint, model, status_class(flow.result.status), cache, *key).inc()
         self.request_duration.labels(endpoint, cache, str(flow.stream).lower()).observe(
             now - flow.timings.started
         )
@@ -253,7 +253,7 @@ class Metrics:
             )
         if flow.bill.images:
             self.images.labels(endpoint, model, cache).inc(flow.bill.images)
-        if flow.bill.usage is not None and not flow.cache_status.served_by_cache:
+        if flow.bill.usage is not None and not flow.result.cache_status.served_by_cache:
             for kind in TOKEN_KINDS:
                 count = getattr(flow.bill.usage, kind)
                 if count:
@@ -266,16 +266,16 @@ class Metrics:
             CacheStatus.HIT: self.cache_hits,
             CacheStatus.MISS: self.cache_misses,
             CacheStatus.COALESCED: self.coalesced,
-        }.get(flow.cache_status)
+        }.get(flow.result.cache_status)
         if counted is not None:
             counted.labels(team).inc()
-        self.outcomes.labels(flow.outcome.value).inc()
+        self.outcomes.labels(flow.result.outcome.value).inc()
         reason = refusal_reason(flow, error)
         if reason is not None:
             self.refusals.labels(reason, team).inc()
         if isinstance(error, GatewayError) and error.code == "request_timeout":
             self.connections_timed_out.labels("body").inc()
-        if flow.outcome is Outcome.USAGE_MISSING:
+        if flow.result.outcome is Outcome.USAGE_MISSING:
             self.usage_missing.labels(model).inc()
         failed = upstream_error(flow, error)
         if failed is not None:

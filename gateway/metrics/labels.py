@@ -29,7 +29,7 @@ _REFUSAL_REASONS = {
 def refusal_reason(flow: Flow, error: BaseException | None) -> str | None:
     """Why the gateway itself refused the request (budget, rpm, ipm, auth, invalid), or None:
     read from the request's outcome, as the ledger and the usage report read it."""
-    reason = _REFUSAL_REASONS.get(flow.outcome)
+    reason = _REFUSAL_REASONS.get(flow.result.outcome)
     if reason == "rpm" and isinstance(error, GatewayError) and error.type == "images":
         return "ipm"
     return reason
@@ -51,10 +51,10 @@ def upstream_error(flow: Flow, error: BaseException | None) -> tuple[str, str] |
             return "unreachable", ""
         if error.code == "upstream_auth_failed":
             return "status", "401"
-    if flow.outcome is Outcome.STREAM_CUT:
+    if flow.result.outcome is Outcome.STREAM_CUT:
         return "stream_cut", ""
     if flow.upstream is not None and flow.upstream.status >= 400:
         return "status", str(flow.upstream.status)
-    if flow.outcome is Outcome.UPSTREAM_ERROR:
+    if flow.result.outcome is Outcome.UPSTREAM_ERROR:
         return "status", "error_event"
     return None
