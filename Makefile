@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 SERVING := $(VENV)/.installed-serving
 DEVELOPMENT := $(VENV)/.installed-development
 
-.PHONY: run test lint typecheck pytest layout promtool bench clean
+.PHONY: run test lint typecheck pytest layout promtool redis-server bench clean
 
 $(BIN)/python:
 	@echo "== creating $(VENV) (a virtual environment for this project; nothing system-wide)"
@@ -31,7 +31,7 @@ $(DEVELOPMENT): pyproject.toml $(SERVING)
 run: $(SERVING)
 	$(BIN)/gateway quickstart
 
-test: $(DEVELOPMENT) lint typecheck pytest layout promtool
+test: $(DEVELOPMENT) lint typecheck redis-server pytest layout promtool
 
 lint: $(DEVELOPMENT)
 	$(BIN)/ruff check gateway simulator tests bench
@@ -65,6 +65,11 @@ promtool: $(BIN)/promtool
 	else \
 		echo "promtool could not be installed here (no apt-get download): deploy/prometheus was checked by pytest only"; \
 	fi
+
+# The Redis limiter's tests start throwaway redis-servers: Debian's package, installed with
+# apt-get when missing and root (deploy/install-redis); otherwise those tests say how to get it.
+redis-server:
+	@deploy/install-redis || true
 
 bench: $(DEVELOPMENT)
 	$(BIN)/python bench/run_all.py

@@ -142,7 +142,7 @@ async def check_rate_limits(flow: Flow) -> None:
     assert flow.caller is not None
     limits = limits_for(flow.caller.key, flow.caller.team, images=flow.n)
     if limits:
-        headers = flow.services.limiter.admit(limits, time.monotonic())
+        headers = await flow.services.limiter.admit(limits, flow.request_id)
         flow.result.response_headers.update(headers)
 
 

@@ -50,6 +50,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
             if deadline is not None:
                 deadline.cancel()
             await upstream.close()
+            await app[SERVICES].limiter.close()
             await cache.close()
     finally:
         await store.close()
@@ -63,7 +64,7 @@ async def _housekeeping(app: web.Application) -> None:
         try:
             await app[SERVICES].store.checkpoint()
             await _settle_the_books(app, dead_owners=[])
-            app[SERVICES].limiter.forget_idle(time.monotonic())
+            app[SERVICES].limiter.forget_idle()
             await app[SERVICES].cache.housekeeping()
         except Exception:
             log.exception("housekeeping failed; trying again shortly")

@@ -3,6 +3,7 @@
 - `/healthz`: the process serves (a liveness probe; it touches nothing else).
 - `/readyz`: the store answers, upstream is reachable (probed at most every
   `GATEWAY_READINESS_CACHE_S`), and the gateway is not shutting down. 503 says which is not.
+  A Redis that cannot be reached is reported under `degraded`, still 200: requests keep flowing.
 - `/metrics`: Prometheus text; behind `GATEWAY_METRICS_TOKEN` when one is set.
 """
 
@@ -48,8 +49,14 @@ async def readyz(request: web.Request) -> web.Response:
     if app[LIFECYCLE].stopping:
         checks["shutdown"] = "in progress"
     ready = all(value == "ok" for value in checks.values())
+    degraded = {}
+    if (problem := app[SERVICES].limiter.problem) is not None:
+        # Still ready: requests flow, with rate limits as GATEWAY_REDIS_LIMITS_ON_FAILURE says.
+        degraded["redis"] = problem
     return web.json_response(
-        {"status": "ready" if ready else "unavailable", **checks}, status=200 if ready else 503
+        {"status": "ready" if ready else "unavailable", **checks}
+        | ({"degraded": degraded} if degraded else {}),
+        status=200 if ready else 503,
     )
 
 

@@ -1,17 +1,20 @@
 """Rate limits (requests and images per minute) and budget refusals, for keys and teams alike.
 
-Rate limits are sliding windows of the last 60 seconds, kept in this process's memory: checking
-and taking happen in one synchronous step on the event loop, so concurrent requests cannot slip
-past a limit together. Budgets live in the store (see Store.reserve), so they hold across restarts
-and processes.
+Rate limits are sliding windows of the last 60 seconds. `RateLimiter` keeps them in this
+process's memory: checking and taking happen in one synchronous step on the event loop, so
+concurrent requests cannot slip past a limit together; with several processes or replicas, each
+counts its own (`gateway/quota_redis.py` shares them through Redis). Budgets live in the store (see
+Store.reserve), so they hold across restarts and processes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.errors import GatewayError
 from gateway.money import nanos_to_usd
@@ -67,15 +70,44 @@ def limits_for(key: ApiKey, team: Team, images: int) -> list[Limit]:
     return limits
 
 
-class RateLimiter:
+# What a limit stands at after a check: (the limit, how much of it is used, seconds until its
+# oldest counted event leaves the window).
+Standing = tuple[Limit, int, float]
+
+
+class Limiter(Protocol):
     """All-or-nothing admission against several sliding-window limits."""
+
+    async def admit(self, limits: list[Limit], request_id: str) -> dict[str, str]:
+        """Count the request against every limit, or raise GatewayError 429 counting nothing.
+        Returns the x-ratelimit-* headers of the tightest limit of each kind."""
+        ...
+
+    def forget_idle(self) -> None:
+        """Drop what idle limits hold (called every few seconds)."""
+        ...
+
+    @property
+    def problem(self) -> str | None:
+        """Why limits are not what they should be right now (for /readyz), or None."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class RateLimiter:
+    """Sliding windows in this process's memory."""
+
+    problem = None
 
     def __init__(self) -> None:
         self._windows: dict[tuple[str, str, str], _Window] = {}
 
-    def admit(self, limits: list[Limit], now: float) -> dict[str, str]:
-        """Count the request against every limit, or raise GatewayError 429 counting nothing.
-        Returns the x-ratelimit-* headers of the tightest limit of each kind."""
+    async def admit(self, limits: list[Limit], request_id: str) -> dict[str, str]:
+        return self.admit_now(limits, time.monotonic())
+
+    def admit_now(self, limits: list[Limit], now: float) -> dict[str, str]:
+        """`admit`, at `now` (monotonic seconds), in one synchronous step."""
         windows = []
         for limit in limits:
             window = self._windows.setdefault((limit.scope, limit.scope_id, limit.kind), _Window())
@@ -88,33 +120,44 @@ class RateLimiter:
         ]
         if refusals:
             wait, limit = max(refusals, key=lambda refusal: refusal[0])
-            raise rate_limited(limit, wait, self._headers(limits, windows, now))
+            raise rate_limited(limit, wait, ratelimit_headers(self._standing(limits, windows, now)))
         for limit, window in zip(limits, windows, strict=True):
             window.events.append((now, limit.weight))
             window.used += limit.weight
-        return self._headers(limits, windows, now)
+        return ratelimit_headers(self._standing(limits, windows, now))
 
-    def forget_idle(self, now: float) -> None:
+    async def close(self) -> None:
+        pass
+
+    def forget_idle(self) -> None:
         """Drop windows with nothing in them, so idle keys cost no memory."""
+        now = time.monotonic()
         for scope, window in list(self._windows.items()):
             window.expire(now)
             if not window.events:
                 del self._windows[scope]
 
     @staticmethod
-    def _headers(limits: list[Limit], windows: list[_Window], now: float) -> dict[str, str]:
-        tightest: dict[str, tuple[int, int, float]] = {}
-        for limit, window in zip(limits, windows, strict=True):
-            remaining = max(0, limit.limit - window.used)
-            reset = (window.events[0][0] + WINDOW_S - now) if window.events else 0.0
-            if limit.kind not in tightest or remaining < tightest[limit.kind][1]:
-                tightest[limit.kind] = (limit.limit, remaining, reset)
-        headers = {}
-        for kind, (limit_value, remaining, reset) in tightest.items():
-            headers[f"x-ratelimit-limit-{kind}"] = str(limit_value)
-            headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
-            headers[f"x-ratelimit-reset-{kind}"] = f"{max(0.0, reset):.3f}s"
-        return headers
+    def _standing(limits: list[Limit], windows: list[_Window], now: float) -> list[Standing]:
+        return [
+            (limit, window.used, (window.events[0][0] + WINDOW_S - now) if window.events else 0.0)
+            for limit, window in zip(limits, windows, strict=True)
+        ]
+
+
+def ratelimit_headers(standing: list[Standing]) -> dict[str, str]:
+    """The x-ratelimit-* headers of the tightest limit of each kind."""
+    tightest: dict[str, tuple[int, int, float]] = {}
+    for limit, used, reset in standing:
+        remaining = max(0, limit.limit - used)
+        if limit.kind not in tightest or remaining < tightest[limit.kind][1]:
+            tightest[limit.kind] = (limit.limit, remaining, reset)
+    headers = {}
+    for kind, (limit_value, remaining, reset) in tightest.items():
+        headers[f"x-ratelimit-limit-{kind}"] = str(limit_value)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
+        headers[f"x-ratelimit-reset-{kind}"] = f"{max(0.0, reset):.3f}s"
+    return headers
 
 
 def rate_limited(limit: Limit, wait_s: float, headers: dict[str, str]) -> GatewayError:

@@ -15,7 +15,7 @@ from gateway.cache.cache import ResponseCache
 from gateway.journal import LedgerJournal
 from gateway.metrics import Metrics
 from gateway.pricing import PriceTable, load_prices
-from gateway.quota import RateLimiter
+from gateway.quota import Limiter, RateLimiter
 from gateway.settings import Settings
 from gateway.store import Store, open_store
 from gateway.upstream import Upstream
@@ -40,7 +40,7 @@ class Services:
     store: Store
     upstream: Upstream
     prices: PriceBook
-    limiter: RateLimiter
+    limiter: Limiter
     cache: ResponseCache
     metrics: Metrics
     journal: LedgerJournal
@@ -56,8 +56,21 @@ class Services:
             store=store,
             upstream=Upstream(settings),
             prices=PriceBook(settings.prices),
-            limiter=RateLimiter(),
+            limiter=limiter_for(settings, metrics),
             cache=ResponseCache(settings, store, metrics.cache_evicted),
             metrics=metrics,
             journal=LedgerJournal(settings.journal_dir),
         )
+
+
+def limiter_for(settings: Settings, metrics: Metrics) -> Limiter:
+    """Shared through Redis when GATEWAY_REDIS_URL is set; else in this process's memory."""
+    if settings.redis_url is None:
+        return RateLimiter()
+    from gateway.quota_redis import RedisRateLimiter
+
+    return RedisRateLimiter(
+        settings.redis_url.get_secret_value(),
+        on_failure=settings.redis_limits_on_failure,
+        on_state=metrics.redis_up.set,
+    )

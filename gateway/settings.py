@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     data_dir: Path = Path("./data")
     database_url: str | None = None
+    # Redis, shared by every process and replica: rate limits counted once for all of them.
+    redis_url: SecretStr | None = None
+    # While Redis cannot be reached: count limits in each process (`local`) or not at all.
+    redis_limits_on_failure: Literal["local", "open"] = "local"
     prices: Path = SHIPPED_PRICES
     # Worker processes serving one port (SO_REUSEPORT); their metrics are summed.
     workers: int = Field(default=1, ge=1, le=64)

@@ -183,6 +183,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.redis_up = Gauge(
+            "gateway_redis_up",
+            "1 while Redis (GATEWAY_REDIS_URL) answers, 0 while rate limits fall back; absent"
+            " without Redis.",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
         self.streams_open = Gauge(
             "gateway_streams_open",
             "Image streams (SSE) being sent to clients.",
