@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 SERVING := $(VENV)/.installed-serving
 DEVELOPMENT := $(VENV)/.installed-development
 
-.PHONY: run test lint typecheck pytest layout promtool redis-server bench clean
+.PHONY: run test lint typecheck pytest pytest-postgres layout promtool test-servers bench clean
 
 $(BIN)/python:
 	@echo "== creating $(VENV) (a virtual environment for this project; nothing system-wide)"
@@ -31,7 +31,7 @@ $(DEVELOPMENT): pyproject.toml $(SERVING)
 run: $(SERVING)
 	$(BIN)/gateway quickstart
 
-test: $(DEVELOPMENT) lint typecheck redis-server pytest layout promtool
+test: $(DEVELOPMENT) lint typecheck test-servers pytest pytest-postgres layout promtool
 
 lint: $(DEVELOPMENT)
 	$(BIN)/ruff check gateway simulator tests bench
@@ -42,6 +42,11 @@ typecheck: $(DEVELOPMENT)
 
 pytest: $(DEVELOPMENT)
 	$(BIN)/pytest -q
+
+# The end-to-end tests again, each gateway on a fresh PostgreSQL database instead of SQLite
+# (those that reach into SQLite itself are marked sqlite_only and left out).
+pytest-postgres: $(DEVELOPMENT)
+	TEST_DATABASE=postgres $(BIN)/pytest -q tests/e2e -m "not sqlite_only"
 
 # Tests mirror the source: which modules have no unit-test file yet (tests/test_layout.py keeps
 # the list from growing).
@@ -66,10 +71,12 @@ promtool: $(BIN)/promtool
 		echo "promtool could not be installed here (no apt-get download): deploy/prometheus was checked by pytest only"; \
 	fi
 
-# The Redis limiter's tests start throwaway redis-servers: Debian's package, installed with
-# apt-get when missing and root (deploy/install-redis); otherwise those tests say how to get it.
-redis-server:
+# Tests start throwaway redis-servers and PostgreSQL servers (in temporary directories, on free
+# ports): Debian's packages, installed with apt-get when missing and root; otherwise the tests
+# that need them fail saying how to get them.
+test-servers:
 	@deploy/install-redis || true
+	@deploy/install-postgres || true
 
 bench: $(DEVELOPMENT)
 	$(BIN)/python bench/run_all.py

@@ -101,6 +101,27 @@ KEY_COLUMNS = (
 )
 
 
+async def cmd_db(ns: argparse.Namespace, settings: Settings) -> int:
+    from gateway.store.copy import CopyRefused, copy_store
+
+    source = ns.source or settings.resolved_database_url
+    try:
+        report = await copy_store(source, ns.target, overwrite=ns.overwrite)
+    except (CopyRefused, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"copied {_without_password(source)} to {_without_password(ns.target)}; checked:")
+    for name, value in report.totals.items():
+        print(f"  {name:<20} {value:>14,}")
+    return 0
+
+
+def _without_password(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    return f"{scheme}://{credentials.split(':')[0]}@{host}" if at else url
+
+
 async def cmd_migrate(ns: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings.resolved_database_url)
     await store.connect()
@@ -388,6 +409,24 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--all", action="store_true", help="drop every entry")
     cache.add_parser("verify", help="rehash every body; drop what is missing or corrupt")
 
+    db = commands.add_parser("db", help="the store itself").add_subparsers(
+        dest="action", required=True
+    )
+    copy = db.add_parser(
+        "copy",
+        help="copy every table to another store (e.g. SQLite to PostgreSQL), then check counts"
+        " and totals; stop the gateway first",
+    )
+    copy.add_argument(
+        "--from",
+        dest="source",
+        help="the store to read (default: this gateway's, GATEWAY_DATABASE_URL or the data dir)",
+    )
+    copy.add_argument("--to", dest="target", required=True, help="e.g. postgresql://u:p@h/db")
+    copy.add_argument(
+        "--overwrite", action="store_true", help="replace what a non-empty target holds"
+    )
+
     prices = commands.add_parser("prices", help="show the price table; `reload` it in the server")
     prices.add_argument(
         "action",
@@ -417,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 ASYNC_COMMANDS: dict[str, Command] = {
     "migrate": cmd_migrate,
+    "db": cmd_db,
     "teams": cmd_teams,
     "keys": cmd_keys,
     "usage": cmd_usage,

@@ -7,8 +7,10 @@ what reached upstream.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.state import SERVICES
 from simulator import SIMULATOR_STATE, SimulatorConfig, SimulatorState, create_simulator_app
+from tests.postgres_server import PostgresServer
+from tests.redis_server import RedisServer
 
 UPSTREAM_KEY = "sk-upstream-test-0123456789abcdef"
 ADMIN_TOKEN = "admin-test-token"
@@ -54,8 +58,49 @@ async def fake_upstream(aiohttp_server: Any) -> FakeUpstream:
     return FakeUpstream(server, app[SIMULATOR_STATE])
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session, started by the first test that asks."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+async def pg_url(postgres_server: PostgresServer) -> str:
+    """A fresh database of its own for the test."""
+    return await postgres_server.new_database()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _on_postgres(request: pytest.FixtureRequest) -> Callable[[], str] | None:
+    """With TEST_DATABASE=postgres, gateways the tests make run on a fresh PostgreSQL database
+    each (`make test` runs the store-agnostic end-to-end tests a second time so)."""
+    if os.environ.get("TEST_DATABASE") != "postgres":
+        return None
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+
+    def new_database() -> str:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # the test's loop is running
+            return pool.submit(asyncio.run, server.new_database()).result()
+
+    return new_database
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., Settings]:
+    postgres = _on_postgres(request)
+
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "data_dir": tmp_path / "data",
@@ -68,6 +113,8 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             # on purpose; the cache tests (test_cache_*.py) turn it on.
             "cache_enabled": False,
         }
+        if postgres is not None and "database_url" not in overrides:
+            values["database_url"] = postgres()
         values.update(overrides)
         return Settings(**values)
 

@@ -6,8 +6,7 @@ flowing, with limits counted per process, `/readyz` and `gateway_redis_up` sayin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -22,16 +21,6 @@ from tests.conftest import ADMIN_TOKEN, FakeUpstream
 from tests.redis_server import RedisServer
 
 REQUEST: dict[str, Any] = {"model": "gpt-image-1", "prompt": "a heron", "quality": "low"}
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    server = RedisServer(directory)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def replicas(aiohttp_client: Any, settings: Settings, count: int = 2) -> list[Any]:

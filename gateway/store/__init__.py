@@ -1,7 +1,8 @@
 """The store: every SQL statement of the gateway lives below this package.
 
 Stages and the admin API talk to `Store`; `open_store(url)` picks the implementation for the URL's
-scheme. Today that is SQLite (`sqlite:///path`); a server database is another module beside it.
+scheme: SQLite (`sqlite:///path`, the embedded default) or PostgreSQL (`postgresql://…`, for
+several replicas on one database).
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ def open_store(url: str) -> Store:
         return SqliteStore(url.removeprefix("sqlite:///"))
     if url == "sqlite://:memory:" or url == "sqlite://":
         return SqliteStore(":memory:")
-    raise ValueError(f"unsupported database URL {url!r}: only sqlite:///path is supported")
+    if url.startswith(("postgresql://", "postgres://")):
+        from gateway.store.postgres import PostgresStore  # asyncpg loads only when used
+
+        return PostgresStore(url)
+    raise ValueError(
+        f"unsupported database URL {url.split('@')[-1]!r}: use sqlite:///path or postgresql://…"
+    )
 
 
 @contextlib.asynccontextmanager

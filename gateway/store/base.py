@@ -201,6 +201,26 @@ class CacheEntry:
     body: bytes | None = field(default=None, repr=False)
 
 
+# What `gateway db copy` moves, in an order that satisfies every reference.
+COPIED_TABLES = (
+    "teams",
+    "api_keys",
+    "ledger",
+    "spend",
+    "reservations",
+    "cache_bodies",
+    "cache_entries",
+)
+
+
+TOTALS_SQL = [
+    *(f"SELECT '{table}', COUNT(*) FROM {table}" for table in COPIED_TABLES),
+    "SELECT 'ledger cost_nanos', COALESCE(SUM(cost_nanos), 0) FROM ledger",
+    "SELECT 'ledger saved_nanos', COALESCE(SUM(saved_nanos), 0) FROM ledger",
+    "SELECT 'spend spent_nanos', COALESCE(SUM(spent_nanos), 0) FROM spend",
+]
+
+
 @dataclass(frozen=True, slots=True)
 class CacheStats:
     entries: int
@@ -351,4 +371,24 @@ class Store(Protocol):
 
     async def usage(self, where: UsageFilter, group_by: str) -> list[dict[str, Any]]:
         """Ledger sums grouped by 'team', 'key', 'model' or 'day'."""
+        ...
+
+    # Moving between stores (`gateway db copy`): whole tables, rows as they are.
+
+    async def dump(self, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Every row of `table` (one of COPIED_TABLES): its column names and its rows."""
+        ...
+
+    async def load(self, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        """Insert rows as they are (ids included), in one transaction, without the settling a
+        ledger row does when a request writes it: the spend table is copied as it is."""
+        ...
+
+    async def clear(self) -> None:
+        """Delete every row of COPIED_TABLES (a copy's target, when told to overwrite)."""
+        ...
+
+    async def totals(self) -> dict[str, int]:
+        """Rows per copied table, and the ledger's and the spend table's sums: what a copy
+        must carry over unchanged."""
         ...

@@ -17,6 +17,8 @@ import aiosqlite
 from gateway.outcome import sql_refused
 from gateway.periods import Periods
 from gateway.store.base import (
+    COPIED_TABLES,
+    TOTALS_SQL,
     USAGE_COLUMNS,
     ApiKey,
     Conflict,
@@ -201,16 +203,24 @@ class SqliteStore:
         applied = {row[0] for row in await self._all("SELECT version FROM schema_migrations")}
         done = []
         for migration in pending_migrations(self.migrations_dir, applied):
-            # The file and its version row run as one transaction: a migration is applied whole
-            # and recorded, or (rolled back on any error) not at all.
+            # The version row first, then the file, as one transaction: a migration is applied
+            # whole and recorded, or (rolled back on any error) not at all. Another process that
+            # applied it meanwhile (they wait for each other's write lock) owns its version
+            # row already, so this one finds it there and moves on.
             try:
                 await self.db.executescript(
                     "BEGIN IMMEDIATE;\n"
-                    f"{migration.sql}\n;"
                     "INSERT INTO schema_migrations (version, name, applied_at)"
                     f" VALUES ('{migration.version}', '{migration.name}', '{_now()}');\n"
+                    f"{migration.sql}\n;"
                     "COMMIT;"
                 )
+            except aiosqlite.IntegrityError as exc:
+                if self.db.in_transaction:
+                    await self.db.execute("ROLLBACK")
+                if "schema_migrations.version" in str(exc):
+                    continue
+                raise
             except BaseException:
                 if self.db.in_transaction:
                     await self.db.execute("ROLLBACK")
@@ -471,3 +481,44 @@ class SqliteStore:
             {group_by: row[0], **dict(zip(USAGE_COLUMNS, row[1:], strict=True))}
             for row in cursor_rows
         ]
+
+    # Moving between stores (used by `gateway db copy`, with nothing else on the connection).
+
+    async def dump(self, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        assert table in COPIED_TABLES
+        async with self.db.execute(f"SELECT * FROM {table} ORDER BY 1") as cursor:
+            rows = [tuple(row) for row in await cursor.fetchall()]
+            columns = [d[0] for d in cursor.description]
+        return columns, rows
+
+    async def load(self, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        assert table in COPIED_TABLES
+        insert = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        )
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if table == "spend":  # as copied, not as the ledger's triggers just made it
+                await self.db.execute("DELETE FROM spend")
+            await self.db.executemany(insert, rows)
+            await self.db.execute("COMMIT")
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        self._keys.changed()
+
+    async def clear(self) -> None:
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in reversed(COPIED_TABLES):
+                await self.db.execute(f"DELETE FROM {table}")
+            await self.db.execute("DELETE FROM cache_unused")
+            await self.db.execute("COMMIT")
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        self._keys.changed()
+
+    async def totals(self) -> dict[str, int]:
+        rows = await self._all(" UNION ALL ".join(TOTALS_SQL))
+        return {row[0]: int(row[1]) for row in rows}

@@ -16,12 +16,7 @@ _ENTRY_COLUMNS = tuple(CacheEntry.__dataclass_fields__)  # the last one, `body`,
 # Through the view's trigger (migration 0008): each inline body registered, then the entry
 # upserted (not INSERT OR REPLACE: a replacing insert deletes the old row without firing its
 # delete triggers, and the triggers keep the cache's size).
-_PUT = (
-    f"INSERT INTO cache_puts ({', '.join(_ENTRY_COLUMNS)})"
-    " VALUES {rows}"
-    # The bodies' total size after this entry, in the same statement (the triggers ran first).
-    " RETURNING (SELECT bytes FROM cache_usage WHERE id = 1)"
-)
+_PUT = f"INSERT INTO cache_puts ({', '.join(_ENTRY_COLUMNS)}) VALUES {{rows}}"
 _GET = (
     f"SELECT {', '.join('e.' + c for c in _ENTRY_COLUMNS[:-1])}, b.data"
     " FROM cache_entries e JOIN cache_bodies b ON b.sha256 = e.body_sha256"
@@ -59,12 +54,14 @@ class SqliteCacheIndex:
         return await self.put_many([entry])
 
     async def put_many(self, entries: list[CacheEntry]) -> int:
-        """One statement for the batch: one commit, whatever its size."""
+        """One statement for the batch (one commit, whatever its size), then the bodies' total
+        size after it. (Not by RETURNING: on a view, a row's RETURNING is read before that
+        row's INSTEAD OF trigger has run, so it misses the last body.)"""
         latest = {entry.key: entry for entry in entries}  # a key twice: the last one counts
         rows = ", ".join(f"({', '.join('?' * len(_ENTRY_COLUMNS))})" for _ in latest)
         values = [value for entry in latest.values() for value in _row(entry)]
-        returned = await self._store._all(_PUT.format(rows=rows), tuple(values))
-        return int(returned[-1][0])
+        await self._store._all(_PUT.format(rows=rows), tuple(values))
+        return await self.used_bytes()
 
     async def touch(self, hits: dict[str, tuple[int, float]]) -> None:
         if hits:

@@ -484,6 +484,7 @@ async def test_other_image_paths_bypass_the_cache(gateway: Any, key: str) -> Non
         assert response.headers["x-gateway-cache"] == "bypass"
 
 
+@pytest.mark.sqlite_only
 async def test_cli_stats_verify_and_purge_on_the_servers_data_dir(
     sdk: openai.AsyncOpenAI, gateway: Any, tmp_path: Any
 ) -> None:

@@ -41,6 +41,7 @@ async def test_a_small_body_is_kept_in_the_index_without_a_file(
     assert len(fake_upstream.requests) == 1
 
 
+@pytest.mark.sqlite_only
 async def test_a_corrupted_inline_body_is_never_served_and_verify_finds_it(
     sdk: openai.AsyncOpenAI, fake_upstream: FakeUpstream, gateway: Any
 ) -> None:

@@ -93,6 +93,7 @@ async def test_non_utf8_bytes_in_a_form_field_are_a_400_before_upstream(
     assert fake_upstream.requests == []
 
 
+@pytest.mark.sqlite_only
 async def test_a_failed_ledger_write_is_journaled_and_replayed(
     aiohttp_client: Any, fake_upstream: FakeUpstream, make_settings: Callable[..., Settings]
 ) -> None:
@@ -129,6 +130,7 @@ async def test_a_failed_ledger_write_is_journaled_and_replayed(
     assert await client.app[SERVICES].journal.replay(client.app[SERVICES].store) == 0
 
 
+@pytest.mark.sqlite_only
 async def test_a_client_leaving_while_its_hold_is_made_leaks_nothing(
     aiohttp_client: Any, fake_upstream: FakeUpstream, make_settings: Callable[..., Settings]
 ) -> None:

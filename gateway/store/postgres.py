@@ -1,0 +1,555 @@
+"""PostgreSQL through asyncpg: a pool shared by the process, for several replicas on one database.
+
+What holds, across any number of replicas:
+- A reservation is one atomic step: the key's and the team's rows are locked (`FOR UPDATE`, key
+  first, then team, so two reservations never wait on each other in a cycle), and one statement
+  then checks spent + held + estimate against both budgets and inserts the hold. Row locks rather
+  than SERIALIZABLE: reservations on one team queue for a moment instead of failing and retrying,
+  and reservations on different teams never touch.
+- A ledger row settles its request in the same statement (data-modifying CTEs): the row, the
+  hold it releases and the spend counters it grows commit together or not at all; a row written
+  again (journal replay, an orphan settled twice) changes nothing.
+- Migrations apply once, in order, under an advisory lock, so replicas starting together wait for
+  one another instead of racing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from gateway.outcome import sql_refused
+from gateway.periods import Periods
+from gateway.store.base import (
+    COPIED_TABLES,
+    TOTALS_SQL,
+    USAGE_COLUMNS,
+    ApiKey,
+    Conflict,
+    LedgerRow,
+    Spend,
+    Team,
+    UsageFilter,
+    orphan_row,
+)
+from gateway.store.key_cache import Generation, KeyCache
+from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
+from gateway.store.postgres_cache import PostgresCacheIndex
+
+POSTGRES_MIGRATIONS = MIGRATIONS_DIR / "postgres"
+MIGRATION_LOCK = 0x6761_7465_7761_79  # "gateway": the advisory lock migrations run under
+_TEAM_COLUMNS = "id, name, budget_nanos, budget_period, rpm, ipm, created_at"
+_KEY_COLUMNS = (
+    "k.id, k.team_id, t.name, k.name, k.prefix, k.budget_nanos, k.budget_period, k.rpm, k.ipm,"
+    " k.created_at, k.revoked_at"
+)
+_LIMIT_FIELDS = frozenset({"budget_nanos", "budget_period", "rpm", "ipm"})
+_PERIOD_OF = (
+    "CASE {table}.budget_period WHEN 'total' THEN 'total' WHEN 'day' THEN :day"
+    " WHEN 'week' THEN :week ELSE :month END"
+)
+_SPENT = (
+    "COALESCE((SELECT spent_nanos FROM spend WHERE scope = '{scope}' AND scope_id = {scope_id}"
+    f" AND period = {_PERIOD_OF}), 0)"
+)
+_RESERVED = (
+    "COALESCE((SELECT SUM(amount_nanos) FROM reservations"
+    " WHERE {column} = {value} AND expires_at > :now), 0)"
+)
+_RESERVE = f"""
+INSERT INTO reservations
+    (key_id, team_id, amount_nanos, created_at, expires_at, request_id, owner, endpoint, model)
+SELECT :key_id, :team_id, :amount, :created_at, :expires_at, :request_id, :owner, :endpoint, :model
+FROM api_keys k JOIN teams t ON t.id = k.team_id
+WHERE k.id = :key_id
+  AND (k.budget_nanos IS NULL OR
+       {_SPENT.format(scope="key", scope_id=":key_id", table="k")}
+       + {_RESERVED.format(column="key_id", value=":key_id")} + :amount <= k.budget_nanos)
+  AND (t.budget_nanos IS NULL OR
+       {_SPENT.format(scope="team", scope_id="CAST(:team_id AS TEXT)", table="t")}
+       + {_RESERVED.format(column="team_id", value=":team_id")} + :amount <= t.budget_nanos)
+RETURNING id
+"""
+# asyncpg types each parameter once, from its first use: the team id is a number throughout.
+_RESERVE = _RESERVE.replace(":team_id", ":team_id::bigint").replace(":amount", ":amount::bigint")
+_SPEND = {
+    "team": f"""
+SELECT t.budget_nanos, t.budget_period,
+       {_SPENT.format(scope="team", scope_id="CAST(:id AS TEXT)", table="t")},
+       {_RESERVED.format(column="team_id", value="CAST(:id AS BIGINT)")}
+FROM teams t WHERE t.id = CAST(:id AS BIGINT)""",
+    "key": f"""
+SELECT k.budget_nanos, k.budget_period,
+       {_SPENT.format(scope="key", scope_id=":id", table="k")},
+       {_RESERVED.format(column="key_id", value=":id")}
+FROM api_keys k WHERE k.id = :id""",
+}
+_LEDGER_COLUMNS = tuple(LedgerRow.__dataclass_fields__)
+# One statement: the row, the hold it settles, and the spend counters it grows.
+_RECORD = f"""
+WITH row AS (
+    INSERT INTO ledger ({", ".join(_LEDGER_COLUMNS)})
+    VALUES ({", ".join(":" + c for c in _LEDGER_COLUMNS)})
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING *
+), settled AS (
+    DELETE FROM reservations r USING row
+    WHERE r.id = row.reservation_id OR r.request_id = row.request_id
+), grown AS (
+    INSERT INTO spend (scope, scope_id, period, spent_nanos)
+    SELECT s.scope, s.scope_id, s.period, row.cost_nanos
+    FROM row CROSS JOIN LATERAL (VALUES
+        ('team', row.team_id::text, 'total'), ('team', row.team_id::text, 'day:' || row.day),
+        ('team', row.team_id::text, 'week:' || row.week),
+        ('team', row.team_id::text, 'month:' || row.month),
+        ('key', row.key_id, 'total'), ('key', row.key_id, 'day:' || row.day),
+        ('key', row.key_id, 'week:' || row.week), ('key', row.key_id, 'month:' || row.month)
+    ) AS s (scope, scope_id, period)
+    WHERE row.cost_nanos > 0
+    ON CONFLICT (scope, scope_id, period)
+    DO UPDATE SET spent_nanos = spend.spent_nanos + excluded.spent_nanos
+)
+SELECT COUNT(*) FROM row
+"""
+_ORPHAN_COLUMNS = "id, key_id, team_id, amount_nanos, created_at, request_id, endpoint, model"
+_GROUPS = {
+    "team": "t.name",
+    "key": "l.key_id",
+    "model": "COALESCE(l.model, '(none)')",
+    "day": "l.day",
+}
+_USAGE_SUMS = ", ".join(
+    [
+        "COUNT(*) AS requests",
+        f"SUM(CASE WHEN {sql_refused('l.outcome')} THEN 1 ELSE 0 END) AS refused",
+        *(f"SUM(l.{column}) AS {column}" for column in USAGE_COLUMNS[2:]),
+    ]
+)
+_NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")
+
+
+def named(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """`:name` placeholders (as the SQLite store writes them) as asyncpg's `$n`, and the
+    arguments in that order."""
+    order: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in order:
+            order[name] = len(order) + 1
+        return f"${order[name]}"
+
+    return _NAMED.sub(number, sql), [params[name] for name in order]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _limit_values(limits: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(limits) - _LIMIT_FIELDS
+    if unknown:
+        raise TypeError(f"unknown limit fields: {sorted(unknown)}")
+    values = {"budget_nanos": None, "budget_period": "total", "rpm": None, "ipm": None}
+    values.update(limits)
+    return values
+
+
+def _ledger_values(row: LedgerRow) -> dict[str, Any]:
+    values = {column: getattr(row, column) for column in _LEDGER_COLUMNS}
+    values["stream"] = int(values["stream"])
+    if values["latency_ms"] is not None:
+        values["latency_ms"] = float(values["latency_ms"])
+    return values
+
+
+class PostgresStore:
+    """The store for `postgresql://` URLs; several replicas share one database."""
+
+    def __init__(self, url: str, migrations_dir: Path = POSTGRES_MIGRATIONS) -> None:
+        self.url = url
+        self.migrations_dir = migrations_dir
+        self._pool: asyncpg.Pool | None = None
+        self._cache = PostgresCacheIndex(self)
+        # Another replica's change is seen within MAX_AGE_S (or at once through Redis, when
+        # one is configured); this process's own changes at once.
+        self._keys = KeyCache(Generation(None), max_age_s=1.0)
+
+    @property
+    def cache(self) -> PostgresCacheIndex:
+        return self._cache
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("store is not connected")
+        return self._pool
+
+    async def connect(self) -> None:
+        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=10)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def checkpoint(self) -> None:
+        """Nothing to do: the server checkpoints on its own."""
+
+    async def _all(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+        query, args = named(sql, params or {})
+        return list(await self.pool.fetch(query, *args))
+
+    async def _one(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        query, args = named(sql, params or {})
+        return await self.pool.fetchrow(query, *args)
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    async def migrate(self) -> list[str]:
+        done = []
+        async with self.pool.acquire() as conn:
+            # One replica migrates at a time; the others then find nothing left to do.
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            try:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations"
+                    " (version TEXT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+                )
+                applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                for migration in pending_migrations(self.migrations_dir, applied):
+                    async with conn.transaction():  # applied whole and recorded, or not at all
+                        await conn.execute(migration.sql)
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (version, name, applied_at)"
+                            " VALUES ($1, $2, $3)",
+                            migration.version,
+                            migration.name,
+                            _now(),
+                        )
+                    done.append(migration.name)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+        return done
+
+    # Teams
+
+    async def create_team(self, name: str, **limits: Any) -> Team:
+        values = _limit_values(limits)
+        try:
+            row = await self._one(
+                "INSERT INTO teams (name, budget_nanos, budget_period, rpm, ipm, created_at)"
+                " VALUES (:name, :budget_nanos, :budget_period, :rpm, :ipm, :created_at)"
+                f" RETURNING {_TEAM_COLUMNS}",
+                {"name": name, **values, "created_at": _now()},
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"team {name!r} exists already") from exc
+        return Team(*row)
+
+    async def get_team(self, name: str) -> Team | None:
+        row = await self._one(
+            f"SELECT {_TEAM_COLUMNS} FROM teams WHERE name = :name AND deleted_at IS NULL",
+            {"name": name},
+        )
+        return Team(*row) if row else None
+
+    async def list_teams(self) -> list[Team]:
+        rows = await self._all(
+            f"SELECT {_TEAM_COLUMNS} FROM teams WHERE deleted_at IS NULL ORDER BY name"
+        )
+        return [Team(*row) for row in rows]
+
+    async def update_team(self, name: str, **changes: Any) -> Team | None:
+        if not changes:
+            return await self.get_team(name)
+        _limit_values(changes)
+        assignments = ", ".join(f"{field} = :{field}" for field in changes)
+        row = await self._one(
+            f"UPDATE teams SET {assignments} WHERE name = :team_name AND deleted_at IS NULL"
+            f" RETURNING {_TEAM_COLUMNS}",
+            {**changes, "team_name": name},
+        )
+        self._keys.changed()
+        return Team(*row) if row else None
+
+    async def delete_team(self, name: str) -> int | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            team_id = await conn.fetchval(
+                "SELECT id FROM teams WHERE name = $1 AND deleted_at IS NULL FOR UPDATE", name
+            )
+            if team_id is None:
+                return None
+            now = _now()
+            revoked = await conn.fetch(
+                "UPDATE api_keys SET revoked_at = $1 WHERE team_id = $2 AND revoked_at IS NULL"
+                " RETURNING id",
+                now,
+                team_id,
+            )
+            await conn.execute(
+                "UPDATE teams SET deleted_at = $1, name = name || '~deleted~' || id WHERE id = $2",
+                now,
+                team_id,
+            )
+        self._keys.changed()
+        return len(revoked)
+
+    # Keys
+
+    async def create_key(
+        self,
+        *,
+        key_id: str,
+        team_id: int,
+        name: str | None,
+        key_hash: str,
+        prefix: str,
+        **limits: Any,
+    ) -> ApiKey:
+        values = _limit_values(limits)
+        try:
+            await self._all(
+                "INSERT INTO api_keys (id, team_id, name, key_hash, prefix, budget_nanos,"
+                " budget_period, rpm, ipm, created_at) VALUES (:id, :team_id, :name, :key_hash,"
+                " :prefix, :budget_nanos, :budget_period, :rpm, :ipm, :created_at)",
+                {
+                    "id": key_id,
+                    "team_id": team_id,
+                    "name": name,
+                    "key_hash": key_hash,
+                    "prefix": prefix,
+                    **values,
+                    "created_at": _now(),
+                },
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict("key exists already") from exc
+        key = await self.get_key(key_id)
+        assert key is not None
+        return key
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        row = await self._one(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id"
+            " WHERE k.id = :id",
+            {"id": key_id},
+        )
+        return ApiKey(*row) if row else None
+
+    async def find_key_by_hash(self, key_hash: str) -> tuple[ApiKey, Team] | None:
+        """From memory while no key or team has changed since it was read (key_cache.py)."""
+        if (cached := self._keys.get(key_hash)) is not None:
+            return cached
+        generation = self._keys.generation.value()
+        row = await self._one(
+            f"SELECT {_KEY_COLUMNS}, t.budget_nanos, t.budget_period, t.rpm, t.ipm, t.created_at"
+            " FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = :hash",
+            {"hash": key_hash},
+        )
+        if row is None:
+            return None
+        key = ApiKey(*row[:11])
+        team = Team(key.team_id, key.team_name, *row[11:])
+        self._keys.put(key_hash, (key, team), generation)
+        return key, team
+
+    async def list_keys(self, team_id: int | None = None) -> list[ApiKey]:
+        where = "WHERE k.team_id = :team_id" if team_id is not None else ""
+        rows = await self._all(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id {where}"
+            " ORDER BY k.created_at, k.id",
+            {"team_id": team_id} if team_id is not None else {},
+        )
+        return [ApiKey(*row) for row in rows]
+
+    async def update_key(self, key_id: str, **changes: Any) -> ApiKey | None:
+        name_change = {"name": changes.pop("name")} if "name" in changes else {}
+        _limit_values(changes)
+        changes.update(name_change)
+        if changes:
+            assignments = ", ".join(f"{field} = :{field}" for field in changes)
+            await self._all(
+                f"UPDATE api_keys SET {assignments} WHERE id = :key_id",
+                {**changes, "key_id": key_id},
+            )
+            self._keys.changed()
+        return await self.get_key(key_id)
+
+    async def revoke_key(self, key_id: str) -> ApiKey | None:
+        await self._all(
+            "UPDATE api_keys SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL",
+            {"now": _now(), "id": key_id},
+        )
+        self._keys.changed()
+        return await self.get_key(key_id)
+
+    async def rotate_key(self, key_id: str, *, key_hash: str, prefix: str) -> ApiKey | None:
+        rows = await self._all(
+            "UPDATE api_keys SET key_hash = :hash, prefix = :prefix"
+            " WHERE id = :id AND revoked_at IS NULL RETURNING id",
+            {"hash": key_hash, "prefix": prefix, "id": key_id},
+        )
+        self._keys.changed()
+        return await self.get_key(key_id) if rows else None
+
+    # Accounting
+
+    async def reserve(
+        self,
+        *,
+        key_id: str,
+        team_id: int,
+        amount_nanos: int,
+        periods: Periods,
+        now: float,
+        ttl_s: float,
+        request_id: str | None = None,
+        owner: str | None = None,
+        endpoint: str | None = None,
+        model: str | None = None,
+    ) -> int | None:
+        query, args = named(
+            _RESERVE,
+            {
+                "key_id": key_id,
+                "team_id": team_id,
+                "amount": amount_nanos,
+                "created_at": _now(),
+                "expires_at": float(now + ttl_s),
+                "now": float(now),
+                "request_id": request_id,
+                "owner": owner,
+                "endpoint": endpoint,
+                "model": model,
+                **periods.sql_case(),
+            },
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Key, then team: every reservation locks in this order, so none waits in a cycle.
+            await conn.execute("SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE", key_id)
+            await conn.execute("SELECT 1 FROM teams WHERE id = $1 FOR UPDATE", team_id)
+            reservation = await conn.fetchval(query, *args)
+        return None if reservation is None else int(reservation)
+
+    async def spend(self, scope: str, scope_id: str, periods: Periods, now: float) -> Spend:
+        row = await self._one(
+            _SPEND[scope], {"id": scope_id, "now": float(now), **periods.sql_case()}
+        )
+        if row is None:
+            return Spend(None, "total", 0, 0)
+        return Spend(row[0], row[1], int(row[2]), int(row[3]))
+
+    async def record(self, row: LedgerRow) -> None:
+        await self._all(_RECORD, _ledger_values(row))
+
+    async def holders(self) -> list[str]:
+        rows = await self._all("SELECT DISTINCT owner FROM reservations WHERE owner IS NOT NULL")
+        return [row[0] for row in rows]
+
+    async def settle_orphans(self, now: float, dead_owners: Collection[str] = ()) -> int:
+        found = await self.pool.fetch(
+            f"SELECT {_ORPHAN_COLUMNS} FROM reservations"
+            " WHERE expires_at <= $1 OR owner = ANY($2::text[])",
+            float(now),
+            sorted(dead_owners),
+        )
+        if not found:
+            return 0
+        query, _ = named(_RECORD, {c: None for c in _LEDGER_COLUMNS})
+        async with self.pool.acquire() as conn:
+            for reservation in found:
+                values = _ledger_values(orphan_row(*reservation))
+                await conn.execute(query, *(values[c] for c in _LEDGER_COLUMNS))
+                await conn.execute("DELETE FROM reservations WHERE id = $1", reservation[0])
+        return len(found)
+
+    async def usage(self, where: UsageFilter, group_by: str) -> list[dict[str, Any]]:
+        conditions, params = [], {}
+        for column, value in (
+            ("l.team_id = :team_id", where.team_id),
+            ("l.key_id = :key_id", where.key_id),
+            ("l.model = :model", where.model),
+            ("l.created_at >= :since", where.since),
+            ("l.created_at < :until", where.until),
+        ):
+            if value is not None:
+                conditions.append(column)
+                params[column.split(":")[1]] = value
+        where_sql = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        group = _GROUPS[group_by]
+        rows = await self._all(
+            f"SELECT {group} AS grp, {_USAGE_SUMS} FROM ledger l JOIN teams t ON t.id = l.team_id"
+            f" {where_sql} GROUP BY grp ORDER BY grp",
+            params,
+        )
+        return [
+            {group_by: row[0], **{c: int(v) for c, v in zip(USAGE_COLUMNS, row[1:], strict=True)}}
+            for row in rows
+        ]
+
+    # Moving between stores (`gateway db copy`).
+
+    async def dump(self, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        assert table in COPIED_TABLES
+        async with self.pool.acquire() as conn:
+            statement = await conn.prepare(f"SELECT * FROM {table} ORDER BY 1")
+            columns = [attribute.name for attribute in statement.get_attributes()]
+            rows = [tuple(record) for record in await statement.fetch()]
+        return columns, rows
+
+    async def load(self, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        assert table in COPIED_TABLES
+        async with self.pool.acquire() as conn, conn.transaction():
+            types: dict[str, str] = {
+                row[0]: row[1]
+                for row in await conn.fetch(
+                    "SELECT column_name, data_type FROM information_schema.columns"
+                    " WHERE table_name = $1 AND table_schema = current_schema()",
+                    table,
+                )
+            }
+            convert = [_CONVERSIONS.get(types.get(column, ""), _same) for column in columns]
+            records = [
+                tuple(None if v is None else c(v) for c, v in zip(convert, row, strict=True))
+                for row in rows
+            ]
+            await conn.copy_records_to_table(table, records=records, columns=columns)
+            if "id" in columns and types.get("id") == "bigint":  # the next id follows the copy
+                await conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                    f" GREATEST((SELECT MAX(id) FROM {table}), 1))"
+                )
+        self._keys.changed()
+
+    async def clear(self) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            for table in reversed(COPIED_TABLES):
+                await conn.execute(f"DELETE FROM {table}")
+            await conn.execute("DELETE FROM cache_unused")
+        self._keys.changed()
+
+    async def totals(self) -> dict[str, int]:
+        rows = await self.pool.fetch(" UNION ALL ".join(TOTALS_SQL))
+        return {row[0]: int(row[1]) for row in rows}
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# SQLite gives what it stored; PostgreSQL's COPY wants each column's own type.
+_CONVERSIONS: dict[str, Any] = {
+    "boolean": bool,
+    "double precision": float,
+    "bigint": int,
+    "integer": int,
+    "text": str,
+    "bytea": bytes,
+}
