@@ -10,12 +10,14 @@ then cut (streams end with their `stream_cut` event), and the store closes last.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.changes import KEYS, PRICES
 from gateway.journal import settle_holds
 from gateway.settings import Settings
 from gateway.state import DETACHED, ENDING_S, LIFECYCLE, SERVICES, WORKER
@@ -40,6 +42,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
             empty_spool_dir(settings)
         await cache.start(empty_tmp=not worker)
         await upstream.start()
+        await _hear_other_replicas(app)
         housekeeping = asyncio.create_task(_housekeeping(app))
         try:
             yield
@@ -50,10 +53,20 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
             if deadline is not None:
                 deadline.cancel()
             await upstream.close()
+            await app[SERVICES].changes.close()
             await app[SERVICES].limiter.close()
             await cache.close()
     finally:
         await store.close()
+
+
+async def _hear_other_replicas(app: web.Application) -> None:
+    """Changes to keys and teams made here are told to the other replicas; theirs drop the keys
+    kept here, and their price reloads reload here too."""
+    services = app[SERVICES]
+    keys = services.store.keys
+    keys.on_change = functools.partial(services.changes.publish, KEYS)
+    await services.changes.start({KEYS: keys.forget, PRICES: services.reload_prices})
 
 
 async def _housekeeping(app: web.Application) -> None:

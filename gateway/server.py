@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.changes import PRICES
 from gateway.guard import Guard, GuardedSite, default_connection_cap
-from gateway.pricing import PriceError
 from gateway.settings import Settings
 from gateway.state import ENDING_S, SERVICES
 
@@ -35,14 +35,11 @@ def read_pid(settings: Settings) -> int | None:
 
 
 def reload_prices(apps: list[web.Application]) -> None:
-    """SIGHUP: every app with a price book reads its file again; a bad file changes nothing."""
+    """SIGHUP: every app with a price book reads its file again (a bad file changes nothing),
+    and tells the other replicas to do the same."""
     for app in apps:
-        if SERVICES in app:
-            try:
-                table = app[SERVICES].prices.reload()
-                log.info("price table reloaded: version %s from %s", table.version, table.path)
-            except PriceError as exc:
-                log.error("price table NOT reloaded, the old one stays in force: %s", exc)
+        if SERVICES in app and app[SERVICES].reload_prices():
+            app[SERVICES].changes.publish(PRICES)
 
 
 async def _wait_for_signal(apps: list[web.Application]) -> None:

@@ -1,24 +1,29 @@
 """What the stages reach: one object per app that holds the store, the upstream client, the
-prices, the rate limiter, the cache, the metrics and the ledger journal.
+prices, the rate limiter, the cache, the metrics, the ledger journal and the channel to other
+replicas.
 
 A request's Flow carries it (`flow.services`), so a stage needs no aiohttp app: a test hands it
-a Services made of fakes. The next backends plug in here (a Postgres store, a Redis limiter, an
-object-store cache) without a stage knowing.
+a Services made of fakes. Backends plug in here (the PostgreSQL store, the Redis limiter and
+change channel) without a stage knowing.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.cache.cache import ResponseCache
+from gateway.changes import Changes, changes_for
 from gateway.journal import LedgerJournal
 from gateway.metrics import Metrics
-from gateway.pricing import PriceTable, load_prices
+from gateway.pricing import PriceError, PriceTable, load_prices
 from gateway.quota import Limiter, RateLimiter
 from gateway.settings import Settings
 from gateway.store import Store, open_store
 from gateway.upstream import Upstream
+
+log = logging.getLogger(__name__)
 
 
 class PriceBook:
@@ -44,6 +49,7 @@ class Services:
     cache: ResponseCache
     metrics: Metrics
     journal: LedgerJournal
+    changes: Changes  # what other replicas must hear (through Redis, when there is one)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Services:
@@ -60,7 +66,20 @@ class Services:
             cache=ResponseCache(settings, store, metrics.cache_evicted),
             metrics=metrics,
             journal=LedgerJournal(settings.journal_dir),
+            changes=changes_for(
+                None if settings.redis_url is None else settings.redis_url.get_secret_value()
+            ),
         )
+
+    def reload_prices(self) -> bool:
+        """Read the price file again (a bad one changes nothing); whether it was taken."""
+        try:
+            table = self.prices.reload()
+        except PriceError as exc:
+            log.error("price table NOT reloaded, the old one stays in force: %s", exc)
+            return False
+        log.info("price table reloaded: version %s from %s", table.version, table.path)
+        return True
 
 
 def limiter_for(settings: Settings, metrics: Metrics) -> Limiter:

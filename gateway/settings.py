@@ -121,12 +121,24 @@ class Settings(BaseSettings):
     # expire sooner than that.
     cache_url_ttl_s: float = Field(default=50 * 60.0, gt=0)
     cache_max_bytes: int = Field(default=10 * GiB, ge=0)
+    # Where body files live: unset, <data dir>/cache; a directory every replica mounts shares
+    # them (the index is shared through GATEWAY_DATABASE_URL).
+    cache_store: Path | None = None
     # Bodies up to this size live in the store's index, not as files (0: every body a file).
     cache_inline_max_bytes: int = Field(default=64 * 1024, ge=0, le=1024 * 1024)
     # Request fields that do not change the image, left out of the cache key.
     cache_ignored_fields: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORED_FIELDS))
     # Teams (by name) whose requests are never answered from, nor stored in, the cache.
     cache_disabled_teams: list[str] = Field(default_factory=list)
+
+    @field_validator("cache_store", mode="before")
+    @classmethod
+    def _directory_only(cls, value: object) -> object:
+        if isinstance(value, str) and "://" in value:
+            raise ValueError(
+                "object stores (s3://…) are not supported yet: use a directory every replica mounts"
+            )
+        return value
 
     @field_validator("upstream_api_key", "admin_token", "metrics_token", mode="after")
     @classmethod
@@ -166,8 +178,13 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         """Cached response bodies (`bodies/`, named by content hash) and their partial writes
-        (`tmp/`, emptied at start)."""
-        return self.data_dir / "cache"
+        (`tmp/`, emptied at start; when shared, only of what is older than an hour)."""
+        return self.cache_store or self.data_dir / "cache"
+
+    @property
+    def cache_shared(self) -> bool:
+        """Whether other gateways may be writing into the cache directory right now."""
+        return self.cache_store is not None
 
     @classmethod
     def settings_customise_sources(

@@ -53,7 +53,7 @@ def prepare(settings: Settings) -> Path:
     """Start-up work done once for all workers; returns the metrics directory, emptied."""
     asyncio.run(_settle_the_books(settings, dead_owners=None))
     empty_spool_dir(settings)
-    BodyFiles(settings.cache_dir).prepare()
+    BodyFiles(settings.cache_dir).prepare(shared=settings.cache_shared)
     directory = metrics_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
     for leftover in directory.glob("*.db"):  # counts of an earlier run would be summed in

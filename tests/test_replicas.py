@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -104,3 +105,44 @@ async def test_a_key_revoked_through_one_replica_is_refused_by_the_others_within
             await asyncio.sleep(0.05)
     for sdk in sdks:
         await sdk.close()
+
+
+async def test_replicas_sharing_a_cache_directory_answer_each_others_misses(
+    aiohttp_client: Any,
+    fake_upstream: FakeUpstream,
+    make_settings: Callable[..., Settings],
+    pg_url: str,
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "shared-cache"
+    gateways = [
+        await aiohttp_client(
+            create_app(
+                make_settings(
+                    upstream_url=fake_upstream.url,
+                    database_url=pg_url,
+                    data_dir=tmp_path / f"replica{i}",  # each its own disk but for the cache
+                    cache_enabled=True,
+                    cache_store=shared,
+                    cache_inline_max_bytes=0,  # every body a file in the shared directory
+                )
+            )
+        )
+        for i in range(2)
+    ]
+    store = gateways[0].app[SERVICES].store
+    await accounts.create_team(store, accounts.TeamCreate(name="t"))
+    key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
+    first, second = (sdk_for(gateway, key) for gateway in gateways)
+    miss = await first.images.with_raw_response.generate(**REQUEST)
+    while gateways[0].app[DETACHED] or gateways[0].app[SERVICES].cache.storing:
+        await gateways[0].app[SERVICES].cache.drain()
+        await asyncio.sleep(0.01)
+    hit = await second.images.with_raw_response.generate(**REQUEST)
+    assert (miss.headers["x-gateway-cache"], hit.headers["x-gateway-cache"]) == ("miss", "hit")
+    assert hit.parse().data == miss.parse().data and len(fake_upstream.requests) == 1
+    assert [p.name for p in (shared / "bodies").glob("*/*")] == [
+        sha for sha, _ in await store.cache.bodies()
+    ]
+    await first.close()
+    await second.close()

@@ -65,7 +65,9 @@ class ResponseCache:
         self._batches = BatchStore(self._store_batch)
 
     async def start(self, *, empty_tmp: bool = True) -> None:
-        await asyncio.to_thread(self.files.prepare, empty_tmp=empty_tmp)
+        await asyncio.to_thread(
+            self.files.prepare, empty_tmp=empty_tmp, shared=self.settings.cache_shared
+        )
 
     async def lookup(self, key: str) -> Hit | None:
         """The fresh entry for `key` with its body open, counted as a hit; or None."""

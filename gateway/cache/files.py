@@ -14,6 +14,7 @@ Every disk operation runs on a worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1024 * 1024
+STALE_TMP_S = 3600.0  # a partial write this old in a shared directory was left by a dead process
 SEND_CHUNK = 256 * 1024  # per read when sendfile is missing: 100 hits in flight hold ~25 MiB
 
 
@@ -46,16 +48,20 @@ class BodyFiles:
         self._verified: dict[str, tuple[int, int, int]] = {}
         self._parents: set[Path] = set()  # bodies/xx/ directories known to exist
 
-    def prepare(self, *, empty_tmp: bool = True) -> None:
+    def prepare(self, *, empty_tmp: bool = True, shared: bool = False) -> None:
         """Create the directories and drop partial writes a dead process left (blocking: call at
         start, before serving). Worker processes sharing the directory leave `tmp/` alone: the
-        supervisor emptied it before any of them started."""
+        supervisor emptied it before any of them started. In a directory other gateways share
+        (`shared`), only partial writes older than an hour go: younger ones may be theirs."""
         self.bodies.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         if not empty_tmp:
             return
+        oldest = time.time() - STALE_TMP_S if shared else float("inf")
         for leftover in self.tmp.iterdir():
-            leftover.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < oldest:
+                    leftover.unlink()
 
     def path(self, sha256: str) -> Path:
         return self.bodies / sha256[:2] / sha256

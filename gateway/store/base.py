@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.outcome import Outcome
 from gateway.periods import Periods
+
+if TYPE_CHECKING:
+    from gateway.store.key_cache import KeyCache
 
 BUDGET_PERIODS = ("day", "week", "month", "total")
 
@@ -291,6 +294,11 @@ class Store(Protocol):
 
     @property
     def cache(self) -> CacheIndex: ...
+
+    @property
+    def keys(self) -> KeyCache:
+        """Keys found by hash, kept in memory until a key or team changes."""
+        ...
 
     async def connect(self) -> None: ...
     async def close(self) -> None: ...

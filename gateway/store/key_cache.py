@@ -15,6 +15,7 @@ import mmap
 import os
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.store.base import ApiKey, Team
@@ -61,11 +62,17 @@ class Generation:
             self._map = None
 
 
+def _nobody_else() -> None:
+    pass
+
+
 class KeyCache:
     def __init__(self, generation: Generation, max_age_s: float = MAX_AGE_S) -> None:
         self.generation = generation
         self.max_age_s = max_age_s
         self._found: dict[str, tuple[Found, int, float]] = {}
+        # Tells other replicas (gateway/changes.py); the generation tells this machine's others.
+        self.on_change: Callable[[], None] = _nobody_else
 
     def get(self, key_hash: str) -> Found | None:
         """The cached key and team for `key_hash`, if still current."""
@@ -88,3 +95,8 @@ class KeyCache:
         """A key or team changed (and committed): no process uses what it cached before."""
         self._found.clear()
         self.generation.bump()
+        self.on_change()
+
+    def forget(self) -> None:
+        """Another replica changed a key or team: read them all afresh."""
+        self._found.clear()

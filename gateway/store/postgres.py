@@ -181,6 +181,11 @@ class PostgresStore:
         self._keys = KeyCache(Generation(None), max_age_s=1.0)
 
     @property
+    def keys(self) -> KeyCache:
+        """The keys kept in memory (key_cache.py)."""
+        return self._keys
+
+    @property
     def cache(self) -> PostgresCacheIndex:
         return self._cache
 

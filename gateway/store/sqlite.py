@@ -136,6 +136,11 @@ class SqliteStore:
         self._keys = KeyCache(Generation(None))
 
     @property
+    def keys(self) -> KeyCache:
+        """The keys kept in memory (key_cache.py)."""
+        return self._keys
+
+    @property
     def cache(self) -> SqliteCacheIndex:
         return self._cache
 
