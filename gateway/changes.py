@@ -17,9 +17,6 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 log = logging.getLogger(__name__)
 CHANNEL = "gateway:changes"
 KEYS, PRICES = "keys", "prices"
@@ -41,6 +38,8 @@ class Changes:
 
 class RedisChanges(Changes):
     def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis  # loads only when Redis is configured
+
         self.redis: Any = aioredis.Redis.from_url(url, socket_connect_timeout=0.5)
         # Messages from this process were acted on already, when they were sent.
         self.origin = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -59,7 +58,7 @@ class RedisChanges(Changes):
     async def _send(self, kind: str) -> None:
         try:
             await self.redis.publish(CHANNEL, f"{self.origin} {kind}")
-        except (RedisError, OSError) as exc:
+        except (_redis_error(), OSError) as exc:
             log.warning("could not tell the other replicas (%s changed): %s", kind, exc)
 
     async def _listen(self, on: dict[str, Callable[[], object]]) -> None:
@@ -73,7 +72,7 @@ class RedisChanges(Changes):
                         origin, _, kind = message["data"].decode().partition(" ")
                         if origin != self.origin and kind in on:
                             on[kind]()
-            except (RedisError, OSError) as exc:
+            except (_redis_error(), OSError) as exc:
                 log.warning("not hearing other replicas' changes (%s); retrying", exc)
                 await asyncio.sleep(RECONNECT_S)
 
@@ -85,6 +84,12 @@ class RedisChanges(Changes):
         if self._sending:
             await asyncio.wait(self._sending, timeout=1)
         await self.redis.aclose()
+
+
+def _redis_error() -> type[Exception]:
+    from redis.exceptions import RedisError
+
+    return RedisError
 
 
 def changes_for(redis_url: str | None) -> Changes:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from gateway import accounts
 from gateway.cache.batch import BatchStore, PendingStore
@@ -29,6 +29,9 @@ from gateway.money import nanos_to_usd
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.store.base import CacheEntry
+
+if TYPE_CHECKING:
+    from gateway.cache.remote import RemoteFlights
 
 log = logging.getLogger(__name__)
 STRAY_AGE_S = 3600.0  # a body file no entry names, older than this, is left over: removed
@@ -63,6 +66,13 @@ class ResponseCache:
         # so a hit costs no write on the serving path.
         self._hits: dict[str, tuple[int, float]] = {}
         self._batches = BatchStore(self._store_batch)
+        # Identical requests in flight on other replicas, through Redis (remote.py); None: this
+        # process coalesces its own only.
+        self.remote: RemoteFlights | None = None
+        if settings.redis_url is not None and settings.cache_enabled:
+            from gateway.cache.remote import RemoteFlights  # redis loads only when used
+
+            self.remote = RemoteFlights(settings.redis_url.get_secret_value(), self)
 
     async def start(self, *, empty_tmp: bool = True) -> None:
         await asyncio.to_thread(
@@ -164,6 +174,8 @@ class ResponseCache:
     async def close(self) -> None:
         await self.drain()
         await self._flush_hits()
+        if self.remote is not None:
+            await self.remote.close()
 
     async def purge(self, *, team_id: int | None = None, key_id: str | None = None) -> int:
         await self.drain()  # what was handed over before the purge is purged too

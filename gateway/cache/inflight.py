@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from gateway.cache.files import Tee
 from gateway.errors import GatewayError
@@ -73,6 +74,15 @@ class Ticket:
     holds_tee: bool = False
 
 
+class Mirror(Protocol):
+    """Where else a leader's InFlight is told what happens: identical requests on other
+    replicas follow it there (remote.py). Calls must not block: they queue."""
+
+    def started(self, headers: dict[str, str]) -> None: ...
+    def appended(self, data: bytes) -> None: ...
+    def ended(self, outcome: Ending) -> None: ...
+
+
 @dataclass(eq=False)
 class InFlight:
     key: str
@@ -80,6 +90,7 @@ class InFlight:
     tee: Tee | None = None
     outcome: Ending | None = None
     followers: list[Ticket] = field(default_factory=list)
+    mirror: Mirror | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def notify(self) -> None:
@@ -110,11 +121,21 @@ class InFlight:
         for ticket in self.followers:
             tee.retain()
             ticket.holds_tee = True
+        if self.mirror is not None:
+            self.mirror.started(headers)
+        self.notify()
+
+    def appended(self, data: bytes) -> None:
+        """More of the stream is in the tee."""
+        if self.mirror is not None:
+            self.mirror.appended(data)
         self.notify()
 
     def end(self, outcome: Ending) -> None:
         if self.outcome is None:
             self.outcome = outcome
+            if self.mirror is not None:
+                self.mirror.ended(outcome)
             self.notify()
 
 

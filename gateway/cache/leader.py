@@ -80,7 +80,7 @@ class Leader:
                 self.inflight.end(StreamEnd(Outcome.STREAM_CUT, stream_cut_event(reason), 0, 0))
             return
         if self.inflight is not None:
-            self.inflight.notify()
+            self.inflight.appended(bytes(raw))
 
     async def ended(self, trailer: bytes) -> None:
         """Followers finish with `trailer`; a complete stream is stored."""

@@ -1,5 +1,6 @@
 """The cache's pipeline stages: plan (key and policy), look up, join an identical request in
-flight. A miss leaves the request as the leader that goes upstream (see leader.py)."""
+flight, in this process or (through Redis) on another replica. A miss leaves the request as the
+leader that goes upstream (see leader.py)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,9 @@ async def join_in_flight(flow: Flow) -> web.StreamResponse | None:
     tried: InFlight | None = None
     while True:
         inflight, leading = cache.in_flight.claim(plan.key)
+        if leading and plan.read and cache.remote is not None:
+            # First here: first anywhere, or follow the replica that is (remote.py).
+            leading = await cache.remote.join(plan.key, inflight)
         # Twins may not join a no-cache request, nor can a follower wait twice on one leader
         # whose outcome it could not use: those go upstream on their own.
         if leading or not plan.read or inflight is tried:

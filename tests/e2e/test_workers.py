@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,13 @@ def total(text: str, name: str) -> float:
         for sample in family.samples
         if sample.name == name
     )
+
+
+def served_by(tmp_path: Path) -> set[int]:
+    """The processes that logged a request so far."""
+    lines = (tmp_path / "gateway.log").read_text().splitlines()
+    requests = (json.loads(line) for line in lines if line.startswith("{"))
+    return {line["pid"] for line in requests if line["logger"] == "gateway.requests"}
 
 
 def test_metrics_add_up_across_workers(tmp_path: Path) -> None:
@@ -65,13 +73,25 @@ def test_metrics_add_up_across_workers(tmp_path: Path) -> None:
         client = openai.OpenAI(
             base_url=f"http://127.0.0.1:{port}/v1", api_key=key, http_client=fresh, max_retries=0
         )
-        for i in range(REQUESTS):
-            client.images.generate(model="gpt-image-1", prompt=f"p{i}", quality="low")
+        # Until both workers have served some (the second may start listening a moment after
+        # the first): the log names the process of every request.
+        sent = 0
+        while sent < REQUESTS or (len(served_by(tmp_path)) < 2 and sent < 10 * REQUESTS):
+            client.images.generate(model="gpt-image-1", prompt=f"p{sent}", quality="low")
+            sent += 1
+        # The last request's ending (which counts it) may still run as its answer arrives.
+        deadline = time.monotonic() + 5
+        while (
+            total(fresh.get(f"http://127.0.0.1:{port}/metrics").text, "gateway_requests_total")
+            < sent
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
         scrapes = [fresh.get(f"http://127.0.0.1:{port}/metrics").text for _ in range(6)]
         fresh.close()
         for text in scrapes:  # whichever worker answered, it counts both workers' requests
-            assert total(text, "gateway_requests_total") == REQUESTS
-            assert total(text, "gateway_images_total") == REQUESTS
+            assert total(text, "gateway_requests_total") == sent
+            assert total(text, "gateway_images_total") == sent
             assert total(text, "gateway_requests_in_flight") == 0
         gateway.send_signal(signal.SIGTERM)
         assert gateway.wait(timeout=30) == 0
@@ -81,12 +101,6 @@ def test_metrics_add_up_across_workers(tmp_path: Path) -> None:
                 process.kill()
             process.wait(timeout=10)
         log.close()
-    lines = [
-        json.loads(line)
-        for line in (tmp_path / "gateway.log").read_text().splitlines()
-        if line.startswith("{")
-    ]
-    served_by = {line["pid"] for line in lines if line["logger"] == "gateway.requests"}
-    assert len(served_by) == 2, "both workers served requests"
+    assert len(served_by(tmp_path)) == 2, "both workers served requests"
     with sqlite3.connect(tmp_path / "data" / "gateway.db") as db:
-        assert db.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == REQUESTS
+        assert db.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == sent
