@@ -200,3 +200,79 @@ def test_kubernetes_manifests_agree_with_each_other() -> None:
     assert secret_names == {"GATEWAY_UPSTREAM_API_KEY", "GATEWAY_ADMIN_TOKEN"}
     known = {f"GATEWAY_{name.upper()}" for name in Settings.model_fields}
     assert set(config) | secret_names <= known
+
+
+KNOWN_SETTINGS = {f"GATEWAY_{name.upper()}" for name in Settings.model_fields}
+
+
+def test_compose_replicas_share_one_store_one_redis_and_one_cache_behind_nginx() -> None:
+    compose = load_yaml(DEPLOY / "docker-compose.replicas.yml")
+    services = compose["services"]
+    gateways = {name: s for name, s in services.items() if name.startswith("gateway-")}
+    assert len(gateways) == 3
+    environments = [s["environment"] for s in gateways.values()]
+    assert all(env == environments[0] for env in environments)  # one configuration for all
+    env = environments[0]
+    assert set(env) <= KNOWN_SETTINGS
+    assert (
+        env["GATEWAY_DATABASE_URL"].startswith("postgresql://")
+        and "@postgres:" in env["GATEWAY_DATABASE_URL"]
+    )
+    assert env["GATEWAY_REDIS_URL"] == "redis://redis:6379/0"
+    for gateway in gateways.values():
+        assert f"cache-bodies:{env['GATEWAY_CACHE_STORE']}" in gateway["volumes"]
+        assert gateway["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert {"postgres", "redis", "simulator", "loadbalancer"} <= set(services)
+    nginx = (DEPLOY / "nginx" / "replicas.conf").read_text()
+    upstreams = set(re.findall(r"server (gateway-\d):8080", nginx))
+    assert upstreams == set(gateways)
+    assert "proxy_buffering off" in nginx  # streams pass as they arrive
+    assert services["loadbalancer"]["ports"] == ["8080:8080"]
+
+
+def test_the_kubernetes_replicas_overlay_runs_three_pods_on_shared_services() -> None:
+    overlay = DEPLOY / "kubernetes-replicas"
+    kustomization = load_yaml(overlay / "kustomization.yaml")
+    assert "../kubernetes" in kustomization["resources"]
+    base = kubernetes()
+    patches = {p.get("path"): p for p in kustomization["patches"]}
+    deployment = load_yaml(overlay / patches["deployment-patch.yaml"]["path"])
+    assert deployment["metadata"]["name"] == base["Deployment"]["metadata"]["name"]
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"] is None  # the SQLite volume goes
+    cache_claim = load_yaml(overlay / "cache-pvc.yaml")
+    assert volumes["cache"]["persistentVolumeClaim"]["claimName"] == cache_claim["metadata"]["name"]
+    assert cache_claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    deleted = [yaml.safe_load(p["patch"]) for p in kustomization["patches"] if "patch" in p]
+    (removed,) = [d for d in deleted if d.get("$patch") == "delete"]
+    assert removed["metadata"]["name"] == base["PersistentVolumeClaim"]["metadata"]["name"]
+    (config,) = [d for d in deleted if d["kind"] == "ConfigMap"]
+    mounts = deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "cache", "mountPath": config["data"]["GATEWAY_CACHE_STORE"]} in mounts
+    secret = load_yaml(overlay / "secret-patch.yaml")["stringData"]
+    assert set(secret) == {"GATEWAY_DATABASE_URL", "GATEWAY_REDIS_URL"}
+    assert secret["GATEWAY_DATABASE_URL"].startswith("postgresql://")
+
+
+def test_the_helm_chart_reads_only_values_it_declares() -> None:
+    chart = DEPLOY / "helm" / "images-gateway"
+    values = load_yaml(chart / "values.yaml")
+    scaled = load_yaml(chart / "values-scaled.yaml")
+    assert values["mode"] == "embedded" and scaled["mode"] == "scaled"
+    assert set(scaled) <= set(values)  # the scaled example overrides declared values only
+    used = set()
+    for template in (chart / "templates").glob("*"):
+        used |= set(re.findall(r"\.Values\.([A-Za-z0-9_.]+)", template.read_text()))
+    assert used, "the templates read values"
+    for path in used:
+        node: Any = values
+        for part in path.split("."):
+            assert isinstance(node, dict) and part in node, f".Values.{path} is not declared"
+            node = node[part]
+    assert set(values["settings"]) <= KNOWN_SETTINGS
+    deployment = (chart / "templates" / "deployment.yaml").read_text()
+    assert "type: Recreate" in deployment and "type: RollingUpdate" in deployment
+    secret = (chart / "templates" / "secret.yaml").read_text()
+    assert "GATEWAY_DATABASE_URL" in secret and "GATEWAY_REDIS_URL" in secret
