@@ -70,13 +70,15 @@ async def _hear_other_replicas(app: web.Application) -> None:
 
 
 async def _housekeeping(app: web.Application) -> None:
-    """Every few seconds: checkpoint the store, replay journaled ledger rows and settle expired
-    holds, forget idle rate-limit windows, write cache hit counts and drop expired entries."""
+    """Every few seconds: checkpoint the store, replay journaled ledger rows and settle the holds
+    that will never settle (expired, or held by a process on this host that has died: a worker
+    or a replica killed mid-request), forget idle rate-limit windows, write cache hit counts and
+    drop expired entries."""
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
         try:
             await app[SERVICES].store.checkpoint()
-            await _settle_the_books(app, dead_owners=[])
+            await _settle_the_books(app, dead_owners=None)
             app[SERVICES].limiter.forget_idle()
             await app[SERVICES].cache.housekeeping()
         except Exception:
