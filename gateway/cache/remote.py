@@ -4,7 +4,9 @@ A replica whose request is the first for a key in its own process (`InFlightRegi
 claims the key in Redis (`gateway:lead:<key>` → a flight id, set only if absent). The winner leads:
 its InFlight is mirrored, event by event, into a Redis stream of its own
 (`gateway:flight:<flight id>`): the stream's start and headers, each chunk of it as the client
-gets it, and how it ended (the whole reply, stored, cut, failed, abandoned). Any other replica
+gets it, and how it ended (the whole reply, stored, cut, failed, abandoned). A whole answer (not
+a stream) is written only when another replica watches the flight (most misses have no twin,
+and copying every body into Redis would cost more than the rest of the request). Any other replica
 with the same request feeds a local InFlight from that stream, and its requests follow it exactly
 as they follow a leader in their own process: a stream follower gets every event so far at once,
 then each one as it arrives.
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 LEAD = "gateway:lead:"
 FLIGHT = "gateway:flight:"
+WATCH = "gateway:watch:"  # + flight id: set by the replicas following it
 HEARTBEAT_S = 1.0
 LEAD_TTL_MS = 4000
 STREAM_TTL_S = 60
@@ -55,6 +58,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# A whole (non-stream) answer is the flight's only message: written only when some replica
+# watches, in the same step that releases the claim, so a replica that starts watching later
+# finds the claim gone (and goes its own way) rather than waiting on a message never written.
+_END_IF_WATCHED = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+return 1
+"""
 
 
 class RemoteFlights:
@@ -64,6 +78,7 @@ class RemoteFlights:
             url, socket_connect_timeout=0.5, socket_timeout=READ_BLOCK_MS / 1000 + 5
         )
         self._if_ours = self.redis.register_script(_IF_OURS)
+        self._end_if_watched = self.redis.register_script(_END_IF_WATCHED)
         self._origin = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._flights = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -98,6 +113,10 @@ class RemoteFlights:
         last = "0-0"
         tee: Tee | None = None
         try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.incr(WATCH + flight)
+                pipe.expire(WATCH + flight, STREAM_TTL_S)
+                await pipe.execute()
             while inflight.outcome is None:
                 replies = await self.redis.xread({stream: last}, block=READ_BLOCK_MS, count=64)
                 if not replies:
@@ -207,11 +226,13 @@ class _Mirror:
         self.remote = remote
         self.key = key
         self.flight = flight
+        self._streaming = False  # a stream is mirrored event by event from its start
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
         remote._spawn(self._write())
 
     def started(self, headers: dict[str, str]) -> None:
+        self._streaming = True
         self._queue.put_nowait({"t": "start", "headers": json.dumps(headers)})
 
     def appended(self, data: bytes) -> None:
@@ -223,8 +244,17 @@ class _Mirror:
 
     async def _write(self) -> None:
         redis, stream = self.remote.redis, FLIGHT + self.flight
+        released = False
         try:
             while (fields := await self._queue.get()) is not None:
+                if fields["t"] == "end" and not self._streaming:
+                    pairs = [item for pair in fields.items() for item in pair]
+                    await self.remote._end_if_watched(
+                        keys=[stream, WATCH + self.flight, LEAD + self.key],
+                        args=[self.flight, STREAM_TTL_S, *pairs],
+                    )
+                    released = True
+                    continue
                 async with redis.pipeline(transaction=False) as pipe:
                     pipe.xadd(stream, fields)
                     pipe.expire(stream, STREAM_TTL_S)
@@ -233,8 +263,9 @@ class _Mirror:
             log.warning("could not share %s with other replicas: %s", self.key[:12], exc)
         finally:
             self._heartbeat.cancel()
-            with contextlib.suppress(RedisError, OSError):
-                await self.remote._if_ours(keys=[LEAD + self.key], args=[self.flight, "0"])
+            if not released:
+                with contextlib.suppress(RedisError, OSError):
+                    await self.remote._if_ours(keys=[LEAD + self.key], args=[self.flight, "0"])
 
     async def _beat(self) -> None:
         with contextlib.suppress(RedisError, OSError):

@@ -1,9 +1,10 @@
 """PostgreSQL through asyncpg: a pool shared by the process, for several replicas on one database.
 
 What holds, across any number of replicas:
-- A reservation is one atomic step: the key's and the team's rows are locked (`FOR UPDATE`, key
-  first, then team, so two reservations never wait on each other in a cycle), and one statement
-  then checks spent + held + estimate against both budgets and inserts the hold. Row locks rather
+- A reservation is one atomic step and one round trip (`gateway_reserve`, migration 0002): the
+  key's and the team's rows are locked (`FOR UPDATE`, key first, then team, so two reservations
+  never wait on each other in a cycle), and only then is spent + held + estimate checked against
+  both budgets and the hold inserted. Row locks rather
   than SERIALIZABLE: reservations on one team queue for a moment instead of failing and retrying,
   and reservations on different teams never touch.
 - A ledger row settles its request in the same statement (data-modifying CTEs): the row, the
@@ -61,22 +62,6 @@ _RESERVED = (
     "COALESCE((SELECT SUM(amount_nanos) FROM reservations"
     " WHERE {column} = {value} AND expires_at > :now), 0)"
 )
-_RESERVE = f"""
-INSERT INTO reservations
-    (key_id, team_id, amount_nanos, created_at, expires_at, request_id, owner, endpoint, model)
-SELECT :key_id, :team_id, :amount, :created_at, :expires_at, :request_id, :owner, :endpoint, :model
-FROM api_keys k JOIN teams t ON t.id = k.team_id
-WHERE k.id = :key_id
-  AND (k.budget_nanos IS NULL OR
-       {_SPENT.format(scope="key", scope_id=":key_id", table="k")}
-       + {_RESERVED.format(column="key_id", value=":key_id")} + :amount <= k.budget_nanos)
-  AND (t.budget_nanos IS NULL OR
-       {_SPENT.format(scope="team", scope_id="CAST(:team_id AS TEXT)", table="t")}
-       + {_RESERVED.format(column="team_id", value=":team_id")} + :amount <= t.budget_nanos)
-RETURNING id
-"""
-# asyncpg types each parameter once, from its first use: the team id is a number throughout.
-_RESERVE = _RESERVE.replace(":team_id", ":team_id::bigint").replace(":amount", ":amount::bigint")
 _SPEND = {
     "team": f"""
 SELECT t.budget_nanos, t.budget_period,
@@ -286,8 +271,10 @@ class PostgresStore:
 
     async def delete_team(self, name: str) -> int | None:
         async with self.pool.acquire() as conn, conn.transaction():
+            # Not locked first: reservations lock a key, then its team; this revokes the keys
+            # (locking them) before it marks the team, in the same order.
             team_id = await conn.fetchval(
-                "SELECT id FROM teams WHERE name = $1 AND deleted_at IS NULL FOR UPDATE", name
+                "SELECT id FROM teams WHERE name = $1 AND deleted_at IS NULL", name
             )
             if team_id is None:
                 return None
@@ -420,27 +407,23 @@ class PostgresStore:
         endpoint: str | None = None,
         model: str | None = None,
     ) -> int | None:
-        query, args = named(
-            _RESERVE,
-            {
-                "key_id": key_id,
-                "team_id": team_id,
-                "amount": amount_nanos,
-                "created_at": _now(),
-                "expires_at": float(now + ttl_s),
-                "now": float(now),
-                "request_id": request_id,
-                "owner": owner,
-                "endpoint": endpoint,
-                "model": model,
-                **periods.sql_case(),
-            },
+        periods_now = periods.sql_case()
+        reservation = await self.pool.fetchval(
+            "SELECT gateway_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            key_id,
+            team_id,
+            amount_nanos,
+            _now(),
+            float(now + ttl_s),
+            float(now),
+            request_id,
+            owner,
+            endpoint,
+            model,
+            periods_now["day"],
+            periods_now["week"],
+            periods_now["month"],
         )
-        async with self.pool.acquire() as conn, conn.transaction():
-            # Key, then team: every reservation locks in this order, so none waits in a cycle.
-            await conn.execute("SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE", key_id)
-            await conn.execute("SELECT 1 FROM teams WHERE id = $1 FOR UPDATE", team_id)
-            reservation = await conn.fetchval(query, *args)
         return None if reservation is None else int(reservation)
 
     async def spend(self, scope: str, scope_id: str, periods: Periods, now: float) -> Spend:
