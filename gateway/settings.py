@@ -121,9 +121,12 @@ class Settings(BaseSettings):
     # expire sooner than that.
     cache_url_ttl_s: float = Field(default=50 * 60.0, gt=0)
     cache_max_bytes: int = Field(default=10 * GiB, ge=0)
-    # Where body files live: unset, <data dir>/cache; a directory every replica mounts shares
-    # them (the index is shared through GATEWAY_DATABASE_URL).
-    cache_store: Path | None = None
+    # Where body files live: unset, <data dir>/cache; a directory every replica mounts, or an
+    # S3-compatible object store (s3://bucket/prefix), shares them (the index is shared through
+    # GATEWAY_DATABASE_URL).
+    cache_store: str | None = None
+    cache_s3_endpoint_url: str | None = None  # MinIO, R2, GCS...; unset: AWS S3
+    cache_s3_region: str = "us-east-1"
     # Bodies up to this size live in the store's index, not as files (0: every body a file).
     cache_inline_max_bytes: int = Field(default=64 * 1024, ge=0, le=1024 * 1024)
     # Request fields that do not change the image, left out of the cache key.
@@ -133,11 +136,12 @@ class Settings(BaseSettings):
 
     @field_validator("cache_store", mode="before")
     @classmethod
-    def _directory_only(cls, value: object) -> object:
-        if isinstance(value, str) and "://" in value:
-            raise ValueError(
-                "object stores (s3://…) are not supported yet: use a directory every replica mounts"
-            )
+    def _directory_or_s3(cls, value: object) -> object:
+        if isinstance(value, Path):
+            return str(value)
+        named_by_url = isinstance(value, str) and "://" in value
+        if named_by_url and not (str(value).startswith("s3://") and str(value)[5:].strip("/")):
+            raise ValueError("use a directory, or an object store as s3://bucket/prefix")
         return value
 
     @field_validator("upstream_api_key", "admin_token", "metrics_token", mode="after")
@@ -179,12 +183,21 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """Cached response bodies (`bodies/`, named by content hash) and their partial writes
         (`tmp/`, emptied at start; when shared, only of what is older than an hour)."""
-        return self.cache_store or self.data_dir / "cache"
+        if self.cache_store is None or self.cache_object_store is not None:
+            return self.data_dir / "cache"  # with an object store: partial writes only
+        return Path(self.cache_store)
+
+    @property
+    def cache_object_store(self) -> str | None:
+        """The s3:// URL of the object store that holds body files, if one does."""
+        if self.cache_store is not None and self.cache_store.startswith("s3://"):
+            return self.cache_store
+        return None
 
     @property
     def cache_shared(self) -> bool:
         """Whether other gateways may be writing into the cache directory right now."""
-        return self.cache_store is not None
+        return self.cache_store is not None and self.cache_object_store is None
 
     @classmethod
     def settings_customise_sources(

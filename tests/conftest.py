@@ -27,6 +27,7 @@ from gateway.state import SERVICES
 from simulator import SIMULATOR_STATE, SimulatorConfig, SimulatorState, create_simulator_app
 from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
+from tests.s3_server import BUCKET, S3Server
 
 UPSTREAM_KEY = "sk-upstream-test-0123456789abcdef"
 ADMIN_TOKEN = "admin-test-token"
@@ -79,6 +80,23 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     directory.mkdir()
     server = RedisServer(directory)
     server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[S3Server]:
+    """An S3-compatible server (moto's) with an empty bucket BUCKET, and AWS credentials for it
+    in the environment, as a deployment would have them."""
+    from aiobotocore.session import get_session
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    server = S3Server()
+    server.start()
+    async with get_session().create_client("s3", endpoint_url=server.endpoint_url) as client:
+        await client.create_bucket(Bucket=BUCKET)
     yield server
     server.stop()
 

@@ -33,7 +33,7 @@ def test_the_example_config_lists_every_setting_at_its_default() -> None:
     secrets = {name for name, field in defaults.items() if field.annotation == SecretStr | None}
     # Secrets belong in the environment, and the store and price paths default to computed
     # values: the example names them in comments only.
-    commented = secrets | {"database_url", "prices", "cache_store"}
+    commented = secrets | {"database_url", "prices", "cache_store", "cache_s3_endpoint_url"}
     absent = {"default_model_generations", "default_model_edits"}  # unset by default
     assert set(example) == set(defaults) - commented - absent
     for name, value in example.items():
@@ -97,10 +97,14 @@ def test_a_setting_that_does_not_validate_is_one_line_naming_it(tmp_path: Path) 
     assert "'everyone'" in line
 
 
-def test_an_object_store_for_cache_bodies_says_it_is_not_supported_yet(tmp_path: Path) -> None:
-    result = run_gateway(tmp_path, "prices", GATEWAY_CACHE_STORE="s3://bucket/prefix")
+def test_the_cache_store_is_a_directory_or_an_object_store(tmp_path: Path) -> None:
+    result = run_gateway(tmp_path, "prices", GATEWAY_CACHE_STORE="ftp://host/cache")
     assert result.returncode == 2
-    assert "GATEWAY_CACHE_STORE" in result.stderr and "not supported yet" in result.stderr
+    assert "GATEWAY_CACHE_STORE" in result.stderr and "s3://bucket/prefix" in result.stderr
     shared = Settings(cache_store=tmp_path / "shared", data_dir=tmp_path / "data")
     assert shared.cache_dir == tmp_path / "shared" and shared.cache_shared
+    assert shared.cache_object_store is None
+    s3 = Settings(cache_store="s3://bucket/pre", data_dir=tmp_path / "data")
+    assert s3.cache_object_store == "s3://bucket/pre" and not s3.cache_shared
+    assert s3.cache_dir == tmp_path / "data" / "cache"  # partial writes only
     assert Settings(data_dir=tmp_path / "data").cache_dir == tmp_path / "data" / "cache"

@@ -25,6 +25,7 @@ from gateway import accounts
 from gateway.cache.batch import BatchStore, PendingStore
 from gateway.cache.files import BodyFiles, Written
 from gateway.cache.inflight import InFlightRegistry
+from gateway.cache.objects import ObjectBodies, ObjectBody
 from gateway.money import nanos_to_usd
 from gateway.settings import Settings
 from gateway.store import Store
@@ -40,7 +41,9 @@ STRAY_AGE_S = 3600.0  # a body file no entry names, older than this, is left ove
 @dataclass(frozen=True, slots=True)
 class Hit:
     entry: CacheEntry
-    body: BinaryIO | bytes  # a file open at offset 0 (the caller closes it), or the inline body
+    # A file open at offset 0, or an object open in the object store (the caller closes either),
+    # or the inline body itself.
+    body: BinaryIO | ObjectBody | bytes
 
 
 def _not_counted(reason: str, entries: int) -> None:
@@ -59,7 +62,13 @@ class ResponseCache:
         self.settings = settings
         self.store = store
         self.on_evicted = on_evicted
-        self.files = BodyFiles(settings.cache_dir)
+        self.files = BodyFiles(settings.cache_dir)  # body files, or partial writes only
+        # Body files in an object store shared by every replica (objects.py), or on disk.
+        self.objects: ObjectBodies | None = None
+        if (url := settings.cache_object_store) is not None:
+            self.objects = ObjectBodies(
+                url, endpoint_url=settings.cache_s3_endpoint_url, region=settings.cache_s3_region
+            )
         self.in_flight = InFlightRegistry()
         self._lock = asyncio.Lock()
         # Hits not yet written to the index: {key: (hits, last hit)}. Written by housekeeping,
@@ -78,6 +87,8 @@ class ResponseCache:
         await asyncio.to_thread(
             self.files.prepare, empty_tmp=empty_tmp, shared=self.settings.cache_shared
         )
+        if self.objects is not None:
+            await self.objects.start()
 
     async def lookup(self, key: str) -> Hit | None:
         """The fresh entry for `key` with its body open, counted as a hit; or None."""
@@ -87,10 +98,12 @@ class ResponseCache:
     async def open(self, entry: CacheEntry) -> Hit | None:
         """The entry with its body open, counted as a hit; None (and the entry dropped) when
         the body is missing or corrupt."""
-        body: BinaryIO | bytes | None
+        body: BinaryIO | ObjectBody | bytes | None
         if entry.body is not None:
             intact = hashlib.sha256(entry.body).hexdigest() == entry.body_sha256
             body = entry.body if intact else None
+        elif self.objects is not None:
+            body = await self.objects.open(entry.body_sha256, entry.size)
         else:
             body = await self.files.open_verified(entry.body_sha256, entry.size)
         if body is None:
@@ -133,7 +146,9 @@ class ResponseCache:
         try:
             async with self._lock:
                 stored = [(pending, _inline_entry(pending)) for pending in inline]
-                if to_files:
+                if to_files and self.objects is not None:
+                    stored += await self._upload(to_files)
+                elif to_files:
                     bodies = [pending.body for pending in to_files]
                     named = await asyncio.to_thread(self.files.name_all, bodies)
                     stored += [
@@ -152,6 +167,26 @@ class ResponseCache:
         entries = {id(pending): entry for pending, entry in stored}
         for pending in (*inline, *to_files):
             pending.done(entries.get(id(pending)))
+
+    async def _upload(self, batch: list[PendingStore]) -> list[tuple[PendingStore, CacheEntry]]:
+        """Put each body into the object store (a partial write's file goes once it is read)."""
+        assert self.objects is not None
+        stored = []
+        for pending in batch:
+            body = pending.body
+            try:
+                if isinstance(body, Written):
+                    data = await asyncio.to_thread(body.temp.read_bytes)
+                    await self.files.discard(body)
+                else:
+                    data = body
+                sha256 = hashlib.sha256(data).hexdigest()
+                await self.objects.put(sha256, data)
+            except Exception:
+                log.exception("could not put a cache body into the object store")
+                continue
+            stored.append((pending, pending.entry(Written(Path(), sha256, len(data)))))
+        return stored
 
     async def housekeeping(self) -> None:
         """Write pending hit counts, drop expired entries and the bodies nothing uses."""
@@ -176,6 +211,8 @@ class ResponseCache:
         await self._flush_hits()
         if self.remote is not None:
             await self.remote.close()
+        if self.objects is not None:
+            await self.objects.close()
 
     async def purge(self, *, team_id: int | None = None, key_id: str | None = None) -> int:
         await self.drain()  # what was handed over before the purge is purged too
@@ -217,9 +254,10 @@ class ResponseCache:
         """Rehash every body; drop the entries of those that are missing or corrupt, and files
         no entry names."""
         checked = corrupt = dropped = 0
+        is_intact = self.files.is_intact if self.objects is None else self.objects.is_intact
         for sha256, size in await self.store.cache.bodies():
             checked += 1
-            if not await self.files.is_intact(sha256, size):
+            if not await is_intact(sha256, size):
                 corrupt += 1
                 dropped += await self.store.cache.delete_body(sha256)
         for sha256, body in await self.store.cache.inline_bodies():
@@ -231,7 +269,10 @@ class ResponseCache:
         async with self._lock:
             await self._sweep()
             known = {sha256 for sha256, _ in await self.store.cache.bodies()}
-            await self.files.remove(await self.files.stray_files(known, STRAY_AGE_S))
+            if self.objects is not None:
+                await self.objects.remove(await self.objects.stray(known, STRAY_AGE_S))
+            else:
+                await self.files.remove(await self.files.stray_files(known, STRAY_AGE_S))
         return {"checked": checked, "corrupt": corrupt, "entries_dropped": dropped}
 
     async def _flush_hits(self) -> None:
@@ -240,7 +281,11 @@ class ResponseCache:
 
     async def _sweep(self) -> None:
         """Remove the body files no entry uses (the lock is held)."""
-        await self.files.remove(await self.store.cache.unused_bodies())
+        unused = await self.store.cache.unused_bodies()
+        if self.objects is not None:
+            await self.objects.remove(unused)
+        else:
+            await self.files.remove(unused)
 
 
 def _inline_entry(pending: PendingStore) -> CacheEntry:

@@ -3,8 +3,8 @@ leader's reply held in memory, or the leader's stream as it arrives.
 
 What holds: every answer here is charged nothing, and its ledger row (with `saved_nanos`, what
 the original response cost) is written before its last byte leaves. A stored body goes to the
-client from its file by sendfile (or in chunks read on a thread), never loaded whole; a small
-one, kept in the index, is already in memory.
+client from its file by sendfile (or in chunks read on a thread), or from the object store in
+chunks, never loaded whole; a small one, kept in the index, is already in memory.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from gateway.accounting import cost_header, record
 from gateway.cache.cache import Hit
 from gateway.cache.files import SEND_CHUNK
 from gateway.cache.inflight import InFlight, Reply, StreamEnd
+from gateway.cache.objects import ObjectBody
 from gateway.client import (
     CLIENT_GONE,
     ClientWriter,
@@ -67,6 +68,9 @@ async def serve_stored(flow: Flow, hit: Hit, status: CacheStatus) -> web.StreamR
                 flow.timings.first_event_at = time.perf_counter()
             if isinstance(hit.body, bytes):
                 await response.write(hit.body)
+            elif isinstance(hit.body, ObjectBody):
+                async for chunk in hit.body.chunks():
+                    await response.write(chunk)
             else:
                 await _send_file(flow.request, response, hit.body, entry.size)
             if trailer:
@@ -75,7 +79,9 @@ async def serve_stored(flow: Flow, hit: Hit, status: CacheStatus) -> web.StreamR
         except CLIENT_GONE:
             flow.result.client_gone = True
     finally:
-        if not isinstance(hit.body, bytes):
+        if isinstance(hit.body, ObjectBody):
+            await hit.body.close()
+        elif not isinstance(hit.body, bytes):
             await asyncio.to_thread(hit.body.close)
     return response
 
