@@ -213,16 +213,19 @@ def test_compose_replicas_share_one_store_one_redis_and_one_cache_behind_nginx()
     environments = [s["environment"] for s in gateways.values()]
     assert all(env == environments[0] for env in environments)  # one configuration for all
     env = environments[0]
-    assert set(env) <= KNOWN_SETTINGS
+    assert {name for name in env if name.startswith("GATEWAY_")} <= KNOWN_SETTINGS
     assert (
         env["GATEWAY_DATABASE_URL"].startswith("postgresql://")
         and "@postgres:" in env["GATEWAY_DATABASE_URL"]
     )
     assert env["GATEWAY_REDIS_URL"] == "redis://redis:6379/0"
+    assert env["GATEWAY_CACHE_STORE"].startswith("s3://gateway-cache/")
+    assert env["GATEWAY_CACHE_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert "local/gateway-cache" in " ".join(services["bucket"]["command"])  # the bucket is made
     for gateway in gateways.values():
-        assert f"cache-bodies:{env['GATEWAY_CACHE_STORE']}" in gateway["volumes"]
         assert gateway["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert {"postgres", "redis", "simulator", "loadbalancer"} <= set(services)
+        assert gateway["depends_on"]["bucket"]["condition"] == "service_completed_successfully"
+    assert {"postgres", "redis", "minio", "simulator", "loadbalancer"} <= set(services)
     nginx = (DEPLOY / "nginx" / "replicas.conf").read_text()
     upstreams = set(re.findall(r"server (gateway-\d):8080", nginx))
     assert upstreams == set(gateways)
@@ -242,18 +245,18 @@ def test_the_kubernetes_replicas_overlay_runs_three_pods_on_shared_services() ->
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"] is None  # the SQLite volume goes
-    cache_claim = load_yaml(overlay / "cache-pvc.yaml")
-    assert volumes["cache"]["persistentVolumeClaim"]["claimName"] == cache_claim["metadata"]["name"]
-    assert cache_claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert "emptyDir" in volumes["data"]
     deleted = [yaml.safe_load(p["patch"]) for p in kustomization["patches"] if "patch" in p]
     (removed,) = [d for d in deleted if d.get("$patch") == "delete"]
     assert removed["metadata"]["name"] == base["PersistentVolumeClaim"]["metadata"]["name"]
-    (config,) = [d for d in deleted if d["kind"] == "ConfigMap"]
-    mounts = deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
-    assert {"name": "cache", "mountPath": config["data"]["GATEWAY_CACHE_STORE"]} in mounts
-    secret = load_yaml(overlay / "secret-patch.yaml")["stringData"]
-    assert set(secret) == {"GATEWAY_DATABASE_URL", "GATEWAY_REDIS_URL"}
-    assert secret["GATEWAY_DATABASE_URL"].startswith("postgresql://")
+    secret = load_yaml(overlay / "secret-patch.yaml")
+    assert secret["metadata"]["name"] == base["Secret"]["metadata"]["name"]
+    values = secret["stringData"]
+    assert values["GATEWAY_DATABASE_URL"].startswith("postgresql://")
+    assert values["GATEWAY_REDIS_URL"].startswith("redis://")
+    assert values["GATEWAY_CACHE_STORE"].startswith("s3://")
+    assert {name for name in values if name.startswith("GATEWAY_")} <= KNOWN_SETTINGS
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(values)
 
 
 def test_the_helm_chart_reads_only_values_it_declares() -> None:
