@@ -16,7 +16,6 @@ What holds, across any number of replicas:
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Collection
 from pathlib import Path
@@ -24,12 +23,10 @@ from typing import Any
 
 import asyncpg
 
-from gateway.outcome import sql_refused
 from gateway.periods import Periods
 from gateway.store.base import (
     COPIED_TABLES,
     TOTALS_SQL,
-    USAGE_COLUMNS,
     ApiKey,
     Conflict,
     LedgerRow,
@@ -41,45 +38,26 @@ from gateway.store.base import (
 from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
 from gateway.store.postgres_cache import PostgresCacheIndex
+from gateway.store.sql import (
+    KEY_AND_TEAM,
+    KEY_COLUMNS,
+    LEDGER_COLUMNS,
+    ORPHAN_COLUMNS,
+    SPEND,
+    TEAM_COLUMNS,
+    limit_values,
+    now_text,
+    usage_query,
+    usage_rows,
+)
 
 POSTGRES_MIGRATIONS = MIGRATIONS_DIR / "postgres"
 MIGRATION_LOCK = 0x6761_7465_7761_79  # "gateway": the advisory lock migrations run under
-_TEAM_COLUMNS = "id, name, budget_nanos, budget_period, rpm, ipm, created_at"
-_KEY_COLUMNS = (
-    "k.id, k.team_id, t.name, k.name, k.prefix, k.budget_nanos, k.budget_period, k.rpm, k.ipm,"
-    " k.created_at, k.revoked_at"
-)
-_LIMIT_FIELDS = frozenset({"budget_nanos", "budget_period", "rpm", "ipm"})
-_PERIOD_OF = (
-    "CASE {table}.budget_period WHEN 'total' THEN 'total' WHEN 'day' THEN :day"
-    " WHEN 'week' THEN :week ELSE :month END"
-)
-_SPENT = (
-    "COALESCE((SELECT spent_nanos FROM spend WHERE scope = '{scope}' AND scope_id = {scope_id}"
-    f" AND period = {_PERIOD_OF}), 0)"
-)
-_RESERVED = (
-    "COALESCE((SELECT SUM(amount_nanos) FROM reservations"
-    " WHERE {column} = {value} AND expires_at > :now), 0)"
-)
-_SPEND = {
-    "team": f"""
-SELECT t.budget_nanos, t.budget_period,
-       {_SPENT.format(scope="team", scope_id="CAST(:id AS TEXT)", table="t")},
-       {_RESERVED.format(column="team_id", value="CAST(:id AS BIGINT)")}
-FROM teams t WHERE t.id = CAST(:id AS BIGINT)""",
-    "key": f"""
-SELECT k.budget_nanos, k.budget_period,
-       {_SPENT.format(scope="key", scope_id=":id", table="k")},
-       {_RESERVED.format(column="key_id", value=":id")}
-FROM api_keys k WHERE k.id = :id""",
-}
-_LEDGER_COLUMNS = tuple(LedgerRow.__dataclass_fields__)
 # One statement: the row, the hold it settles, and the spend counters it grows.
 _RECORD = f"""
 WITH row AS (
-    INSERT INTO ledger ({", ".join(_LEDGER_COLUMNS)})
-    VALUES ({", ".join(":" + c for c in _LEDGER_COLUMNS)})
+    INSERT INTO ledger ({", ".join(LEDGER_COLUMNS)})
+    VALUES ({", ".join(":" + c for c in LEDGER_COLUMNS)})
     ON CONFLICT (request_id) DO NOTHING
     RETURNING *
 ), settled AS (
@@ -101,20 +79,6 @@ WITH row AS (
 )
 SELECT COUNT(*) FROM row
 """
-_ORPHAN_COLUMNS = "id, key_id, team_id, amount_nanos, created_at, request_id, endpoint, model"
-_GROUPS = {
-    "team": "t.name",
-    "key": "l.key_id",
-    "model": "COALESCE(l.model, '(none)')",
-    "day": "l.day",
-}
-_USAGE_SUMS = ", ".join(
-    [
-        "COUNT(*) AS requests",
-        f"SUM(CASE WHEN {sql_refused('l.outcome')} THEN 1 ELSE 0 END) AS refused",
-        *(f"SUM(l.{column}) AS {column}" for column in USAGE_COLUMNS[2:]),
-    ]
-)
 _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")
 
 
@@ -132,21 +96,8 @@ def named(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
     return _NAMED.sub(number, sql), [params[name] for name in order]
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def _limit_values(limits: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(limits) - _LIMIT_FIELDS
-    if unknown:
-        raise TypeError(f"unknown limit fields: {sorted(unknown)}")
-    values = {"budget_nanos": None, "budget_period": "total", "rpm": None, "ipm": None}
-    values.update(limits)
-    return values
-
-
 def _ledger_values(row: LedgerRow) -> dict[str, Any]:
-    values = {column: getattr(row, column) for column in _LEDGER_COLUMNS}
+    values = {column: getattr(row, column) for column in LEDGER_COLUMNS}
     values["stream"] = int(values["stream"])
     if values["latency_ms"] is not None:
         values["latency_ms"] = float(values["latency_ms"])
@@ -221,7 +172,7 @@ class PostgresStore:
                             " VALUES ($1, $2, $3)",
                             migration.version,
                             migration.name,
-                            _now(),
+                            now_text(),
                         )
                     done.append(migration.name)
             finally:
@@ -231,13 +182,13 @@ class PostgresStore:
     # Teams
 
     async def create_team(self, name: str, **limits: Any) -> Team:
-        values = _limit_values(limits)
+        values = limit_values(limits)
         try:
             row = await self._one(
                 "INSERT INTO teams (name, budget_nanos, budget_period, rpm, ipm, created_at)"
                 " VALUES (:name, :budget_nanos, :budget_period, :rpm, :ipm, :created_at)"
-                f" RETURNING {_TEAM_COLUMNS}",
-                {"name": name, **values, "created_at": _now()},
+                f" RETURNING {TEAM_COLUMNS}",
+                {"name": name, **values, "created_at": now_text()},
             )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"team {name!r} exists already") from exc
@@ -245,25 +196,25 @@ class PostgresStore:
 
     async def get_team(self, name: str) -> Team | None:
         row = await self._one(
-            f"SELECT {_TEAM_COLUMNS} FROM teams WHERE name = :name AND deleted_at IS NULL",
+            f"SELECT {TEAM_COLUMNS} FROM teams WHERE name = :name AND deleted_at IS NULL",
             {"name": name},
         )
         return Team(*row) if row else None
 
     async def list_teams(self) -> list[Team]:
         rows = await self._all(
-            f"SELECT {_TEAM_COLUMNS} FROM teams WHERE deleted_at IS NULL ORDER BY name"
+            f"SELECT {TEAM_COLUMNS} FROM teams WHERE deleted_at IS NULL ORDER BY name"
         )
         return [Team(*row) for row in rows]
 
     async def update_team(self, name: str, **changes: Any) -> Team | None:
         if not changes:
             return await self.get_team(name)
-        _limit_values(changes)
+        limit_values(changes)
         assignments = ", ".join(f"{field} = :{field}" for field in changes)
         row = await self._one(
             f"UPDATE teams SET {assignments} WHERE name = :team_name AND deleted_at IS NULL"
-            f" RETURNING {_TEAM_COLUMNS}",
+            f" RETURNING {TEAM_COLUMNS}",
             {**changes, "team_name": name},
         )
         self._keys.changed()
@@ -278,7 +229,7 @@ class PostgresStore:
             )
             if team_id is None:
                 return None
-            now = _now()
+            now = now_text()
             revoked = await conn.fetch(
                 "UPDATE api_keys SET revoked_at = $1 WHERE team_id = $2 AND revoked_at IS NULL"
                 " RETURNING id",
@@ -305,7 +256,7 @@ class PostgresStore:
         prefix: str,
         **limits: Any,
     ) -> ApiKey:
-        values = _limit_values(limits)
+        values = limit_values(limits)
         try:
             await self._all(
                 "INSERT INTO api_keys (id, team_id, name, key_hash, prefix, budget_nanos,"
@@ -318,7 +269,7 @@ class PostgresStore:
                     "key_hash": key_hash,
                     "prefix": prefix,
                     **values,
-                    "created_at": _now(),
+                    "created_at": now_text(),
                 },
             )
         except asyncpg.UniqueViolationError as exc:
@@ -329,7 +280,7 @@ class PostgresStore:
 
     async def get_key(self, key_id: str) -> ApiKey | None:
         row = await self._one(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id"
+            f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id"
             " WHERE k.id = :id",
             {"id": key_id},
         )
@@ -340,11 +291,7 @@ class PostgresStore:
         if (cached := self._keys.get(key_hash)) is not None:
             return cached
         generation = self._keys.generation.value()
-        row = await self._one(
-            f"SELECT {_KEY_COLUMNS}, t.budget_nanos, t.budget_period, t.rpm, t.ipm, t.created_at"
-            " FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = :hash",
-            {"hash": key_hash},
-        )
+        row = await self._one(KEY_AND_TEAM, {"hash": key_hash})
         if row is None:
             return None
         key = ApiKey(*row[:11])
@@ -355,7 +302,7 @@ class PostgresStore:
     async def list_keys(self, team_id: int | None = None) -> list[ApiKey]:
         where = "WHERE k.team_id = :team_id" if team_id is not None else ""
         rows = await self._all(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id {where}"
+            f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id {where}"
             " ORDER BY k.created_at, k.id",
             {"team_id": team_id} if team_id is not None else {},
         )
@@ -363,7 +310,7 @@ class PostgresStore:
 
     async def update_key(self, key_id: str, **changes: Any) -> ApiKey | None:
         name_change = {"name": changes.pop("name")} if "name" in changes else {}
-        _limit_values(changes)
+        limit_values(changes)
         changes.update(name_change)
         if changes:
             assignments = ", ".join(f"{field} = :{field}" for field in changes)
@@ -377,7 +324,7 @@ class PostgresStore:
     async def revoke_key(self, key_id: str) -> ApiKey | None:
         await self._all(
             "UPDATE api_keys SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL",
-            {"now": _now(), "id": key_id},
+            {"now": now_text(), "id": key_id},
         )
         self._keys.changed()
         return await self.get_key(key_id)
@@ -413,7 +360,7 @@ class PostgresStore:
             key_id,
             team_id,
             amount_nanos,
-            _now(),
+            now_text(),
             float(now + ttl_s),
             float(now),
             request_id,
@@ -428,7 +375,7 @@ class PostgresStore:
 
     async def spend(self, scope: str, scope_id: str, periods: Periods, now: float) -> Spend:
         row = await self._one(
-            _SPEND[scope], {"id": scope_id, "now": float(now), **periods.sql_case()}
+            SPEND[scope], {"id": scope_id, "now": float(now), **periods.sql_case()}
         )
         if row is None:
             return Spend(None, "total", 0, 0)
@@ -443,44 +390,24 @@ class PostgresStore:
 
     async def settle_orphans(self, now: float, dead_owners: Collection[str] = ()) -> int:
         found = await self.pool.fetch(
-            f"SELECT {_ORPHAN_COLUMNS} FROM reservations"
+            f"SELECT {ORPHAN_COLUMNS} FROM reservations"
             " WHERE expires_at <= $1 OR owner = ANY($2::text[])",
             float(now),
             sorted(dead_owners),
         )
         if not found:
             return 0
-        query, _ = named(_RECORD, {c: None for c in _LEDGER_COLUMNS})
+        query, _ = named(_RECORD, {c: None for c in LEDGER_COLUMNS})
         async with self.pool.acquire() as conn:
             for reservation in found:
                 values = _ledger_values(orphan_row(*reservation))
-                await conn.execute(query, *(values[c] for c in _LEDGER_COLUMNS))
+                await conn.execute(query, *(values[c] for c in LEDGER_COLUMNS))
                 await conn.execute("DELETE FROM reservations WHERE id = $1", reservation[0])
         return len(found)
 
     async def usage(self, where: UsageFilter, group_by: str) -> list[dict[str, Any]]:
-        conditions, params = [], {}
-        for column, value in (
-            ("l.team_id = :team_id", where.team_id),
-            ("l.key_id = :key_id", where.key_id),
-            ("l.model = :model", where.model),
-            ("l.created_at >= :since", where.since),
-            ("l.created_at < :until", where.until),
-        ):
-            if value is not None:
-                conditions.append(column)
-                params[column.split(":")[1]] = value
-        where_sql = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        group = _GROUPS[group_by]
-        rows = await self._all(
-            f"SELECT {group} AS grp, {_USAGE_SUMS} FROM ledger l JOIN teams t ON t.id = l.team_id"
-            f" {where_sql} GROUP BY grp ORDER BY grp",
-            params,
-        )
-        return [
-            {group_by: row[0], **{c: int(v) for c, v in zip(USAGE_COLUMNS, row[1:], strict=True)}}
-            for row in rows
-        ]
+        sql, params = usage_query(where, group_by)
+        return usage_rows(await self._all(sql, params), group_by)
 
     # Moving between stores (`gateway db copy`).
 

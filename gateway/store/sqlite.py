@@ -7,19 +7,16 @@ disk. Multi-statement changes use an explicit transaction.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from gateway.outcome import sql_refused
 from gateway.periods import Periods
 from gateway.store.base import (
     COPIED_TABLES,
     TOTALS_SQL,
-    USAGE_COLUMNS,
     ApiKey,
     Conflict,
     LedgerRow,
@@ -30,28 +27,22 @@ from gateway.store.base import (
 )
 from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
+from gateway.store.sql import (
+    KEY_AND_TEAM,
+    KEY_COLUMNS,
+    LEDGER_COLUMNS,
+    ORPHAN_COLUMNS,
+    RESERVED,
+    SPEND,
+    SPENT,
+    TEAM_COLUMNS,
+    limit_values,
+    now_text,
+    usage_query,
+    usage_rows,
+)
 from gateway.store.sqlite_cache import SqliteCacheIndex
 
-_TEAM_COLUMNS = "id, name, budget_nanos, budget_period, rpm, ipm, created_at"
-_KEY_COLUMNS = (
-    "k.id, k.team_id, t.name, k.name, k.prefix, k.budget_nanos, k.budget_period, k.rpm, k.ipm,"
-    " k.created_at, k.revoked_at"
-)
-_LIMIT_FIELDS = frozenset({"budget_nanos", "budget_period", "rpm", "ipm"})
-
-
-_PERIOD_OF = (
-    "CASE {table}.budget_period WHEN 'total' THEN 'total' WHEN 'day' THEN :day"
-    " WHEN 'week' THEN :week ELSE :month END"
-)
-_SPENT = (
-    "COALESCE((SELECT spent_nanos FROM spend WHERE scope = '{scope}' AND scope_id = {scope_id}"
-    f" AND period = {_PERIOD_OF}), 0)"
-)
-_RESERVED = (
-    "COALESCE((SELECT SUM(amount_nanos) FROM reservations"
-    " WHERE {column} = {value} AND expires_at > :now), 0)"
-)
 # One statement, so the check and the hold are one atomic step: SQLite runs one writer at a time,
 # so no two requests can both see the same remaining budget.
 _RESERVE = f"""
@@ -61,67 +52,20 @@ SELECT :key_id, :team_id, :amount, :created_at, :expires_at, :request_id, :owner
 FROM api_keys k JOIN teams t ON t.id = k.team_id
 WHERE k.id = :key_id
   AND (k.budget_nanos IS NULL OR
-       {_SPENT.format(scope="key", scope_id=":key_id", table="k")}
-       + {_RESERVED.format(column="key_id", value=":key_id")} + :amount <= k.budget_nanos)
+       {SPENT.format(scope="key", scope_id=":key_id", table="k")}
+       + {RESERVED.format(column="key_id", value=":key_id")} + :amount <= k.budget_nanos)
   AND (t.budget_nanos IS NULL OR
-       {_SPENT.format(scope="team", scope_id="CAST(:team_id AS TEXT)", table="t")}
-       + {_RESERVED.format(column="team_id", value=":team_id")} + :amount <= t.budget_nanos)
+       {SPENT.format(scope="team", scope_id="CAST(:team_id AS TEXT)", table="t")}
+       + {RESERVED.format(column="team_id", value=":team_id")} + :amount <= t.budget_nanos)
 RETURNING id
 """
-_SPEND = {
-    "team": f"""
-SELECT t.budget_nanos, t.budget_period,
-       {_SPENT.format(scope="team", scope_id="CAST(:id AS TEXT)", table="t")},
-       {_RESERVED.format(column="team_id", value=":id")}
-FROM teams t WHERE t.id = :id""",
-    "key": f"""
-SELECT k.budget_nanos, k.budget_period,
-       {_SPENT.format(scope="key", scope_id=":id", table="k")},
-       {_RESERVED.format(column="key_id", value=":id")}
-FROM api_keys k WHERE k.id = :id""",
-}
-_LEDGER_COLUMNS = tuple(LedgerRow.__dataclass_fields__)
-# A request has one row: writing it again (a journal replay, an orphan settled twice) is a no-op.
+# A request has one row: writing it again (a journal replay, an orphan settled twice) is a no-op;
+# a row written settles its hold and grows the spend counters by trigger (migration 0004).
 _RECORD = (
-    f"INSERT INTO ledger ({', '.join(_LEDGER_COLUMNS)})"
-    f" VALUES ({', '.join(':' + c for c in _LEDGER_COLUMNS)})"
+    f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in LEDGER_COLUMNS)})"
     " ON CONFLICT (request_id) DO NOTHING"
 )
-_ORPHAN_COLUMNS = "id, key_id, team_id, amount_nanos, created_at, request_id, endpoint, model"
-_GROUPS = {
-    "team": "t.name",
-    "key": "l.key_id",
-    "model": "COALESCE(l.model, '(none)')",
-    "day": "l.day",
-}
-_USAGE_SUMS = ", ".join(
-    [
-        "COUNT(*) AS requests",
-        f"SUM(CASE WHEN {sql_refused('l.outcome')} THEN 1 ELSE 0 END) AS refused",
-        *(f"SUM(l.{column}) AS {column}" for column in USAGE_COLUMNS[2:]),
-    ]
-)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def _team(row: Any) -> Team:
-    return Team(*row)
-
-
-def _key(row: Any) -> ApiKey:
-    return ApiKey(*row)
-
-
-def _limit_values(limits: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(limits) - _LIMIT_FIELDS
-    if unknown:
-        raise TypeError(f"unknown limit fields: {sorted(unknown)}")
-    values = {"budget_nanos": None, "budget_period": "total", "rpm": None, "ipm": None}
-    values.update(limits)
-    return values
 
 
 class SqliteStore:
@@ -216,7 +160,7 @@ class SqliteStore:
                 await self.db.executescript(
                     "BEGIN IMMEDIATE;\n"
                     "INSERT INTO schema_migrations (version, name, applied_at)"
-                    f" VALUES ('{migration.version}', '{migration.name}', '{_now()}');\n"
+                    f" VALUES ('{migration.version}', '{migration.name}', '{now_text()}');\n"
                     f"{migration.sql}\n;"
                     "COMMIT;"
                 )
@@ -236,54 +180,54 @@ class SqliteStore:
     # Teams
 
     async def create_team(self, name: str, **limits: Any) -> Team:
-        values = _limit_values(limits)
+        values = limit_values(limits)
         try:
             row = await self._one(
                 f"INSERT INTO teams (name, budget_nanos, budget_period, rpm, ipm, created_at)"
-                f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_TEAM_COLUMNS}",
+                f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {TEAM_COLUMNS}",
                 (
                     name,
                     values["budget_nanos"],
                     values["budget_period"],
                     values["rpm"],
                     values["ipm"],
-                    _now(),
+                    now_text(),
                 ),
             )
         except aiosqlite.IntegrityError as exc:
             raise Conflict(f"team {name!r} exists already") from exc
-        return _team(row)
+        return Team(*row)
 
     async def get_team(self, name: str) -> Team | None:
         row = await self._one(
-            f"SELECT {_TEAM_COLUMNS} FROM teams WHERE name = ? AND deleted_at IS NULL", (name,)
+            f"SELECT {TEAM_COLUMNS} FROM teams WHERE name = ? AND deleted_at IS NULL", (name,)
         )
-        return _team(row) if row else None
+        return Team(*row) if row else None
 
     async def list_teams(self) -> list[Team]:
         rows = await self._all(
-            f"SELECT {_TEAM_COLUMNS} FROM teams WHERE deleted_at IS NULL ORDER BY name"
+            f"SELECT {TEAM_COLUMNS} FROM teams WHERE deleted_at IS NULL ORDER BY name"
         )
-        return [_team(row) for row in rows]
+        return [Team(*row) for row in rows]
 
     async def update_team(self, name: str, **changes: Any) -> Team | None:
         if not changes:
             return await self.get_team(name)
-        _limit_values(changes)  # rejects unknown fields
+        limit_values(changes)  # rejects unknown fields
         assignments = ", ".join(f"{field} = ?" for field in changes)
         row = await self._one(
             f"UPDATE teams SET {assignments} WHERE name = ? AND deleted_at IS NULL"
-            f" RETURNING {_TEAM_COLUMNS}",
+            f" RETURNING {TEAM_COLUMNS}",
             (*changes.values(), name),
         )
         self._keys.changed()
-        return _team(row) if row else None
+        return Team(*row) if row else None
 
     async def delete_team(self, name: str) -> int | None:
         team = await self.get_team(name)
         if team is None:
             return None
-        now = _now()
+        now = now_text()
         revoked = await self._all(
             "UPDATE api_keys SET revoked_at = ? WHERE team_id = ? AND revoked_at IS NULL"
             " RETURNING id",
@@ -308,7 +252,7 @@ class SqliteStore:
         prefix: str,
         **limits: Any,
     ) -> ApiKey:
-        values = _limit_values(limits)
+        values = limit_values(limits)
         try:
             await self._all(
                 "INSERT INTO api_keys (id, team_id, name, key_hash, prefix, budget_nanos,"
@@ -323,7 +267,7 @@ class SqliteStore:
                     values["budget_period"],
                     values["rpm"],
                     values["ipm"],
-                    _now(),
+                    now_text(),
                 ),
             )
         except aiosqlite.IntegrityError as exc:
@@ -334,25 +278,20 @@ class SqliteStore:
 
     async def get_key(self, key_id: str) -> ApiKey | None:
         row = await self._one(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id"
-            " WHERE k.id = ?",
+            f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.id = ?",
             (key_id,),
         )
-        return _key(row) if row else None
+        return ApiKey(*row) if row else None
 
     async def find_key_by_hash(self, key_hash: str) -> tuple[ApiKey, Team] | None:
         """From memory while no key or team has changed since it was read (key_cache.py)."""
         if (cached := self._keys.get(key_hash)) is not None:
             return cached
         generation = self._keys.generation.value()
-        row = await self._one(
-            f"SELECT {_KEY_COLUMNS}, t.budget_nanos, t.budget_period, t.rpm, t.ipm, t.created_at"
-            " FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = ?",
-            (key_hash,),
-        )
+        row = await self._one(KEY_AND_TEAM, {"hash": key_hash})
         if row is None:
             return None
-        key = _key(row[:11])
+        key = ApiKey(*row[:11])
         team = Team(key.team_id, key.team_name, *row[11:])
         self._keys.put(key_hash, (key, team), generation)
         return key, team
@@ -360,15 +299,15 @@ class SqliteStore:
     async def list_keys(self, team_id: int | None = None) -> list[ApiKey]:
         where, params = ("WHERE k.team_id = ?", (team_id,)) if team_id is not None else ("", ())
         rows = await self._all(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id {where}"
+            f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id {where}"
             " ORDER BY k.created_at, k.id",
             params,
         )
-        return [_key(row) for row in rows]
+        return [ApiKey(*row) for row in rows]
 
     async def update_key(self, key_id: str, **changes: Any) -> ApiKey | None:
         name_change = {"name": changes.pop("name")} if "name" in changes else {}
-        _limit_values(changes)
+        limit_values(changes)
         changes.update(name_change)
         if changes:
             assignments = ", ".join(f"{field} = ?" for field in changes)
@@ -381,7 +320,7 @@ class SqliteStore:
     async def revoke_key(self, key_id: str) -> ApiKey | None:
         await self._all(
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-            (_now(), key_id),
+            (now_text(), key_id),
         )
         self._keys.changed()
         return await self.get_key(key_id)
@@ -417,7 +356,7 @@ class SqliteStore:
                 "key_id": key_id,
                 "team_id": team_id,
                 "amount": amount_nanos,
-                "created_at": _now(),
+                "created_at": now_text(),
                 "expires_at": now + ttl_s,
                 "now": now,
                 "request_id": request_id,
@@ -430,13 +369,13 @@ class SqliteStore:
         return None if row is None else int(row[0])
 
     async def spend(self, scope: str, scope_id: str, periods: Periods, now: float) -> Spend:
-        row = await self._one(_SPEND[scope], {"id": scope_id, "now": now, **periods.sql_case()})
+        row = await self._one(SPEND[scope], {"id": scope_id, "now": now, **periods.sql_case()})
         if row is None:
             return Spend(None, "total", 0, 0)
         return Spend(row[0], row[1], row[2], row[3])
 
     async def record(self, row: LedgerRow) -> None:
-        values = {column: getattr(row, column) for column in _LEDGER_COLUMNS}
+        values = {column: getattr(row, column) for column in LEDGER_COLUMNS}
         await self._all(_RECORD, values)
 
     async def holders(self) -> list[str]:
@@ -448,7 +387,7 @@ class SqliteStore:
         marks = ", ".join("?" * len(owners))
         held_by_dead = f" OR owner IN ({marks})" if owners else ""
         found = await self._all(
-            f"SELECT {_ORPHAN_COLUMNS} FROM reservations WHERE expires_at <= ?{held_by_dead}",
+            f"SELECT {ORPHAN_COLUMNS} FROM reservations WHERE expires_at <= ?{held_by_dead}",
             (now, *owners),
         )
         if not found:
@@ -458,34 +397,14 @@ class SqliteStore:
         # transaction of ours: a row inserted settles its hold by trigger; a request that has its
         # row already keeps it (no-op), and its hold just goes.
         await self.db.executemany(
-            _RECORD, [{c: getattr(r, c) for c in _LEDGER_COLUMNS} for r in rows]
+            _RECORD, [{c: getattr(r, c) for c in LEDGER_COLUMNS} for r in rows]
         )
         await self.db.executemany("DELETE FROM reservations WHERE id = ?", [(r[0],) for r in found])
         return len(rows)
 
     async def usage(self, where: UsageFilter, group_by: str) -> list[dict[str, Any]]:
-        conditions, params = [], {}
-        for column, value in (
-            ("l.team_id = :team_id", where.team_id),
-            ("l.key_id = :key_id", where.key_id),
-            ("l.model = :model", where.model),
-            ("l.created_at >= :since", where.since),
-            ("l.created_at < :until", where.until),
-        ):
-            if value is not None:
-                conditions.append(column)
-                params[column.split(":")[1]] = value
-        where_sql = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        group = _GROUPS[group_by]
-        cursor_rows = await self._all(
-            f"SELECT {group} AS grp, {_USAGE_SUMS} FROM ledger l JOIN teams t ON t.id = l.team_id"
-            f" {where_sql} GROUP BY grp ORDER BY grp",
-            params,
-        )
-        return [
-            {group_by: row[0], **dict(zip(USAGE_COLUMNS, row[1:], strict=True))}
-            for row in cursor_rows
-        ]
+        sql, params = usage_query(where, group_by)
+        return usage_rows(await self._all(sql, params), group_by)
 
     # Moving between stores (used by `gateway db copy`, with nothing else on the connection).
 

@@ -1,0 +1,107 @@
+"""SQL both stores speak the same way (SQLite and PostgreSQL), with `:name` placeholders: the
+columns a team and a key are read with, a budget's spent and held amounts, the spend of a scope,
+the usage report's sums and filters. Each store keeps only what its engine does differently."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from gateway.outcome import sql_refused
+from gateway.store.base import USAGE_COLUMNS, LedgerRow, UsageFilter
+
+TEAM_COLUMNS = "id, name, budget_nanos, budget_period, rpm, ipm, created_at"
+KEY_COLUMNS = (
+    "k.id, k.team_id, t.name, k.name, k.prefix, k.budget_nanos, k.budget_period, k.rpm, k.ipm,"
+    " k.created_at, k.revoked_at"
+)
+# A key with its team's limits, by hash: ApiKey's columns, then Team's after its id and name.
+KEY_AND_TEAM = (
+    f"SELECT {KEY_COLUMNS}, t.budget_nanos, t.budget_period, t.rpm, t.ipm, t.created_at"
+    " FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = :hash"
+)
+LIMIT_FIELDS = frozenset({"budget_nanos", "budget_period", "rpm", "ipm"})
+LEDGER_COLUMNS = tuple(LedgerRow.__dataclass_fields__)
+ORPHAN_COLUMNS = "id, key_id, team_id, amount_nanos, created_at, request_id, endpoint, model"
+
+# The spend counter of a budget's current period, and what requests in flight hold against it.
+PERIOD_OF = (
+    "CASE {table}.budget_period WHEN 'total' THEN 'total' WHEN 'day' THEN :day"
+    " WHEN 'week' THEN :week ELSE :month END"
+)
+SPENT = (
+    "COALESCE((SELECT spent_nanos FROM spend WHERE scope = '{scope}' AND scope_id = {scope_id}"
+    f" AND period = {PERIOD_OF}), 0)"
+)
+RESERVED = (
+    "COALESCE((SELECT SUM(amount_nanos) FROM reservations"
+    " WHERE {column} = {value} AND expires_at > :now), 0)"
+)
+SPEND = {
+    "team": f"""
+SELECT t.budget_nanos, t.budget_period,
+       {SPENT.format(scope="team", scope_id="CAST(:id AS TEXT)", table="t")},
+       {RESERVED.format(column="team_id", value="CAST(:id AS BIGINT)")}
+FROM teams t WHERE t.id = CAST(:id AS BIGINT)""",
+    "key": f"""
+SELECT k.budget_nanos, k.budget_period,
+       {SPENT.format(scope="key", scope_id=":id", table="k")},
+       {RESERVED.format(column="key_id", value=":id")}
+FROM api_keys k WHERE k.id = :id""",
+}
+
+_GROUPS = {
+    "team": "t.name",
+    "key": "l.key_id",
+    "model": "COALESCE(l.model, '(none)')",
+    "day": "l.day",
+}
+_USAGE_SUMS = ", ".join(
+    [
+        "COUNT(*) AS requests",
+        f"SUM(CASE WHEN {sql_refused('l.outcome')} THEN 1 ELSE 0 END) AS refused",
+        *(f"SUM(l.{column}) AS {column}" for column in USAGE_COLUMNS[2:]),
+    ]
+)
+
+
+def now_text() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def limit_values(limits: dict[str, Any]) -> dict[str, Any]:
+    """A team's or key's limits, every one named (unset: none); TypeError for an unknown one."""
+    unknown = set(limits) - LIMIT_FIELDS
+    if unknown:
+        raise TypeError(f"unknown limit fields: {sorted(unknown)}")
+    values = {"budget_nanos": None, "budget_period": "total", "rpm": None, "ipm": None}
+    values.update(limits)
+    return values
+
+
+def usage_query(where: UsageFilter, group_by: str) -> tuple[str, dict[str, Any]]:
+    """The usage report's statement and its parameters."""
+    conditions, params = [], {}
+    for column, value in (
+        ("l.team_id = :team_id", where.team_id),
+        ("l.key_id = :key_id", where.key_id),
+        ("l.model = :model", where.model),
+        ("l.created_at >= :since", where.since),
+        ("l.created_at < :until", where.until),
+    ):
+        if value is not None:
+            conditions.append(column)
+            params[column.split(":")[1]] = value
+    where_sql = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    sql = (
+        f"SELECT {_GROUPS[group_by]} AS grp, {_USAGE_SUMS} FROM ledger l"
+        f" JOIN teams t ON t.id = l.team_id {where_sql} GROUP BY grp ORDER BY grp"
+    )
+    return sql, params
+
+
+def usage_rows(rows: list[Any], group_by: str) -> list[dict[str, Any]]:
+    return [
+        {group_by: row[0], **{c: int(v) for c, v in zip(USAGE_COLUMNS, row[1:], strict=True)}}
+        for row in rows
+    ]
