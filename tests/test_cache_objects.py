@@ -4,7 +4,6 @@ missing or corrupt object is never served, and purges remove objects."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 from collections.abc import Callable
@@ -17,8 +16,9 @@ from aiobotocore.session import get_session
 from gateway import accounts
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.state import DETACHED, SERVICES
+from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
+from tests.e2e.test_cache import stored as stored_on
 from tests.s3_server import BUCKET, S3Server
 
 REQUEST: dict[str, Any] = {"model": "gpt-image-1", "prompt": "a puffin", "quality": "low"}
@@ -72,11 +72,7 @@ async def replicas(
 
 async def stored(gateways: list[Any]) -> None:
     for gateway in gateways:
-        cache = gateway.app[SERVICES].cache
-        while (tasks := list(gateway.app[DETACHED])) or cache.storing:
-            if tasks:
-                await asyncio.wait(tasks)
-            await cache.drain()
+        await stored_on(gateway)
 
 
 async def test_replicas_share_bodies_through_the_object_store(

@@ -22,6 +22,7 @@ from gateway.settings import Settings
 from gateway.state import DETACHED, SERVICES
 from simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 from tests.conftest import UPSTREAM_KEY, FakeUpstream
+from tests.e2e.test_cache import stored
 from tests.redis_server import RedisServer
 
 REQUEST: dict[str, Any] = {"model": "gpt-image-1", "prompt": "a crane", "quality": "low"}
@@ -134,9 +135,7 @@ async def test_a_leader_that_vanishes_leaves_no_follower_hanging(
     # Find the request's key: one request, then its entry's key in the index.
     await sdks[0].images.generate(**{**REQUEST, "prompt": "probe"})
     for gateway in gateways:
-        while gateway.app[DETACHED] or gateway.app[SERVICES].cache.storing:
-            await gateway.app[SERVICES].cache.drain()
-            await asyncio.sleep(0.01)
+        await stored(gateway)
     ((key,),) = await gateways[0].app[SERVICES].store._all("SELECT key FROM cache_entries")
     await gateways[0].app[SERVICES].store.cache.purge(team_id=None, key_id=None)
     # A replica claimed the key and died at once: no stream, no heartbeat, its claim expiring.

@@ -18,6 +18,7 @@ from gateway.quota_redis import KEY_PREFIX, RETRY_AFTER_S
 from gateway.settings import Settings
 from gateway.state import SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream
+from tests.e2e.test_cache import sdk_for
 from tests.redis_server import RedisServer
 
 REQUEST: dict[str, Any] = {"model": "gpt-image-1", "prompt": "a heron", "quality": "low"}
@@ -25,12 +26,6 @@ REQUEST: dict[str, Any] = {"model": "gpt-image-1", "prompt": "a heron", "quality
 
 async def replicas(aiohttp_client: Any, settings: Settings, count: int = 2) -> list[Any]:
     return [await aiohttp_client(create_app(settings)) for _ in range(count)]
-
-
-async def sdk_for(gateway: Any, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url=str(gateway.make_url("/v1")), api_key=key, max_retries=0, timeout=20
-    )
 
 
 async def outcomes(calls: list[Any]) -> list[str]:
@@ -57,7 +52,7 @@ async def test_two_replicas_admit_exactly_the_limit_together(
     store = gateways[0].app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="t", rpm=10))
     key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
-    sdks = [await sdk_for(gateway, key) for gateway in gateways]
+    sdks = [sdk_for(gateway, key) for gateway in gateways]
     results = await outcomes([sdks[i % 2].images.generate(**REQUEST) for i in range(40)])
     assert results.count("ok") == 10 and results.count("429") == 30
     assert len(fake_upstream.requests) == 10
@@ -76,7 +71,7 @@ async def test_a_refusal_by_one_limit_counts_in_none(
     store = gateways[0].app[SERVICES].store
     team = await accounts.create_team(store, accounts.TeamCreate(name="t", ipm=100))
     key = (await accounts.create_key(store, accounts.KeyCreate(team="t", rpm=3))).secret
-    sdks = [await sdk_for(gateway, key) for gateway in gateways]
+    sdks = [sdk_for(gateway, key) for gateway in gateways]
     raw = await sdks[0].images.with_raw_response.generate(**REQUEST, n=2)
     assert raw.headers["x-ratelimit-remaining-requests"] == "2"
     assert raw.headers["x-ratelimit-remaining-images"] == "98"
@@ -120,9 +115,7 @@ async def test_without_redis_requests_flow_and_readyz_and_metrics_say_so(
     (gateway,) = await replicas(aiohttp_client, settings, count=1)
     store = gateway.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="t", rpm=2))
-    sdk = await sdk_for(
-        gateway, (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
-    )
+    sdk = sdk_for(gateway, (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret)
     await sdk.images.generate(**REQUEST)  # counted in Redis
     assert "degraded" not in await readyz(gateway) and await redis_up(gateway) == "1.0"
 

@@ -20,6 +20,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.state import DETACHED, SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream
+from tests.e2e.test_cache import stored
 from tests.e2e.test_shutdown import free_port, wait_until_up
 from tests.redis_server import RedisServer
 
@@ -140,9 +141,7 @@ async def test_replicas_sharing_a_cache_directory_answer_each_others_misses(
     key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
     first, second = (sdk_for(gateway, key) for gateway in gateways)
     miss = await first.images.with_raw_response.generate(**REQUEST)
-    while gateways[0].app[DETACHED] or gateways[0].app[SERVICES].cache.storing:
-        await gateways[0].app[SERVICES].cache.drain()
-        await asyncio.sleep(0.01)
+    await stored(gateways[0])
     hit = await second.images.with_raw_response.generate(**REQUEST)
     assert (miss.headers["x-gateway-cache"], hit.headers["x-gateway-cache"]) == ("miss", "hit")
     assert hit.parse().data == miss.parse().data and len(fake_upstream.requests) == 1

@@ -18,10 +18,11 @@ import pytest
 from gateway import accounts
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.state import DETACHED, SERVICES
+from gateway.state import SERVICES
 from gateway.store.base import UsageFilter
 from gateway.store.copy import copy_store
 from tests.conftest import ADMIN_TOKEN, FakeUpstream
+from tests.e2e.test_cache import stored
 from tests.postgres_server import PostgresServer
 
 REQUEST: dict[str, Any] = {"model": "gpt-image-1", "prompt": "a kingfisher", "quality": "low"}
@@ -35,14 +36,6 @@ def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "gateway", *args], env=env, capture_output=True, text=True,
         timeout=120,
     )  # fmt: skip
-
-
-async def settled(gateway: Any) -> None:
-    cache = gateway.app[SERVICES].cache
-    while (tasks := list(gateway.app[DETACHED])) or cache.storing:
-        if tasks:
-            await asyncio.wait(tasks)
-        await cache.drain()
 
 
 async def test_moving_up_from_sqlite_to_postgres_keeps_keys_money_and_the_cache(
@@ -70,7 +63,7 @@ async def test_moving_up_from_sqlite_to_postgres_keeps_keys_money_and_the_cache(
         await sdk.images.generate(**{**REQUEST, "prompt": prompt})
     with pytest.raises(openai.RateLimitError):  # past the budget: a refusal row
         await sdk.images.generate(**{**REQUEST, "quality": "high", "n": 4})
-    await settled(before)
+    await stored(before)
     team_before = await (await before.get("/admin/teams/t", headers=ADMIN)).json()
     usage_before = await store.usage(UsageFilter(), "model")
     await sdk.close()
@@ -121,7 +114,7 @@ async def test_a_copy_back_to_sqlite_checks_out(
         base_url=str(gateway.make_url("/v1")), api_key=secret, max_retries=0, timeout=20
     )
     await asyncio.gather(*(sdk.images.generate(**REQUEST) for _ in range(3)))
-    await settled(gateway)
+    await stored(gateway)
     await sdk.close()
     report = await copy_store(source, f"sqlite:///{tmp_path / 'back.db'}")
     assert report.totals["ledger"] == 3 and report.totals["ledger cost_nanos"] > 0

@@ -140,8 +140,6 @@ class RemoteFlights:
                             inflight.end(await self._decode(key, fields))
         except (RedisError, OSError) as exc:
             log.warning("lost the replica leading %s: %s", key[:12], exc)
-        except asyncio.CancelledError:
-            raise
         finally:
             inflight.end(Abandoned())  # no-op when it has ended
             self.cache.in_flight.remove(inflight)

@@ -13,8 +13,6 @@ from gateway.periods import Periods
 if TYPE_CHECKING:
     from gateway.store.key_cache import KeyCache
 
-BUDGET_PERIODS = ("day", "week", "month", "total")
-
 
 class Conflict(Exception):
     """A unique name or key is already taken."""

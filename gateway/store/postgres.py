@@ -16,6 +16,7 @@ What holds, across any number of replicas:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection
 from pathlib import Path
@@ -85,6 +86,13 @@ _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")
 def named(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
     """`:name` placeholders (as the SQLite store writes them) as asyncpg's `$n`, and the
     arguments in that order."""
+    query, names = _numbered(sql)
+    return query, [params[name] for name in names]
+
+
+@functools.lru_cache(maxsize=256)
+def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
+    """Rewritten once per statement text, not on every call (the statements are constants)."""
     order: dict[str, int] = {}
 
     def number(match: re.Match[str]) -> str:
@@ -93,7 +101,7 @@ def named(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
             order[name] = len(order) + 1
         return f"${order[name]}"
 
-    return _NAMED.sub(number, sql), [params[name] for name in order]
+    return _NAMED.sub(number, sql), tuple(order)
 
 
 def _ledger_values(row: LedgerRow) -> dict[str, Any]:
