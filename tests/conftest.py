@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,10 +53,20 @@ class FakeUpstream:
 
 
 @pytest.fixture
-async def fake_upstream(aiohttp_server: Any) -> FakeUpstream:
-    app = create_simulator_app(SimulatorConfig(record=True, api_key=UPSTREAM_KEY))
-    server = await aiohttp_server(app)
-    return FakeUpstream(server, app[SIMULATOR_STATE])
+def simulator(aiohttp_server: Any) -> Callable[..., Awaitable[FakeUpstream]]:
+    """Starts the simulator as upstream, recording what it is sent, with `SimulatorConfig`
+    options (`latency_ms=600`, `partial_interval_ms=250`, …)."""
+
+    async def start(**config: Any) -> FakeUpstream:
+        app = create_simulator_app(SimulatorConfig(record=True, api_key=UPSTREAM_KEY, **config))
+        return FakeUpstream(await aiohttp_server(app), app[SIMULATOR_STATE])
+
+    return start
+
+
+@pytest.fixture
+async def fake_upstream(simulator: Callable[..., Awaitable[FakeUpstream]]) -> FakeUpstream:
+    return await simulator()
 
 
 @pytest.fixture(scope="session")

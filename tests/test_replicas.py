@@ -1,258 +1,266 @@
-"""Several replicas on one PostgreSQL, driven with the official SDK: each replica is a gateway app
-with its own connection pool, as separate processes would be. Budgets hold across all of them
-at once, and a key revoked through one is refused by the others within a second."""
+"""Three `gateway serve` processes on one PostgreSQL and one Redis, driven with the official SDK
+(tests/replica_processes.py); the simulator upstream records every call it gets. What must hold
+across replicas: a budget for five is never overspent by 60 concurrent requests, a 10 rpm limit
+admits exactly 10 of 40, 20 identical requests make one upstream call and a stream follower on
+another replica gets each event live, a revoked key is refused everywhere within a second, the
+replicas answer each other's misses from the shared cache, and a replica killed with -9 loses
+no ledger row."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
+import base64
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import openai
+import pytest
 
-from gateway import accounts
-from gateway.app import create_app
-from gateway.settings import Settings
-from gateway.state import DETACHED, SERVICES
-from tests.conftest import ADMIN_TOKEN, FakeUpstream
-from tests.e2e.test_cache import stored
-from tests.e2e.test_shutdown import free_port, wait_until_up
+from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEY, FakeUpstream
 from tests.redis_server import RedisServer
+from tests.replica_processes import Replicas, replica_environment
 
 REQUEST: dict[str, Any] = {"model": "gpt-image-1", "prompt": "a kestrel", "quality": "low"}
+StartReplicas = Callable[[FakeUpstream], Awaitable[Replicas]]
 
 
-async def replicas(aiohttp_client: Any, settings: Settings, count: int = 3) -> list[Any]:
-    return [await aiohttp_client(create_app(settings)) for _ in range(count)]
+@pytest.fixture
+async def start_replicas(
+    pg_url: str, redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[StartReplicas]:
+    """Starts three replicas on `upstream`, sharing the database, Redis and a cache directory."""
+    started: list[Replicas] = []
+
+    async def start(upstream: FakeUpstream) -> Replicas:
+        env = replica_environment(
+            upstream_url=upstream.url, upstream_api_key=UPSTREAM_KEY, admin_token=ADMIN_TOKEN,
+            database_url=pg_url, redis_url=redis_server.url,
+            cache_store=str(tmp_path / "shared-cache"),
+        )  # fmt: skip
+        replicas = await Replicas(3, env, tmp_path).__aenter__()
+        started.append(replicas)
+        return replicas
+
+    yield start
+    for replicas in started:
+        await replicas.__aexit__(None, None, None)
 
 
-def sdk_for(gateway: Any, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url=str(gateway.make_url("/v1")), api_key=key, max_retries=0, timeout=30
-    )
+@pytest.fixture
+async def database(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """The replicas' database, read directly: the test's own view of the books."""
+    conn = await asyncpg.connect(pg_url)
+    yield conn
+    await conn.close()
+
+
+async def team_with_key(replicas: Replicas, **limits: Any) -> tuple[str, str]:
+    """A team "t" with `limits`, made through replica 0's admin API; its key's secret and id."""
+    await replicas.admin(0, "POST", "/admin/teams", ADMIN_TOKEN, name="t", **limits)
+    key = await replicas.admin(0, "POST", "/admin/keys", ADMIN_TOKEN, team="t")
+    return key["key"], key["id"]
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
 
 
 async def test_sixty_requests_over_three_replicas_never_overspend_a_budget_for_five(
-    aiohttp_client: Any,
-    fake_upstream: FakeUpstream,
-    make_settings: Callable[..., Settings],
-    pg_url: str,
+    start_replicas: StartReplicas,
+    simulator: Callable[..., Awaitable[FakeUpstream]],
+    database: asyncpg.Connection,
 ) -> None:
-    gateways = await replicas(aiohttp_client, make_settings(upstream_url=fake_upstream.url,
-                                                            database_url=pg_url))  # fmt: skip
-    store = gateways[0].app[SERVICES].store
-    await accounts.create_team(store, accounts.TeamCreate(name="probe"))
-    probe = (await accounts.create_key(store, accounts.KeyCreate(team="probe"))).secret
-    raw = await sdk_for(gateways[0], probe).images.with_raw_response.generate(**REQUEST)
-    (estimate,) = await store._all(
-        "SELECT estimate_nanos FROM ledger WHERE request_id = :id",
-        {"id": raw.headers["x-gateway-request-id"]},
+    replicas = await start_replicas(await simulator(latency_ms=300))
+    # One request's estimate, from a prompt as long as the race's.
+    probe, _ = await team_with_key(replicas)
+    raw = await replicas.sdk(0, probe).images.with_raw_response.generate(
+        **{**REQUEST, "prompt": "a kestrel 00"}
     )
-    budget = 5 * estimate[0]
-    team = await accounts.create_team(store, accounts.TeamCreate(name="t"))
-    await store.update_team("t", budget_nanos=budget)
-    key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
-    sdks = [sdk_for(gateway, key) for gateway in gateways]
+    estimate = await database.fetchval(
+        "SELECT estimate_nanos FROM ledger WHERE request_id = $1",
+        raw.headers["x-gateway-request-id"],
+    )
+    budget_usd = str(Decimal(5 * estimate).scaleb(-9))
+    await replicas.admin(0, "POST", "/admin/teams", ADMIN_TOKEN, name="race", budget_usd=budget_usd)
+    key = (await replicas.admin(0, "POST", "/admin/keys", ADMIN_TOKEN, team="race"))["key"]
+    sdks = [replicas.sdk(i, key) for i in range(3)]
     results = await asyncio.gather(
-        *(sdks[i % 3].images.generate(**REQUEST) for i in range(60)), return_exceptions=True
-    )
-    for gateway in gateways:
-        while tasks := list(gateway.app[DETACHED]):
-            await asyncio.wait(tasks)
+        *(sdks[i % 3].images.generate(**{**REQUEST, "prompt": f"a kestrel {i:02d}"})
+          for i in range(60)),
+        return_exceptions=True,
+    )  # fmt: skip
     refused = [r for r in results if isinstance(r, openai.RateLimitError)]
     assert all(not isinstance(r, BaseException) or r in refused for r in results)
-    rows = await store._all(
-        "SELECT outcome, cost_nanos, estimate_nanos FROM ledger WHERE team_id = :team",
-        {"team": team.id},
-    )
-    ok = [row for row in rows if row[0] == "ok"]
+    team_rows = "FROM ledger l JOIN teams t ON t.id = l.team_id WHERE t.name = 'race'"
+
+    async def settled() -> bool:
+        ok = await database.fetchval(f"SELECT COUNT(*) {team_rows} AND outcome = 'ok'")
+        held = await database.fetchval("SELECT COUNT(*) FROM reservations")
+        return bool(ok == 60 - len(refused) and held == 0)
+
+    await until(settled, "the admitted requests' rows were never all written")
+    rows = await database.fetch(f"SELECT cost_nanos, estimate_nanos {team_rows} AND outcome = 'ok'")
     # Five estimates fit; more went through as settled requests cost less than their holds.
-    assert len(ok) == 60 - len(refused) and len(ok) >= 5 and refused
-    spent = sum(row[1] for row in ok)
+    assert len(rows) >= 5 and refused
+    spent = sum(row["cost_nanos"] for row in rows)
     # At most one request's actual-minus-estimate over the budget.
-    assert spent <= budget + max(0, max(row[1] - row[2] for row in ok))
-    assert await store._all("SELECT 1 FROM reservations") == []  # no hold left behind
-    for sdk in sdks:
-        await sdk.close()
+    worst = max(0, max(row["cost_nanos"] - row["estimate_nanos"] for row in rows))
+    assert spent <= 5 * estimate + worst
+
+
+async def test_a_ten_rpm_limit_admits_exactly_ten_of_forty_across_replicas(
+    start_replicas: StartReplicas,
+    simulator: Callable[..., Awaitable[FakeUpstream]],
+) -> None:
+    upstream = await simulator(latency_ms=200)
+    replicas = await start_replicas(upstream)
+    key, _ = await team_with_key(replicas, rpm=10)
+    sdks = [replicas.sdk(i, key) for i in range(3)]
+    results = await asyncio.gather(
+        *(sdks[i % 3].images.generate(**{**REQUEST, "prompt": f"p{i}"}) for i in range(40)),
+        return_exceptions=True,
+    )
+    admitted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, openai.RateLimitError)]
+    assert (len(admitted), len(refused)) == (10, 30)
+    assert len(upstream.requests) == 10
+
+
+async def test_twenty_identical_requests_over_three_replicas_make_one_upstream_call(
+    start_replicas: StartReplicas,
+    simulator: Callable[..., Awaitable[FakeUpstream]],
+    database: asyncpg.Connection,
+) -> None:
+    upstream = await simulator(latency_ms=600)
+    replicas = await start_replicas(upstream)
+    key, _ = await team_with_key(replicas)
+    sdks = [replicas.sdk(i, key) for i in range(3)]
+    raws = await asyncio.gather(
+        *(sdks[i % 3].images.with_raw_response.generate(**REQUEST) for i in range(20))
+    )
+    assert len(upstream.requests) == 1
+    images = {base64.b64decode(raw.parse().data[0].b64_json or "") for raw in raws}
+    assert len(images) == 1
+    statuses = sorted(raw.headers["x-gateway-cache"] for raw in raws)
+    assert statuses.count("miss") == 1 and set(statuses) <= {"miss", "coalesced", "hit"}
+    costs = [raw.headers["x-gateway-cost-usd"] for raw in raws]
+    assert sum(cost != "0.00" for cost in costs) == 1  # only the leader paid
+
+    async def every_row() -> bool:  # every request has its row, on whichever replica it came
+        return bool(await database.fetchval("SELECT COUNT(*) FROM ledger") == 20)
+
+    await until(every_row, "not every request's row was written")
+
+
+async def test_a_stream_follower_on_another_replica_gets_every_event_as_it_arrives(
+    start_replicas: StartReplicas,
+    simulator: Callable[..., Awaitable[FakeUpstream]],
+) -> None:
+    upstream = await simulator(latency_ms=600, partial_interval_ms=250)
+    replicas = await start_replicas(upstream)
+    key, _ = await team_with_key(replicas)
+    started = time.monotonic()
+
+    async def events(sdk: openai.AsyncOpenAI, delay: float) -> list[tuple[float, str]]:
+        await asyncio.sleep(delay)
+        stream = await sdk.images.generate(**REQUEST, stream=True, partial_images=3)
+        return [(time.monotonic() - started, event.type) async for event in stream]
+
+    leader, follower = await asyncio.gather(
+        events(replicas.sdk(0, key), 0), events(replicas.sdk(1, key), 0.3)
+    )
+    assert len(upstream.requests) == 1
+    assert [t for _, t in follower] == [t for _, t in leader]
+    assert [t for _, t in leader][-1] == "image_generation.completed"
+    # Live, not replayed at the end: each follower event within a beat of the leader's own.
+    for (at_leader, _), (at_follower, _) in zip(leader, follower, strict=True):
+        assert at_follower - at_leader < 0.2
+    assert follower[0][0] < leader[-1][0] - 0.4  # its first event came long before the last
 
 
 async def test_a_key_revoked_through_one_replica_is_refused_by_the_others_within_a_second(
-    aiohttp_client: Any,
-    fake_upstream: FakeUpstream,
-    make_settings: Callable[..., Settings],
-    pg_url: str,
+    start_replicas: StartReplicas,
+    simulator: Callable[..., Awaitable[FakeUpstream]],
 ) -> None:
-    gateways = await replicas(aiohttp_client, make_settings(upstream_url=fake_upstream.url,
-                                                            database_url=pg_url))  # fmt: skip
-    store = gateways[0].app[SERVICES].store
-    await accounts.create_team(store, accounts.TeamCreate(name="t"))
-    issued = await accounts.create_key(store, accounts.KeyCreate(team="t"))
-    sdks = [sdk_for(gateway, issued.secret) for gateway in gateways]
-    for sdk in sdks:  # every replica has the key in memory now
-        await sdk.images.generate(**REQUEST)
-    revoked = await gateways[0].delete(
-        f"/admin/keys/{issued.record.id}",
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-    )
-    assert revoked.status == 200
-    started = time.monotonic()
-    for sdk in sdks[1:]:
+    replicas = await start_replicas(await simulator())
+    key, key_id = await team_with_key(replicas)
+    sdks = [replicas.sdk(i, key) for i in range(3)]
+    for i, sdk in enumerate(sdks):  # every replica has the key in memory now
+        await sdk.images.generate(**{**REQUEST, "prompt": f"warm {i}"})
+    await replicas.admin(0, "DELETE", f"/admin/keys/{key_id}", ADMIN_TOKEN)
+    revoked_at = time.monotonic()
+    for i, sdk in enumerate(sdks[1:]):
         while True:
             try:
-                await sdk.images.generate(**REQUEST)
+                await sdk.images.generate(**{**REQUEST, "prompt": f"after {i}"})
             except openai.AuthenticationError:
                 break
-            assert time.monotonic() - started < 1.2, "still accepted a second after revocation"
-            await asyncio.sleep(0.05)
-    for sdk in sdks:
-        await sdk.close()
+            assert time.monotonic() - revoked_at < 1.0, "still accepted a second after revocation"
+            await asyncio.sleep(0.02)
 
 
 async def test_replicas_sharing_a_cache_directory_answer_each_others_misses(
-    aiohttp_client: Any,
-    fake_upstream: FakeUpstream,
-    make_settings: Callable[..., Settings],
-    pg_url: str,
-    tmp_path: Path,
+    start_replicas: StartReplicas,
+    simulator: Callable[..., Awaitable[FakeUpstream]],
+    database: asyncpg.Connection,
 ) -> None:
-    shared = tmp_path / "shared-cache"
-    gateways = [
-        await aiohttp_client(
-            create_app(
-                make_settings(
-                    upstream_url=fake_upstream.url,
-                    database_url=pg_url,
-                    data_dir=tmp_path / f"replica{i}",  # each its own disk but for the cache
-                    cache_enabled=True,
-                    cache_store=shared,
-                    cache_inline_max_bytes=0,  # every body a file in the shared directory
-                )
-            )
-        )
-        for i in range(2)
-    ]
-    store = gateways[0].app[SERVICES].store
-    await accounts.create_team(store, accounts.TeamCreate(name="t"))
-    key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
-    first, second = (sdk_for(gateway, key) for gateway in gateways)
-    miss = await first.images.with_raw_response.generate(**REQUEST)
-    await stored(gateways[0])
-    hit = await second.images.with_raw_response.generate(**REQUEST)
+    upstream = await simulator()
+    replicas = await start_replicas(upstream)
+    key, _ = await team_with_key(replicas)
+    miss = await replicas.sdk(0, key).images.with_raw_response.generate(**REQUEST)
+
+    async def indexed() -> bool:
+        return bool(await database.fetchval("SELECT COUNT(*) FROM cache_entries") == 1)
+
+    await until(indexed, "the miss was never stored")
+    hit = await replicas.sdk(2, key).images.with_raw_response.generate(**REQUEST)
     assert (miss.headers["x-gateway-cache"], hit.headers["x-gateway-cache"]) == ("miss", "hit")
-    assert hit.parse().data == miss.parse().data and len(fake_upstream.requests) == 1
-    assert [p.name for p in (shared / "bodies").glob("*/*")] == [
-        sha for sha, _ in await store.cache.bodies()
-    ]
-    await first.close()
-    await second.close()
+    assert hit.parse().data == miss.parse().data and len(upstream.requests) == 1
 
 
-def test_a_replica_killed_mid_request_loses_no_ledger_row(
-    tmp_path: Path, postgres_server: Any, redis_server: RedisServer
+async def test_a_replica_killed_mid_request_loses_no_ledger_row(
+    start_replicas: StartReplicas,
+    simulator: Callable[..., Awaitable[FakeUpstream]],
+    database: asyncpg.Connection,
 ) -> None:
-    """Three `gateway serve` processes on one PostgreSQL and one Redis; one is killed (-9) while
-    its requests wait on a slow upstream. Its holds become `orphaned` rows, charged their
-    estimates, settled by the replicas still running; the others' requests are untouched."""
-    database = asyncio.run(postgres_server.new_database())
-    sim_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "gateway", "simulator", "--port", str(sim_port),
-             "--latency-ms", "4000"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-    ]  # fmt: skip
-    shared = env | {
-        "GATEWAY_UPSTREAM_URL": f"http://127.0.0.1:{sim_port}/v1",
-        "GATEWAY_DATABASE_URL": database,
-        "GATEWAY_REDIS_URL": redis_server.url,
-    }
-    ports = [free_port() for _ in range(3)]
-    try:
-        cli_env = shared | {"GATEWAY_DATA_DIR": str(tmp_path / "cli")}
-        subprocess.run([sys.executable, "-m", "gateway", "teams", "create", "t", "--budget-usd",
-                        "100"], env=cli_env, check=True, capture_output=True)  # fmt: skip
-        created = subprocess.run(
-            [sys.executable, "-m", "gateway", "keys", "create", "--team", "t"],
-            env=cli_env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        key = created.stdout.strip().splitlines()[-1]
-        for i, port in enumerate(ports):
-            replica = shared | {
-                "GATEWAY_PORT": str(port),
-                "GATEWAY_DATA_DIR": str(tmp_path / f"r{i}"),
-            }
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve"], env=replica,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))  # fmt: skip
-        for port in (sim_port, *ports):
-            wait_until_up(port)
-        victim = processes[1]
-        outcomes = asyncio.run(_kill_one_mid_request(ports, key, victim, database))
-        assert outcomes["survivors"] == ["ok"] * 4  # the other replicas' requests finished
-        assert outcomes["killed"] == 2  # the victim's two clients lost their connections
-        rows = outcomes["rows"]
-        assert sorted(r[0] for r in rows) == ["ok"] * 4 + ["orphaned"] * 2
-        orphans = [r for r in rows if r[0] == "orphaned"]
-        assert all(cost == estimate > 0 for _, cost, estimate in orphans)
-        assert outcomes["holds_left"] == 0
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
-
-
-async def _kill_one_mid_request(
-    ports: list[int], key: str, victim: subprocess.Popen[bytes], database: str
-) -> dict[str, Any]:
-    import asyncpg
-
-    sdks = [
-        openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{p}/v1", api_key=key, max_retries=0,
-                           timeout=60)
-        for p in ports
-    ]  # fmt: skip
+    """One replica is killed (-9) while its requests wait on a slow upstream. Its holds become
+    `orphaned` rows, charged their estimates, settled by the replicas still running; the others'
+    requests are untouched."""
+    replicas = await start_replicas(await simulator(latency_ms=4000))
+    key, _ = await team_with_key(replicas, budget_usd="100")
+    sdks = [replicas.sdk(i, key) for i in range(3)]
     # Two requests on each replica, all waiting on the slow upstream.
     calls = [
         asyncio.ensure_future(sdks[i % 3].images.generate(**{**REQUEST, "prompt": f"p{i}"}))
         for i in range(6)
     ]
-    conn = await asyncpg.connect(database)
-    try:
-        deadline = time.monotonic() + 10
-        while await conn.fetchval("SELECT COUNT(*) FROM reservations") < 6:
-            assert time.monotonic() < deadline, "the holds were not made"
-            await asyncio.sleep(0.05)
-        victim.kill()  # SIGKILL: no ending runs, nothing is written
-        victim.wait()  # reaped, as its parent would (a zombie still answers kill -0)
-        results = await asyncio.gather(*calls, return_exceptions=True)
-        killed = sum(isinstance(results[i], openai.APIConnectionError) for i in (0, 3))
-        survivors = ["ok" if not isinstance(results[i], BaseException) else repr(results[i])
-                     for i in (1, 2, 4, 5)]  # fmt: skip
-        # A replica still running settles the dead one's holds within a housekeeping round.
-        deadline = time.monotonic() + 25
-        while await conn.fetchval("SELECT COUNT(*) FROM reservations") > 0:
-            assert time.monotonic() < deadline, "the dead replica's holds were never settled"
-            await asyncio.sleep(0.2)
-        rows = [tuple(r) for r in await conn.fetch(
-            "SELECT outcome, cost_nanos, estimate_nanos FROM ledger l JOIN teams t"
-            " ON t.id = l.team_id WHERE t.name = 't'"
-        )]  # fmt: skip
-        holds_left = await conn.fetchval("SELECT COUNT(*) FROM reservations")
-    finally:
-        await conn.close()
-        for sdk in sdks:
-            await sdk.close()
-    return {"survivors": survivors, "killed": killed, "rows": rows, "holds_left": holds_left}
+
+    def holds(count: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return bool(await database.fetchval("SELECT COUNT(*) FROM reservations") == count)
+
+        return check
+
+    await until(holds(6), "the holds were not made", seconds=10)
+    victim = replicas.processes[0]
+    victim.kill()  # SIGKILL: no ending runs, nothing is written
+    await victim.wait()  # reaped, as its parent would (a zombie still answers kill -0)
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(results[i], openai.APIConnectionError) for i in (0, 3))
+    assert [results[i] for i in (1, 2, 4, 5) if isinstance(results[i], BaseException)] == []
+    # A replica still running settles the dead one's holds within a housekeeping round.
+    await until(holds(0), "the dead replica's holds were never settled", seconds=25)
+    rows = await database.fetch(
+        "SELECT outcome, cost_nanos, estimate_nanos FROM ledger l JOIN teams t"
+        " ON t.id = l.team_id WHERE t.name = 't'"
+    )
+    assert sorted(r["outcome"] for r in rows) == ["ok"] * 4 + ["orphaned"] * 2
+    orphans = [r for r in rows if r["outcome"] == "orphaned"]
+    assert all(r["cost_nanos"] == r["estimate_nanos"] > 0 for r in orphans)
