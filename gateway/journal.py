@@ -24,6 +24,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from gateway.store.base import LedgerRow, Store
@@ -34,21 +35,25 @@ STALE_REPLAY_S = 60.0
 
 
 def this_process() -> str:
-    """The owner recorded on this process's holds: `host:pid`."""
+    """The owner recorded on this process's holds: `host:pid:start`, where `start` is drawn when
+    the process first asks, so a restarted container with the same hostname and pid is not
+    taken for its dead predecessor."""
     return _owner(os.getpid())
 
 
 @functools.cache
 def _owner(pid: int) -> str:
-    return f"{socket.gethostname()}:{pid}"
+    return f"{socket.gethostname()}:{pid}:{secrets.token_hex(3)}"
 
 
 def dead_local_owners(owners: list[str]) -> list[str]:
-    """Of `owners`, those on this host whose process no longer runs."""
+    """Of `owners` (`host:pid:start`, or `host:pid` as older versions wrote), those on this host
+    whose process no longer runs."""
     host = socket.gethostname()
     dead = []
     for owner in owners:
-        where, _, pid = owner.rpartition(":")
+        where, _, rest = owner.partition(":")
+        pid = rest.partition(":")[0]
         if where != host or not pid.isdigit():
             continue
         try:
@@ -60,11 +65,10 @@ def dead_local_owners(owners: list[str]) -> list[str]:
     return dead
 
 
-async def settle_holds(store: Store, *, dead_owners: list[str] | None = None) -> int:
-    """Expired holds, and those of `dead_owners` (default: every dead process on this host that
-    holds one), become `orphaned` ledger rows. How many."""
-    if dead_owners is None:
-        dead_owners = dead_local_owners(await store.holders())
+async def settle_holds(store: Store, *, silent: Collection[str] = ()) -> int:
+    """Holds that will never settle become `orphaned` ledger rows: expired ones, those of a dead
+    process on this host, and those of the `silent` owners (heartbeats.py). How many."""
+    dead_owners = {*dead_local_owners(await store.holders()), *silent}
     settled = await store.settle_orphans(time.time(), dead_owners)
     if settled:
         log.warning(

@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.changes import KEYS, PRICES
-from gateway.journal import settle_holds
+from gateway.heartbeats import Heartbeats
+from gateway.journal import settle_holds, this_process
 from gateway.settings import Settings
 from gateway.state import DETACHED, ENDING_S, LIFECYCLE, SERVICES, WORKER
 
@@ -37,13 +38,14 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     try:
         await store.migrate()
         worker = app[WORKER]
+        heartbeats = Heartbeats(store, this_process())
         if not worker:  # several workers share the store and dirs: the supervisor does this
-            await _settle_the_books(app, dead_owners=None)
+            await _settle_the_books(app, heartbeats)
             empty_spool_dir(settings)
         await cache.start(empty_tmp=not worker)
         await upstream.start()
         await _hear_other_replicas(app)
-        housekeeping = asyncio.create_task(_housekeeping(app))
+        housekeeping = asyncio.create_task(_housekeeping(app, heartbeats))
         try:
             yield
         finally:
@@ -69,28 +71,30 @@ async def _hear_other_replicas(app: web.Application) -> None:
     await services.changes.start({KEYS: keys.forget, PRICES: services.reload_prices})
 
 
-async def _housekeeping(app: web.Application) -> None:
-    """Every few seconds: checkpoint the store, replay journaled ledger rows and settle the holds
-    that will never settle (expired, or held by a process on this host that has died: a worker
-    or a replica killed mid-request), forget idle rate-limit windows, write cache hit counts and
-    drop expired entries."""
+async def _housekeeping(app: web.Application, heartbeats: Heartbeats) -> None:
+    """Every few seconds: checkpoint the store, say this process lives, replay journaled ledger
+    rows and settle the holds that will never settle (expired, or held by a process that has
+    died: a worker or a replica killed mid-request, here or on another host), forget idle
+    rate-limit windows, write cache hit counts and drop expired entries."""
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
         try:
             await app[SERVICES].store.checkpoint()
-            await _settle_the_books(app, dead_owners=None)
+            await _settle_the_books(app, heartbeats)
             app[SERVICES].limiter.forget_idle()
             await app[SERVICES].cache.housekeeping()
         except Exception:
             log.exception("housekeeping failed; trying again shortly")
 
 
-async def _settle_the_books(app: web.Application, dead_owners: list[str] | None) -> None:
-    """Journaled rows go into the store, then holds that will never settle become rows: in that
-    order, so a journaled request is not also charged as an orphan."""
+async def _settle_the_books(app: web.Application, heartbeats: Heartbeats) -> None:
+    """This process's heartbeat goes in; journaled rows go into the store, then holds that will
+    never settle become rows: in that order, so a journaled request is not also charged as an
+    orphan."""
     metrics = app[SERVICES].metrics
+    silent = await heartbeats.beat()
     metrics.ledger_replayed.inc(await app[SERVICES].journal.replay(app[SERVICES].store))
-    metrics.orphaned.inc(await settle_holds(app[SERVICES].store, dead_owners=dead_owners))
+    metrics.orphaned.inc(await settle_holds(app[SERVICES].store, silent=silent))
 
 
 async def stopping(app: web.Application) -> None:

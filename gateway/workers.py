@@ -17,7 +17,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,16 +41,16 @@ def metrics_dir(settings: Settings) -> Path:
     return settings.data_dir / "metrics"
 
 
-async def _settle_the_books(settings: Settings, dead_owners: list[str] | None) -> None:
+async def _settle_the_books(settings: Settings) -> None:
     """Journaled rows into the store, then the holds of dead processes settled (see journal)."""
     async with migrated_store(settings.resolved_database_url) as store:
         await LedgerJournal(settings.journal_dir).replay(store)
-        await settle_holds(store, dead_owners=dead_owners)
+        await settle_holds(store)
 
 
 def prepare(settings: Settings) -> Path:
     """Start-up work done once for all workers; returns the metrics directory, emptied."""
-    asyncio.run(_settle_the_books(settings, dead_owners=None))
+    asyncio.run(_settle_the_books(settings))
     empty_spool_dir(settings)
     BodyFiles(settings.cache_dir).prepare(shared=settings.cache_shared)
     directory = metrics_dir(settings)
@@ -96,7 +95,7 @@ class Supervisor:
         log.error("worker %d exited with %s; starting another", dead.pid, dead.returncode)
         self._forget(dead)
         try:  # its holds will never settle: charge them now rather than after their TTL
-            asyncio.run(_settle_the_books(self.settings, [f"{socket.gethostname()}:{dead.pid}"]))
+            asyncio.run(_settle_the_books(self.settings))  # it was reaped: its pid runs no more
         except Exception:
             log.exception("could not settle the holds of worker %d; they expire instead", dead.pid)
         time.sleep(RESTART_BACKOFF_S)  # a worker that cannot start must not spin

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -58,7 +59,8 @@ async def test_appends_racing_two_replayers_lose_and_double_nothing(
 
 def test_only_dead_local_owners_are_orphaned() -> None:
     alive = this_process()
-    host = alive.rpartition(":")[0]
-    assert dead_local_owners([alive, f"{host}:999999999", "elsewhere:1", f"{host}:x"]) == [
-        f"{host}:999999999"
-    ]
+    host, pid, start = alive.split(":")
+    assert pid == str(os.getpid()) and len(start) == 6
+    owners = [alive, f"{host}:999999999:abc", f"{host}:999999998", "elsewhere:1:abc", f"{host}:x"]
+    # A dead pid in either form (older versions wrote `host:pid`); never another host's.
+    assert dead_local_owners(owners) == [f"{host}:999999999:abc", f"{host}:999999998"]

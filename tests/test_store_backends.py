@@ -64,7 +64,9 @@ def ledger_row(request_id: str, team_id: int, key_id: str, cost: int, **more: An
     return LedgerRow(**values)
 
 
-async def reserve(store: Store, team_id: int, key_id: str, amount: int, request_id: str) -> Any:
+async def reserve(
+    store: Store, team_id: int, key_id: str, amount: int, request_id: str, owner: str = "host:1"
+) -> Any:
     return await store.reserve(
         key_id=key_id,
         team_id=team_id,
@@ -73,7 +75,7 @@ async def reserve(store: Store, team_id: int, key_id: str, amount: int, request_
         now=dt.datetime.now(dt.UTC).timestamp(),
         ttl_s=600,
         request_id=request_id,
-        owner="host:1",
+        owner=owner,
         endpoint="generations",
         model="gpt-image-1",
     )
@@ -159,6 +161,25 @@ async def test_holds_of_a_dead_process_become_orphaned_rows(store: Store) -> Non
     usage = await store.usage(UsageFilter(), "team")
     assert usage[0]["requests"] == 1 and usage[0]["cost_nanos"] == 2 * USD
     assert await store.settle_orphans(0.0, dead_owners=["host:1"]) == 0
+
+
+async def test_owners_of_holds_silent_since_a_time_are_found_by_their_heartbeats(
+    store: Store,
+) -> None:
+    team_id, key_id = await team_and_key(store)
+    for owner in ("a:1:x", "b:2:y", "c:3:z"):
+        await reserve(store, team_id, key_id, USD, f"req_{owner}", owner=owner)
+    await store.heartbeat("a:1:x", 1000.0)
+    await store.heartbeat("b:2:y", 1000.0)
+    await store.heartbeat("b:2:y", 1050.0)  # heard again
+    await store.heartbeat("d:4:w", 900.0)  # silent, but holds nothing
+    # c never sent one (an older version): never declared silent.
+    assert await store.silent_holders(before=1040.0) == ["a:1:x"]
+    assert await store.silent_holders(before=1060.0) == ["a:1:x", "b:2:y"]
+    assert await store.silent_holders(before=999.0) == []
+    # A day later the unheard-of are forgotten, whoever writes next.
+    await store.heartbeat("b:2:y", 1000.0 + 86400 + 1)
+    assert await store.silent_holders(before=10**7) == ["b:2:y"]
 
 
 def cache_entry(key: str, sha: str, size: int, body: bytes | None = None) -> CacheEntry:

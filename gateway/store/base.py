@@ -365,7 +365,16 @@ class Store(Protocol):
         ...
 
     async def holders(self) -> list[str]:
-        """The owners (`host:pid`) of the holds now in the store."""
+        """The owners (`host:pid:start`) of the holds now in the store."""
+        ...
+
+    async def heartbeat(self, owner: str, now: float) -> None:
+        """`owner` is alive at `now` (unix seconds). Heartbeats a day old are forgotten."""
+        ...
+
+    async def silent_holders(self, before: float) -> list[str]:
+        """Owners of holds whose last heartbeat came before `before`; an owner that never sent
+        one is not among them."""
         ...
 
     async def settle_orphans(self, now: float, dead_owners: Collection[str] = ()) -> int:

@@ -40,10 +40,13 @@ from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
 from gateway.store.postgres_cache import PostgresCacheIndex
 from gateway.store.sql import (
+    FORGET_OLD_HEARTBEATS,
+    HEARTBEAT,
     KEY_AND_TEAM,
     KEY_COLUMNS,
     LEDGER_COLUMNS,
     ORPHAN_COLUMNS,
+    SILENT_HOLDERS,
     SPEND,
     TEAM_COLUMNS,
     limit_values,
@@ -395,6 +398,13 @@ class PostgresStore:
     async def holders(self) -> list[str]:
         rows = await self._all("SELECT DISTINCT owner FROM reservations WHERE owner IS NOT NULL")
         return [row[0] for row in rows]
+
+    async def heartbeat(self, owner: str, now: float) -> None:
+        await self._all(HEARTBEAT, {"owner": owner, "now": now})
+        await self._all(FORGET_OLD_HEARTBEATS, {"now": now})
+
+    async def silent_holders(self, before: float) -> list[str]:
+        return [row[0] for row in await self._all(SILENT_HOLDERS, {"before": before})]
 
     async def settle_orphans(self, now: float, dead_owners: Collection[str] = ()) -> int:
         found = await self.pool.fetch(

@@ -105,3 +105,17 @@ def usage_rows(rows: list[Any], group_by: str) -> list[dict[str, Any]]:
         {group_by: row[0], **{c: int(v) for c, v in zip(USAGE_COLUMNS, row[1:], strict=True)}}
         for row in rows
     ]
+
+
+# A process says it is alive (and heartbeats unheard of for a day are forgotten).
+HEARTBEAT = (
+    "INSERT INTO heartbeats (owner, seen_at) VALUES (:owner, :now)"
+    " ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at"
+)
+FORGET_OLD_HEARTBEATS = "DELETE FROM heartbeats WHERE seen_at < :now - 86400"
+# Owners of holds whose last heartbeat is older than :before (an owner that never wrote one,
+# such as a process of an older version, is not among them).
+SILENT_HOLDERS = (
+    "SELECT DISTINCT r.owner FROM reservations r JOIN heartbeats h ON h.owner = r.owner"
+    " WHERE h.seen_at < :before ORDER BY r.owner"
+)

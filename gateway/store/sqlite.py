@@ -28,11 +28,14 @@ from gateway.store.base import (
 from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
 from gateway.store.sql import (
+    FORGET_OLD_HEARTBEATS,
+    HEARTBEAT,
     KEY_AND_TEAM,
     KEY_COLUMNS,
     LEDGER_COLUMNS,
     ORPHAN_COLUMNS,
     RESERVED,
+    SILENT_HOLDERS,
     SPEND,
     SPENT,
     TEAM_COLUMNS,
@@ -381,6 +384,13 @@ class SqliteStore:
     async def holders(self) -> list[str]:
         rows = await self._all("SELECT DISTINCT owner FROM reservations WHERE owner IS NOT NULL")
         return [row[0] for row in rows]
+
+    async def heartbeat(self, owner: str, now: float) -> None:
+        await self._all(HEARTBEAT, {"owner": owner, "now": now})
+        await self._all(FORGET_OLD_HEARTBEATS, {"now": now})
+
+    async def silent_holders(self, before: float) -> list[str]:
+        return [row[0] for row in await self._all(SILENT_HOLDERS, {"before": before})]
 
     async def settle_orphans(self, now: float, dead_owners: Collection[str] = ()) -> int:
         owners = sorted(dead_owners)

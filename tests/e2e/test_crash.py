@@ -153,7 +153,7 @@ async def test_a_killed_worker_has_its_holds_settled_by_the_supervisor(
             with sqlite3.connect(data / "gateway.db") as db:
                 owners = dict(db.execute("SELECT owner, COUNT(*) FROM reservations GROUP BY 1"))
             victim_owner = max(owners, key=lambda owner: owners[owner])
-            victim = int(victim_owner.rpartition(":")[2])
+            victim = int(victim_owner.split(":")[1])  # host:pid:start
             assert victim in {c.pid for c in psutil.Process(supervisor.pid).children()}
             os.kill(victim, signal.SIGKILL)
             results = []

@@ -118,9 +118,10 @@ async def test_a_failed_ledger_write_is_journaled_and_replayed(
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+    from gateway.heartbeats import Heartbeats
     from gateway.lifecycle import _settle_the_books
 
-    await _settle_the_books(client.app, dead_owners=[])
+    await _settle_the_books(client.app, Heartbeats(client.app[SERVICES].store, "here:1:a"))
     rows = await client.app[SERVICES].store._all("SELECT outcome, cost_nanos FROM ledger")
     assert [(row[0], row[1] / 1e9) for row in rows] == [("ok", float(cost))]
     assert await client.app[SERVICES].journal.pending() == 0
