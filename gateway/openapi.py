@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gateway.ledger import GROUPS
 from gateway.params import FRAME_COUNT_RANGE, MAX_TEXT_CHARS, N_RANGE, PARTIAL_IMAGES_RANGE
 from gateway.pricing import load_prices
 from gateway.settings import SHIPPED_PRICES
@@ -380,7 +381,7 @@ def description() -> dict[str, Any]:
                     _query("model"),
                     _query("since"),
                     _query("until"),
-                    _query("group_by", {"type": "string", "enum": ["team", "key", "model", "day"]}),
+                    _query("group_by", {"type": "string", "enum": list(GROUPS)}),
                     _query("format", {"type": "string", "enum": ["json"]}),
                 ],
             ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ import pytest
 
 from gateway.periods import Periods
 from gateway.store import Conflict, Store, open_store
-from gateway.store.base import CacheEntry, LedgerRow, UsageFilter
+from gateway.store.base import USAGE_COLUMNS, CacheEntry, LedgerRow, UsageFilter
 from gateway.store.migrations import MIGRATIONS_DIR, all_migrations
 from gateway.store.postgres import POSTGRES_MIGRATIONS
+from gateway.store.sql import usage_query
 
 USD = 1_000_000_000
 
@@ -152,6 +154,64 @@ async def test_a_ledger_row_settles_its_hold_and_counts_once(store: Store) -> No
     ]  # fmt: skip
 
 
+def _sums_by(rows: list[LedgerRow], group: str) -> dict[str, dict[str, int]]:
+    """The usage report worked out here, row by row, as the store must give it."""
+    sums: dict[str, dict[str, int]] = {}
+    for row in rows:
+        name = {"model": row.model or "(none)", "day": row.day}.get(group) or getattr(row, group)
+        into = sums.setdefault(name, dict.fromkeys(USAGE_COLUMNS, 0))
+        into["requests"] += 1
+        into["refused"] += row.outcome.startswith("refused")
+        for column in USAGE_COLUMNS[2:]:
+            into[column] += getattr(row, column)
+    return sums
+
+
+async def test_usage_over_whole_days_equals_the_ledgers_sums(store: Store) -> None:
+    """Whole-day reports read the daily summary; any other bound reads the ledger: both must
+    give exactly the sums of the rows in range, whatever the mix of days, models (one none),
+    outcomes and cache statuses."""
+    team_id, key_id = await team_and_key(store)
+    start = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
+    rows = []
+    for i in range(36):
+        moment = start + dt.timedelta(hours=7 * i, minutes=i)
+        periods = Periods.at(moment)
+        rows.append(
+            ledger_row(
+                f"req_{i}", team_id, key_id, cost=(i % 5) * 1_000_003,
+                created_at=moment.isoformat(timespec="milliseconds"),
+                day=periods.day, week=periods.week, month=periods.month,
+                model=(None, "gpt-image-1", "gpt-image-1-mini")[i % 3],
+                outcome=("ok", "ok", "refused_budget", "upstream_error")[i % 4],
+                cache_status=("miss", "hit", "bypass")[i // 2 % 3],
+                saved_nanos=i * 7, image_output_tokens=i * 11, images=i % 3,
+            )
+        )  # fmt: skip
+    for row in rows:
+        await store.record(row)
+    day = dt.timedelta(days=1)
+    for since, until in (
+        (None, None),
+        (start + day, start + 3 * day),  # whole days: the summary
+        (start + day + dt.timedelta(hours=5), start + 3 * day),  # mid-day: the ledger
+    ):
+        bounds = [
+            None if t is None else t.isoformat(timespec="milliseconds") for t in (since, until)
+        ]
+        in_range = [
+            r for r in rows
+            if (bounds[0] is None or r.created_at >= bounds[0])
+            and (bounds[1] is None or r.created_at < bounds[1])
+        ]  # fmt: skip
+        read = usage_query(UsageFilter(since=bounds[0], until=bounds[1]), "day")[0].split()
+        assert read[read.index("FROM") + 1] == ("ledger" if since and since.hour else "usage_daily")
+        for group in ("model", "day", "outcome", "cache_status"):
+            store_group = "cache" if group == "cache_status" else group
+            found = await store.usage(UsageFilter(since=bounds[0], until=bounds[1]), store_group)
+            assert {r.pop(store_group): r for r in found} == _sums_by(in_range, group)
+
+
 async def test_holds_of_a_dead_process_become_orphaned_rows(store: Store) -> None:
     team_id, key_id = await team_and_key(store, budget_nanos=5 * USD, budget_period="day")
     await reserve(store, team_id, key_id, 2 * USD, "req_x")
@@ -214,3 +274,19 @@ async def test_the_cache_index_keeps_its_size_and_sweep_queue(store: Store) -> N
     assert await index.unused_bodies() == ["f" * 64]  # the file; the inline body had none
     assert await index.put(cache_entry("c", "f" * 64, 100)) == 100
     assert await index.delete_expired(5e9) == 1 and await index.unused_bodies() == ["f" * 64]
+
+
+async def test_the_newest_fresh_entries_of_a_team_come_first_without_bodies(store: Store) -> None:
+    await team_and_key(store)
+    other = await store.create_team("research")
+    entries = [
+        replace(cache_entry("old", "a" * 64, 10), created_at=1.0),
+        replace(cache_entry("new", "b" * 64, 3, body=b"abc"), created_at=3.0),
+        replace(cache_entry("stale", "c" * 64, 10), created_at=4.0, expires_at=2.0),
+        replace(cache_entry("theirs", "d" * 64, 10), created_at=2.0, team_id=other.id),
+    ]
+    await store.cache.put_many(entries)
+    mine = await store.cache.recent(1, 10, now=2.5)
+    assert [(e.key, e.body) for e in mine] == [("new", None), ("old", None)]
+    everyone = await store.cache.recent(None, 2, now=2.5)
+    assert [e.key for e in everyone] == ["new", "theirs"]

@@ -114,6 +114,27 @@ class ResponseCache:
         self.count_hit(entry.key)
         return Hit(entry, body)
 
+    async def read_whole(self, entry: CacheEntry) -> bytes | None:
+        """The entry's whole body, verified, without counting a hit (what the console shows);
+        None when it is missing or corrupt."""
+        if entry.body is not None:
+            return entry.body
+        if self.objects is not None:
+            body = await self.objects.open(entry.body_sha256, entry.size)
+            if body is None:
+                return None
+            try:
+                return b"".join([chunk async for chunk in body.chunks()])
+            finally:
+                await body.close()
+        file = await self.files.open_verified(entry.body_sha256, entry.size)
+        if file is None:
+            return None
+        try:
+            return await asyncio.to_thread(file.read)
+        finally:
+            file.close()
+
     def count_hit(self, key: str) -> None:
         """One more hit on `key`'s entry (written to the index with the next flush; an entry
         still being stored has it by then, since every flush drains the stores first)."""

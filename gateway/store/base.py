@@ -286,6 +286,10 @@ class CacheIndex(Protocol):
 
     async def stats(self) -> CacheStats: ...
 
+    async def recent(self, team_id: int | None, limit: int, now: float) -> list[CacheEntry]:
+        """The newest fresh entries (of one team, or of all), newest first, without bodies."""
+        ...
+
 
 class Store(Protocol):
     """What the gateway asks of its database. Every method is a coroutine; none blocks the loop."""
@@ -385,7 +389,8 @@ class Store(Protocol):
         ...
 
     async def usage(self, where: UsageFilter, group_by: str) -> list[dict[str, Any]]:
-        """Ledger sums grouped by 'team', 'key', 'model' or 'day'."""
+        """Ledger sums grouped by 'team', 'key', 'model', 'day', 'hour' (UTC, as
+        '2026-12-02T21'), 'outcome' or 'cache' (the cache status)."""
         ...
 
     # Moving between stores (`gateway db copy`): whole tables, rows as they are.

@@ -40,6 +40,7 @@ from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
 from gateway.store.postgres_cache import PostgresCacheIndex
 from gateway.store.sql import (
+    ADD_TO_DAILY,
     FORGET_OLD_HEARTBEATS,
     HEARTBEAT,
     KEY_AND_TEAM,
@@ -48,6 +49,7 @@ from gateway.store.sql import (
     ORPHAN_COLUMNS,
     SILENT_HOLDERS,
     SPEND,
+    SUM_LEDGER_BY_DAY,
     TEAM_COLUMNS,
     limit_values,
     now_text,
@@ -57,7 +59,7 @@ from gateway.store.sql import (
 
 POSTGRES_MIGRATIONS = MIGRATIONS_DIR / "postgres"
 MIGRATION_LOCK = 0x6761_7465_7761_79  # "gateway": the advisory lock migrations run under
-# One statement: the row, the hold it settles, and the spend counters it grows.
+# One statement: the row, the hold it settles, the spend counters and the day's sums it grows.
 _RECORD = f"""
 WITH row AS (
     INSERT INTO ledger ({", ".join(LEDGER_COLUMNS)})
@@ -80,6 +82,8 @@ WITH row AS (
     WHERE row.cost_nanos > 0
     ON CONFLICT (scope, scope_id, period)
     DO UPDATE SET spent_nanos = spend.spent_nanos + excluded.spent_nanos
+), summed AS (
+    {ADD_TO_DAILY}
 )
 SELECT COUNT(*) FROM row
 """
@@ -454,6 +458,9 @@ class PostgresStore:
                 for row in rows
             ]
             await conn.copy_records_to_table(table, records=records, columns=columns)
+            if table == "ledger":  # COPY wrote the rows without what _RECORD adds by the day
+                await conn.execute("DELETE FROM usage_daily")
+                await conn.execute(SUM_LEDGER_BY_DAY)
             if "id" in columns and types.get("id") == "bigint":  # the next id follows the copy
                 await conn.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
@@ -466,6 +473,7 @@ class PostgresStore:
             for table in reversed(COPIED_TABLES):
                 await conn.execute(f"DELETE FROM {table}")
             await conn.execute("DELETE FROM cache_unused")
+            await conn.execute("DELETE FROM usage_daily")
         self._keys.changed()
 
     async def totals(self) -> dict[str, int]:

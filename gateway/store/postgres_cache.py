@@ -33,6 +33,12 @@ _LIVE_BODY_BYTES = "SELECT bytes FROM cache_usage WHERE id = 1"
 EVICTION_BATCH = 64
 _SERVED_BY_CACHE = [s.value for s in CacheStatus if s.served_by_cache]
 
+_RECENT = (
+    f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM cache_entries"
+    " WHERE expires_at > $1 AND ($2::BIGINT IS NULL OR team_id = $2)"
+    " ORDER BY created_at DESC LIMIT $3"
+)
+
 
 def _row(entry: CacheEntry) -> list[Any]:
     values = {column: getattr(entry, column) for column in _ENTRY_COLUMNS}
@@ -154,8 +160,8 @@ class PostgresCacheIndex:
         entries, hits, bodies, size = counts
         rows = await pool.fetch(
             "SELECT t.name, COUNT(e.key), COALESCE(SUM(e.size), 0), COALESCE(SUM(e.hits), 0),"
-            " COALESCE((SELECT SUM(l.saved_nanos) FROM ledger l WHERE l.team_id = t.id"
-            "   AND l.cache_status = ANY($1::text[])), 0)"
+            " COALESCE((SELECT SUM(d.saved_nanos) FROM usage_daily d WHERE d.team_id = t.id"
+            "   AND d.cache_status = ANY($1::text[])), 0)"
             " FROM teams t LEFT JOIN cache_entries e ON e.team_id = t.id"
             " GROUP BY t.id ORDER BY t.name",
             _SERVED_BY_CACHE,
@@ -171,3 +177,7 @@ class PostgresCacheIndex:
             for r in rows
         ]
         return CacheStats(int(entries), int(hits), int(bodies), int(size), by_team)
+
+    async def recent(self, team_id: int | None, limit: int, now: float) -> list[CacheEntry]:
+        rows = await self._store.pool.fetch(_RECENT, float(now), team_id, limit)
+        return [_entry((*row, None)) for row in rows]

@@ -50,19 +50,56 @@ SELECT k.budget_nanos, k.budget_period,
 FROM api_keys k WHERE k.id = :id""",
 }
 
+# The usage report reads `ledger` or, over whole days, its summary `usage_daily` (migration
+# 0010), both as `l`: the summary has the ledger's grouping columns but `hour`, and its sums.
 _GROUPS = {
     "team": "t.name",
     "key": "l.key_id",
-    "model": "COALESCE(l.model, '(none)')",
+    "model": "COALESCE(NULLIF(l.model, ''), '(none)')",  # the summary's '' is the ledger's NULL
     "day": "l.day",
+    "hour": "SUBSTR(l.created_at, 1, 13)",  # ISO text: '2026-12-02T21'
+    "outcome": "l.outcome",
+    "cache": "l.cache_status",
 }
-_USAGE_SUMS = ", ".join(
+_SUMMED = USAGE_COLUMNS[2:]  # what a row adds up: images, tokens, cost, saved
+_LEDGER_SUMS = ", ".join(
     [
         "COUNT(*) AS requests",
         f"SUM(CASE WHEN {sql_refused('l.outcome')} THEN 1 ELSE 0 END) AS refused",
-        *(f"SUM(l.{column}) AS {column}" for column in USAGE_COLUMNS[2:]),
+        *(f"SUM(l.{column}) AS {column}" for column in _SUMMED),
     ]
 )
+_DAILY_SUMS = ", ".join(
+    [
+        "SUM(l.requests) AS requests",
+        f"SUM(CASE WHEN {sql_refused('l.outcome')} THEN l.requests ELSE 0 END) AS refused",
+        *(f"SUM(l.{column}) AS {column}" for column in _SUMMED),
+    ]
+)
+DAILY_KEY = "day, team_id, key_id, model, outcome, cache_status"
+# The summary as the ledger's rows make it (a copy's target rebuilds it so).
+SUM_LEDGER_BY_DAY = (
+    f"INSERT INTO usage_daily ({DAILY_KEY}, requests, {', '.join(_SUMMED)})"
+    " SELECT day, team_id, key_id, COALESCE(model, ''), outcome, cache_status, COUNT(*),"
+    f" {', '.join(f'SUM({column})' for column in _SUMMED)} FROM ledger"
+    " GROUP BY day, team_id, key_id, COALESCE(model, ''), outcome, cache_status"
+)
+# What one ledger row, `row`, adds to its day's summary row.
+ADD_TO_DAILY = (
+    f"INSERT INTO usage_daily ({DAILY_KEY}, requests, {', '.join(_SUMMED)})"
+    " SELECT row.day, row.team_id, row.key_id, COALESCE(row.model, ''), row.outcome,"
+    f" row.cache_status, 1, {', '.join(f'row.{column}' for column in _SUMMED)} FROM row"
+    f" ON CONFLICT ({DAILY_KEY}) DO UPDATE SET requests = usage_daily.requests + 1, "
+    + ", ".join(f"{c} = usage_daily.{c} + excluded.{c}" for c in _SUMMED)
+)
+_MIDNIGHT = "T00:00:00.000+00:00"  # how parse_time writes the start of a day
+
+
+def _whole_days(where: UsageFilter, group_by: str) -> bool:
+    """Whether the daily summary answers: no hours asked for, and each bound at a midnight."""
+    return group_by != "hour" and all(
+        bound is None or bound.endswith(_MIDNIGHT) for bound in (where.since, where.until)
+    )
 
 
 def now_text() -> str:
@@ -80,21 +117,29 @@ def limit_values(limits: dict[str, Any]) -> dict[str, Any]:
 
 
 def usage_query(where: UsageFilter, group_by: str) -> tuple[str, dict[str, Any]]:
-    """The usage report's statement and its parameters."""
+    """The usage report's statement and its parameters: over the daily summary when the filter
+    covers whole days (the same sums, from far fewer rows), over the ledger otherwise."""
+    daily = _whole_days(where, group_by)
+    since, until = (
+        ("l.day >= :since", "l.day < :until")
+        if daily
+        else ("l.created_at >= :since", "l.created_at < :until")
+    )
     conditions, params = [], {}
     for column, value in (
         ("l.team_id = :team_id", where.team_id),
         ("l.key_id = :key_id", where.key_id),
         ("l.model = :model", where.model),
-        ("l.created_at >= :since", where.since),
-        ("l.created_at < :until", where.until),
+        (since, where.since[:10] if daily and where.since else where.since),
+        (until, where.until[:10] if daily and where.until else where.until),
     ):
         if value is not None:
             conditions.append(column)
             params[column.split(":")[1]] = value
     where_sql = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    table, sums = ("usage_daily", _DAILY_SUMS) if daily else ("ledger", _LEDGER_SUMS)
     sql = (
-        f"SELECT {_GROUPS[group_by]} AS grp, {_USAGE_SUMS} FROM ledger l"
+        f"SELECT {_GROUPS[group_by]} AS grp, {sums} FROM {table} l"
         f" JOIN teams t ON t.id = l.team_id {where_sql} GROUP BY grp ORDER BY grp"
     )
     return sql, params

@@ -447,6 +447,7 @@ class SqliteStore:
             for table in reversed(COPIED_TABLES):
                 await self.db.execute(f"DELETE FROM {table}")
             await self.db.execute("DELETE FROM cache_unused")
+            await self.db.execute("DELETE FROM usage_daily")
             await self.db.execute("COMMIT")
         except BaseException:
             await self.db.execute("ROLLBACK")

@@ -27,6 +27,11 @@ _LIVE_BODY_BYTES = "SELECT bytes FROM cache_usage WHERE id = 1"  # kept by trigg
 EVICTION_BATCH = 64
 _SERVED_BY_CACHE = ", ".join(f"'{s.value}'" for s in CacheStatus if s.served_by_cache)
 
+_RECENT = (
+    f"SELECT {', '.join(_ENTRY_COLUMNS[:-1])} FROM cache_entries"
+    " WHERE expires_at > ?{team} ORDER BY created_at DESC LIMIT ?"
+)
+
 
 def _row(entry: CacheEntry) -> list[Any]:
     values = {column: getattr(entry, column) for column in _ENTRY_COLUMNS}
@@ -153,8 +158,8 @@ class SqliteCacheIndex:
         bodies, size = await self._store._one(f"SELECT COUNT(*), ({_BODY_BYTES}) FROM cache_bodies")
         rows = await self._store._all(
             "SELECT t.name, COUNT(e.key), COALESCE(SUM(e.size), 0), COALESCE(SUM(e.hits), 0),"
-            " COALESCE((SELECT SUM(l.saved_nanos) FROM ledger l WHERE l.team_id = t.id"
-            f"   AND l.cache_status IN ({_SERVED_BY_CACHE})), 0)"
+            " COALESCE((SELECT SUM(d.saved_nanos) FROM usage_daily d WHERE d.team_id = t.id"
+            f"   AND d.cache_status IN ({_SERVED_BY_CACHE})), 0)"
             " FROM teams t LEFT JOIN cache_entries e ON e.team_id = t.id"
             " GROUP BY t.id ORDER BY t.name"
         )
@@ -163,3 +168,9 @@ class SqliteCacheIndex:
             for r in rows
         ]
         return CacheStats(entries, hits, bodies, size, by_team)
+
+    async def recent(self, team_id: int | None, limit: int, now: float) -> list[CacheEntry]:
+        team = "" if team_id is None else " AND team_id = ?"
+        params = (now, *(() if team_id is None else (team_id,)), limit)
+        rows = await self._store._all(_RECENT.format(team=team), params)
+        return [_entry((*row, None)) for row in rows]
