@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 SERVING := $(VENV)/.installed-serving
 DEVELOPMENT := $(VENV)/.installed-development
 
-.PHONY: run test lint typecheck pytest pytest-postgres layout promtool test-servers bench clean
+.PHONY: run test lint typecheck pytest pytest-postgres layout promtool test-servers screenshots bench clean
 
 $(BIN)/python:
 	@echo "== creating $(VENV) (a virtual environment for this project; nothing system-wide)"
@@ -77,6 +77,11 @@ promtool: $(BIN)/promtool
 test-servers:
 	@deploy/install-redis || true
 	@deploy/install-postgres || true
+	@deploy/install-chromium || true
+
+# The console screenshots in the README (docs/console-*.png), made by its browser test.
+screenshots: $(DEVELOPMENT) test-servers
+	CONSOLE_SCREENSHOTS=docs $(BIN)/pytest -q tests/e2e/test_console_browser.py
 
 bench: $(DEVELOPMENT)
 	$(BIN)/python bench/run_all.py

@@ -13,6 +13,7 @@ from gateway import accounts, lifecycle, ops, pipeline
 from gateway.admin import create_admin_app
 from gateway.auth import authenticate
 from gateway.client import CLIENT_GONE
+from gateway.console import create_console_app
 from gateway.endpoints import endpoint_for
 from gateway.errors import GatewayError, error_body
 from gateway.flow import Flow
@@ -111,6 +112,10 @@ async def own_key(request: web.Request) -> web.StreamResponse:
     return web.json_response(await accounts.own_standing(store, key, team))
 
 
+async def to_console(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPPermanentRedirect("/console/")
+
+
 async def not_images(request: web.Request) -> web.StreamResponse:
     raise GatewayError(
         404,
@@ -131,6 +136,8 @@ def create_app(settings: Settings, *, worker: bool = False) -> web.Application:
     app.cleanup_ctx.append(lifecycle.resources)
     app.on_shutdown.append(lifecycle.stopping)
     app.add_subapp("/admin", create_admin_app())
+    app.router.add_get("/console", to_console)  # before the console's own prefix matches it
+    app.add_subapp("/console", create_console_app())
     ops.add_routes(app)
     app.router.add_route("*", "/v1/images/{tail:.+}", proxy)
     app.router.add_get("/v1/gateway/key", own_key)

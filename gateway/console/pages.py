@@ -1,0 +1,300 @@
+"""The console's pages and forms. Each reads and changes through the functions the admin API and
+the CLI use (accounts, the usage report, the cache, the price table): no SQL of its own.
+
+Forms post back and redirect (POST/redirect/GET); with htmx's boost the same happens without a
+full page load. A form that fails is shown again with the reason, and nothing changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from decimal import Decimal
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from gateway import accounts
+from gateway.auth import IssuedKey
+from gateway.console import figures
+from gateway.console.side_by_side import side_by_side
+from gateway.console.thumbnails import first_image, media_type
+from gateway.errors import GatewayError
+from gateway.ledger import GROUPS, usage_report
+from gateway.money import nanos_to_usd
+from gateway.pricing import describe
+from gateway.state import SERVICES
+from gateway.store.base import Conflict
+
+IMAGES_PER_TEAM = 12
+WARN_AT, DANGER_AT = Decimal("0.80"), Decimal("0.95")
+
+
+def _services(request: web.Request) -> Any:
+    return request.config_dict[SERVICES]
+
+
+def budget_bar(view: dict[str, Any]) -> dict[str, Any] | None:
+    """How full a budget is: spent and held as shares of it, and its level (ok, warning past
+    80%, danger past 95%). None without a budget."""
+    if view["budget_usd"] is None:
+        return None
+    budget = Decimal(view["budget_usd"])
+    spent, held = Decimal(view["spent_usd"]), Decimal(view["reserved_usd"])
+    used = (spent + held) / budget if budget else Decimal(1)
+    level = "danger" if used > DANGER_AT else "warning" if used > WARN_AT else "ok"
+    return {
+        "spent_pct": min(100, round(spent / budget * 100, 1)) if budget else 100,
+        "held_pct": min(100, round(held / budget * 100, 1)) if budget else 0,
+        "used_pct": round(used * 100, 1),
+        "level": level,
+    }
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    """The posted form's text fields (a console form has no files)."""
+    return {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+
+
+def _form_errors(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    return str(exc)
+
+
+def _limits(form: dict[str, str], model: type[BaseModel], **extra: Any) -> Any:
+    """A Limits model from a form: empty fields are left out (on an edit: unchanged), except
+    where `clear_<field>` is checked (cleared)."""
+    fields: dict[str, Any] = dict(extra)
+    for name in ("budget_usd", "budget_period", "rpm", "ipm", "name"):
+        value = form.get(name, "").strip()
+        if form.get(f"clear_{name}"):
+            fields[name] = None
+        elif value:
+            fields[name] = value
+    return model.model_validate(fields)
+
+
+async def overview(request: web.Request) -> dict[str, Any]:
+    services = _services(request)
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "page": "overview",
+        "figures": await figures.overview(services.store, now),
+        "in_flight": int(services.metrics.in_flight._value.get()),
+        "streams_open": int(services.metrics.streams_open._value.get()),
+    }
+
+
+async def teams(request: web.Request, error: str | None = None) -> dict[str, Any]:
+    store = _services(request).store
+    views = await side_by_side(
+        accounts.team_view_now(store, team) for team in await store.list_teams()
+    )
+    now = dt.datetime.now(dt.UTC)
+    for view in views:
+        view["bar"] = budget_bar(view)
+        view["renews_at"] = accounts.renews_at(view["budget_period"], now)
+    return {"page": "teams", "teams": views, "error": error}
+
+
+async def save_team(request: web.Request) -> web.StreamResponse:
+    """Create a team (no `team` in the path) or change one's budget, period and limits."""
+    form = await _form(request)
+    store = _services(request).store
+    name = request.match_info.get("name")
+    try:
+        if name is None:
+            await accounts.create_team(store, _limits(form, accounts.TeamCreate))
+        else:
+            await accounts.update_team(store, name, _limits(form, accounts.Limits))
+    except (ValidationError, Conflict, accounts.NotFound) as exc:
+        context = await teams(request, error=_form_errors(exc))
+        return aiohttp_jinja2.render_template("teams.html", request, context, status=400)
+    raise web.HTTPSeeOther(request.app.router["teams"].url_for())
+
+
+async def keys(
+    request: web.Request, error: str | None = None, issued: dict[str, str] | None = None
+) -> dict[str, Any]:
+    store = _services(request).store
+    team = request.query.get("team") or None
+    try:
+        listed = await accounts.list_keys(store, team)
+    except accounts.NotFound:
+        listed, error = [], f"No team named {team!r}."
+    views = await side_by_side(accounts.key_view_now(store, key) for key in listed)
+    for view in views:
+        view["bar"] = budget_bar(view)
+    names = [t.name for t in await store.list_teams()]
+    return {
+        "page": "keys", "keys": views, "team": team, "teams": names, "error": error,
+        "issued": issued,
+    }  # fmt: skip
+
+
+async def _issued(request: web.Request, issued: IssuedKey, what: str) -> web.Response:
+    """The page that shows a new secret, once: never stored, never shown again."""
+    context = await keys(request, issued={"secret": issued.secret, "what": what,
+                                          "id": issued.record.id})  # fmt: skip
+    response = aiohttp_jinja2.render_template("keys.html", request, context)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def create_key(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    store = _services(request).store
+    try:
+        spec = _limits(form, accounts.KeyCreate, team=form.get("team", ""))
+        issued = await accounts.create_key(store, spec)
+    except (ValidationError, accounts.NotFound, accounts.Revoked) as exc:
+        context = await keys(request, error=_form_errors(exc))
+        return aiohttp_jinja2.render_template("keys.html", request, context, status=400)
+    return await _issued(request, issued, f"New key {issued.record.id} for {spec.team}")
+
+
+async def rotate_key(request: web.Request) -> web.StreamResponse:
+    try:
+        issued = await accounts.rotate_key(_services(request).store, request.match_info["id"])
+    except (accounts.NotFound, accounts.Revoked) as exc:
+        context = await keys(request, error=str(exc))
+        return aiohttp_jinja2.render_template("keys.html", request, context, status=400)
+    return await _issued(request, issued, f"Key {issued.record.id} rotated: its new secret")
+
+
+async def revoke_key(request: web.Request) -> web.StreamResponse:
+    try:
+        key = await accounts.revoke_key(_services(request).store, request.match_info["id"])
+    except accounts.NotFound as exc:
+        context = await keys(request, error=str(exc))
+        return aiohttp_jinja2.render_template("keys.html", request, context, status=400)
+    raise web.HTTPSeeOther(request.app.router["keys"].url_for().with_query(team=key.team_name))
+
+
+def _usage_filters(request: web.Request) -> dict[str, str | None]:
+    query = request.query
+    return {name: query.get(name) or None for name in ("team", "key", "model", "since", "until")}
+
+
+async def usage(request: web.Request) -> dict[str, Any]:
+    filters = _usage_filters(request)
+    group_by = request.query.get("group_by") or "team"
+    error, report = None, None
+    try:
+        report = await usage_report(_services(request).store, group_by=group_by, **filters)
+    except GatewayError as exc:
+        error = exc.message
+    csv_query = {k: v for k, v in {**filters, "group_by": group_by}.items() if v}
+    return {
+        "page": "usage", "filters": filters, "group_by": group_by, "groups": GROUPS,
+        "report": report, "error": error,
+        "points": [(str(row[group_by]), row["cost_usd"]) for row in report.rows] if report else [],
+        "csv_url": request.app.router["usage_csv"].url_for().with_query(csv_query),
+        "teams": [t.name for t in await _services(request).store.list_teams()],
+    }  # fmt: skip
+
+
+async def usage_csv(request: web.Request) -> web.Response:
+    """The same CSV as `/admin/usage?format=csv` for the same filters."""
+    report = await usage_report(
+        _services(request).store, group_by=request.query.get("group_by") or "team",
+        **_usage_filters(request),
+    )  # fmt: skip
+    return web.Response(
+        text=report.as_csv(), content_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="usage.csv"'},
+    )  # fmt: skip
+
+
+async def images(request: web.Request) -> dict[str, Any]:
+    """The newest cached images of each team (or of the one asked for)."""
+    services = _services(request)
+    store, now = services.store, time.time()
+    wanted = request.query.get("team") or None
+    listed = await store.list_teams()
+    shown = [team for team in listed if wanted is None or team.name == wanted]
+    newest = await side_by_side(store.cache.recent(t.id, IMAGES_PER_TEAM, now) for t in shown)
+    by_team = []
+    for team, entries in zip(shown, newest, strict=True):
+        by_team.append({
+            "team": team.name,
+            "entries": [{
+                "key": entry.key, "model": entry.model, "endpoint": entry.endpoint,
+                "cost_usd": nanos_to_usd(entry.cost_nanos),
+                "saved_usd": nanos_to_usd(entry.cost_nanos * entry.hits), "hits": entry.hits,
+                "created_at": dt.datetime.fromtimestamp(entry.created_at, dt.UTC)
+                .strftime("%Y-%m-%d %H:%M UTC"),
+            } for entry in entries],
+        })  # fmt: skip
+    return {"page": "images", "by_team": by_team, "team": wanted,
+            "teams": [t.name for t in listed]}  # fmt: skip
+
+
+async def _cached_image(request: web.Request) -> tuple[str, Any]:
+    services = _services(request)
+    entry = await services.store.cache.get(request.match_info["key"], time.time())
+    if entry is None:
+        raise web.HTTPNotFound(text="no such cached image")
+    body = await services.cache.read_whole(entry)
+    found = None if body is None else first_image(body, entry.content_type)
+    if found is None:
+        raise web.HTTPNotFound(text="this cached answer holds no image (URLs only, or gone)")
+    return entry.body_sha256, found
+
+
+async def thumbnail(request: web.Request) -> web.Response:
+    sha, found = await _cached_image(request)
+    png = await request.app[THUMBNAILS].of(sha, found.png)
+    return web.Response(body=png, content_type="image/png",
+                        headers={"Cache-Control": "private, max-age=86400"})  # fmt: skip
+
+
+async def full_image(request: web.Request) -> web.Response:
+    _, found = await _cached_image(request)
+    return web.Response(body=found.png, content_type=media_type(found.png),
+                        headers={"Cache-Control": "private, max-age=3600"})  # fmt: skip
+
+
+async def image_details(request: web.Request) -> dict[str, Any]:
+    _, found = await _cached_image(request)
+    return {"page": "images", "key": request.match_info["key"], "size": found.size,
+            "quality": found.quality}  # fmt: skip
+
+
+async def prices(request: web.Request) -> dict[str, Any]:
+    table = _services(request).prices.table
+    return {"page": "prices", "version": table.version, "path": table.path,
+            "rows": describe(table)}  # fmt: skip
+
+
+async def cache(request: web.Request, error: str | None = None) -> dict[str, Any]:
+    services = _services(request)
+    return {
+        "page": "cache", "stats": await services.cache.stats(), "error": error,
+        "purged": request.query.get("purged"),
+        "teams": [t.name for t in await services.store.list_teams()],
+    }  # fmt: skip
+
+
+async def purge_cache(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    team = str(form.get("team") or "") or None
+    key = str(form.get("key") or "") or None
+    if form.get("confirm") != "yes":
+        context = await cache(request, error="Tick the confirmation to purge.")
+        return aiohttp_jinja2.render_template("cache.html", request, context, status=400)
+    try:
+        purged = await _services(request).cache.purge_for(team=team, key=key)
+    except accounts.NotFound as exc:
+        context = await cache(request, error=str(exc))
+        return aiohttp_jinja2.render_template("cache.html", request, context, status=400)
+    url = request.app.router["cache"].url_for().with_query(purged=str(purged))
+    raise web.HTTPSeeOther(url)
+
+
+THUMBNAILS: web.AppKey[Any] = web.AppKey("console_thumbnails")
