@@ -75,8 +75,10 @@ def banner(base_url: str, key: str, upstream: str, admin_on: bool, rotated: bool
     )
     admin = (
         "on (GATEWAY_ADMIN_TOKEN is set): /admin/* with Authorization: Bearer $GATEWAY_ADMIN_TOKEN"
+        f";\n  the web console at {base_url}/console (sign in with the admin token)"
         if admin_on
         else "off; set GATEWAY_ADMIN_TOKEN=<a long random token> before starting to turn it on"
+        "\n  (and the web console at /console with it)"
     )
     gateway = gateway_command()
     return f"""

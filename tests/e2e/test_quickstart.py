@@ -95,6 +95,7 @@ def test_the_banner_works_as_printed_and_ctrl_c_says_what_it_finished(tmp_path: 
         banner = log.read_text()
         assert ".venv/bin/gateway keys list" in banner
         assert "Admin API: off; set GATEWAY_ADMIN_TOKEN=" in banner
+        assert "(and the web console at /console with it)" in banner
         # The Python example, pasted as printed: it saves the image and prints its cost.
         lines = banner.splitlines()
         start = lines.index("  import base64")
@@ -115,3 +116,26 @@ def test_the_banner_works_as_printed_and_ctrl_c_says_what_it_finished(tmp_path: 
     assert run.returncode == 0
     last = log.read_text().strip().splitlines()[-1]
     assert last.startswith("gateway stopped: served 1 request (1 image, $0.0")
+
+
+def test_with_an_admin_token_the_banner_leads_to_the_console(tmp_path: Path) -> None:
+    port, sim_port = free_port(), free_port()
+    token = "quickstart-admin-token-0123456789"
+    env = environment(tmp_path / "data", port, sim_port) | {"GATEWAY_ADMIN_TOKEN": token}
+    run = quickstart(env, tmp_path / "run.log")
+    try:
+        wait_until_up(port)
+        banner = (tmp_path / "run.log").read_text()
+        console = f"http://127.0.0.1:{port}/console"
+        assert f"the web console at {console} (sign in with the admin token)" in banner
+        assert token not in banner
+        with httpx.Client(follow_redirects=True, timeout=30) as browser:
+            sign_in = browser.get(console)
+            assert sign_in.status_code == 200 and sign_in.url.path == "/console/login"
+            signed_in = browser.post(f"{console}/login", data={"token": token})
+            assert signed_in.status_code == 200 and signed_in.url.path == "/console/"
+            teams = browser.get(f"{console}/teams")
+            assert teams.status_code == 200 and ">default<" in teams.text
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.wait(timeout=30)
