@@ -24,6 +24,7 @@ from gateway import accounts
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.state import SERVICES
+from gateway.store import Store, open_store
 from simulator import SIMULATOR_STATE, SimulatorConfig, SimulatorState, create_simulator_app
 from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
@@ -256,3 +257,13 @@ async def scripted_upstream(aiohttp_server: Any) -> ScriptedUpstream:
     app.router.add_route("*", "/{tail:.*}", answer)
     server = await aiohttp_server(app)
     return ScriptedUpstream(server, replies, calls)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A migrated store in a fresh SQLite file (modules that need more override it)."""
+    opened = open_store(f"sqlite:///{tmp_path / 'g.db'}")
+    await opened.connect()
+    await opened.migrate()
+    yield opened
+    await opened.close()

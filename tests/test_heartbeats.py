@@ -4,14 +4,9 @@ the silent are then settled as orphaned rows."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from gateway.heartbeats import GAP_S, SILENT_S, Heartbeats
 from gateway.journal import settle_holds
-from gateway.store import Store, open_store
+from gateway.store import Store
 from tests.test_store_backends import USD, reserve, team_and_key
 
 
@@ -21,15 +16,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = open_store(f"sqlite:///{tmp_path / 'g.db'}")
-    await store.connect()
-    await store.migrate()
-    yield store
-    await store.close()
 
 
 async def test_a_silent_replica_is_declared_dead_once_this_one_has_beaten_steadily(

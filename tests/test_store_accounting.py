@@ -6,27 +6,14 @@ import asyncio
 import datetime as dt
 import itertools
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
-
-import pytest
 
 from gateway.periods import Periods, next_reset
-from gateway.store import Store, open_store
+from gateway.store import Store
 from gateway.store.base import LedgerRow, UsageFilter
 
 NOW = dt.datetime(2026, 11, 21, 10, 0, tzinfo=dt.UTC)  # a Saturday
 PERIODS = Periods.at(NOW)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = open_store(f"sqlite:///{tmp_path / 'g.db'}")
-    await store.connect()
-    await store.migrate()
-    yield store
-    await store.close()
 
 
 _REQUEST_IDS = itertools.count(1)
