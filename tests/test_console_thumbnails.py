@@ -7,7 +7,8 @@ import base64
 import io
 import json
 
-from PIL import Image
+import pytest
+from PIL import Image, UnidentifiedImageError
 
 from gateway.console.thumbnails import THUMBNAIL_PX, Thumbnails, first_image, media_type
 
@@ -56,7 +57,15 @@ def test_media_types_by_signature() -> None:
 
 async def test_a_thumbnail_is_small_and_made_once() -> None:
     thumbnails = Thumbnails()
-    made = await thumbnails.of("sha", png(1024, 512))
+    assert thumbnails.kept("sha") is None
+    made = await thumbnails.make("sha", png(1024, 512))
     with Image.open(io.BytesIO(made)) as picture:
         assert picture.size == (THUMBNAIL_PX, THUMBNAIL_PX // 2)
-    assert await thumbnails.of("sha", b"not even an image") is made  # kept, not made again
+    assert thumbnails.kept("sha") is made  # kept: the page does not read the body again
+
+
+async def test_what_is_not_an_image_makes_no_thumbnail() -> None:
+    thumbnails = Thumbnails()
+    with pytest.raises(UnidentifiedImageError):
+        await thumbnails.make("bad", b"not even an image")
+    assert thumbnails.kept("bad") is None

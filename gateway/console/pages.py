@@ -14,19 +14,20 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from PIL import UnidentifiedImageError
 from pydantic import BaseModel, ValidationError
 
 from gateway import accounts
 from gateway.auth import IssuedKey
 from gateway.console import figures
 from gateway.console.side_by_side import side_by_side
-from gateway.console.thumbnails import first_image, media_type
+from gateway.console.thumbnails import CachedImage, first_image, media_type
 from gateway.errors import GatewayError
 from gateway.ledger import GROUPS, usage_report
 from gateway.money import nanos_to_usd
 from gateway.pricing import describe
 from gateway.state import SERVICES
-from gateway.store.base import Conflict
+from gateway.store.base import CacheEntry, Conflict
 
 IMAGES_PER_TEAM = 12
 WARN_AT, DANGER_AT = Decimal("0.80"), Decimal("0.95")
@@ -81,12 +82,12 @@ def _limits(form: dict[str, str], model: type[BaseModel], **extra: Any) -> Any:
 
 async def overview(request: web.Request) -> dict[str, Any]:
     services = _services(request)
-    now = dt.datetime.now(dt.UTC)
+    in_flight, streams_open = services.metrics.open_now()
     return {
         "page": "overview",
-        "figures": await figures.overview(services.store, now),
-        "in_flight": int(services.metrics.in_flight._value.get()),
-        "streams_open": int(services.metrics.streams_open._value.get()),
+        "figures": await figures.overview(services.store, dt.datetime.now(dt.UTC)),
+        "in_flight": in_flight,
+        "streams_open": streams_open,
     }
 
 
@@ -235,33 +236,44 @@ async def images(request: web.Request) -> dict[str, Any]:
             "teams": [t.name for t in listed]}  # fmt: skip
 
 
-async def _cached_image(request: web.Request) -> tuple[str, Any]:
-    services = _services(request)
-    entry = await services.store.cache.get(request.match_info["key"], time.time())
+async def _cached_entry(request: web.Request) -> CacheEntry:
+    key, store = request.match_info["key"], _services(request).store
+    entry: CacheEntry | None = await store.cache.get(key, time.time())
     if entry is None:
         raise web.HTTPNotFound(text="no such cached image")
-    body = await services.cache.read_whole(entry)
+    return entry
+
+
+async def _image_in(request: web.Request, entry: CacheEntry) -> CachedImage:
+    body = await _services(request).cache.read_whole(entry)
     found = None if body is None else first_image(body, entry.content_type)
     if found is None:
         raise web.HTTPNotFound(text="this cached answer holds no image (URLs only, or gone)")
-    return entry.body_sha256, found
+    return found
 
 
 async def thumbnail(request: web.Request) -> web.Response:
-    sha, found = await _cached_image(request)
-    png = await request.app[THUMBNAILS].of(sha, found.png)
+    entry = await _cached_entry(request)
+    thumbnails = request.app[THUMBNAILS]
+    png = thumbnails.kept(entry.body_sha256)  # made before: the body is not read again
+    if png is None:
+        image = await _image_in(request, entry)
+        try:
+            png = await thumbnails.make(entry.body_sha256, image.png)
+        except UnidentifiedImageError as exc:
+            raise web.HTTPNotFound(text="this cached image cannot be read") from exc
     return web.Response(body=png, content_type="image/png",
                         headers={"Cache-Control": "private, max-age=86400"})  # fmt: skip
 
 
 async def full_image(request: web.Request) -> web.Response:
-    _, found = await _cached_image(request)
+    found = await _image_in(request, await _cached_entry(request))
     return web.Response(body=found.png, content_type=media_type(found.png),
                         headers={"Cache-Control": "private, max-age=3600"})  # fmt: skip
 
 
 async def image_details(request: web.Request) -> dict[str, Any]:
-    _, found = await _cached_image(request)
+    found = await _image_in(request, await _cached_entry(request))
     return {"page": "images", "key": request.match_info["key"], "size": found.size,
             "quality": found.quality}  # fmt: skip
 

@@ -82,11 +82,14 @@ class Thumbnails:
     def __init__(self) -> None:
         self._kept: OrderedDict[str, bytes] = OrderedDict()
 
-    async def of(self, sha256: str, image: bytes) -> bytes:
-        """A PNG at most THUMBNAIL_PX on a side, made once per body."""
+    def kept(self, sha256: str) -> bytes | None:
+        """The thumbnail made before for the body `sha256`, if still kept."""
         if (kept := self._kept.get(sha256)) is not None:
             self._kept.move_to_end(sha256)
-            return kept
+        return kept
+
+    async def make(self, sha256: str, image: bytes) -> bytes:
+        """A PNG at most THUMBNAIL_PX on a side of `image` (the body `sha256`'s), kept."""
         thumbnail = await asyncio.to_thread(_shrink, image)
         self._kept[sha256] = thumbnail
         while len(self._kept) > KEPT:

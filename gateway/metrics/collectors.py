@@ -215,6 +215,10 @@ class Metrics:
     def request_started(self) -> None:
         self.in_flight.inc()
 
+    def open_now(self) -> tuple[int, int]:
+        """Requests in flight and streams open in this process now (what the console shows)."""
+        return _now(self.in_flight), _now(self.streams_open)
+
     def stream_opened(self, flow: Flow) -> None:
         """Called once the stream's response has started; undone when the request ends."""
         if not flow.result.stream_open:
@@ -300,3 +304,9 @@ class Metrics:
         from_store = CollectorRegistry()
         from_store.register(snapshot)
         return counted + generate_latest(from_store)
+
+
+def _now(gauge: Gauge) -> int:
+    """The value of an unlabelled gauge in this process."""
+    (metric,) = gauge.collect()
+    return int(metric.samples[0].value)
