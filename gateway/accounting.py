@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import GatewayError, invalid_request
+from gateway.errors import GatewayError, invalid_request, storage_unavailable
 from gateway.flow import Flow
 from gateway.imageinfo import image_dimensions
 from gateway.journal import this_process
-from gateway.money import nanos_to_usd
+from gateway.money import MAX_REQUEST_NANOS, nanos_to_usd
 from gateway.outcome import Outcome
 from gateway.params import is_valid_unicode
 from gateway.periods import Periods
@@ -37,6 +37,7 @@ from gateway.pricing import (
 )
 from gateway.quota import budget_exhausted, limits_for
 from gateway.store.base import LedgerRow
+from gateway.store.failures import describe, store_failure
 
 log = logging.getLogger(__name__)
 NO_USAGE = Usage(0, 0, 0, 0, 0, 0)
@@ -105,8 +106,17 @@ async def estimate_cost(flow: Flow) -> None:
         complexity=parsed.complexity,
     )
     estimated = estimate(flow.bill.price, request, flow.bill.svg_author)
+    if estimated.nanos > MAX_REQUEST_NANOS:
+        raise invalid_request(
+            f"This request is estimated at ${nanos_to_usd(estimated.nanos)}, more than the"
+            f" ${nanos_to_usd(MAX_REQUEST_NANOS)} one request may cost here. Ask for a smaller"
+            " `size`, a lower `quality` or fewer images (`n`).",
+            code="estimate_out_of_range",
+        )
     flow.bill.estimate_nanos = estimated.nanos
     flow.bill.svg_estimate_nanos = estimated.svg_nanos
+    assumed = estimated.usage
+    flow.bill.estimate_input = Usage(assumed.text_input, 0, assumed.image_input, 0, 0, 0)
 
 
 def _svg_author(table: PriceTable, name: str | None) -> ModelPrice:
@@ -147,29 +157,38 @@ async def check_rate_limits(flow: Flow) -> None:
 
 
 async def reserve_budget(flow: Flow) -> None:
-    """The estimate is held against the key's and the team's budgets (or a 429 says which one
-    cannot pay)."""
+    """The request's hold is in the store before anything goes upstream: the estimate, held
+    against the key's and the team's budgets (or a 429 says which one cannot pay). A hold is
+    written even where no budget applies, so that a crash always leaves a record to settle as
+    `orphaned`; a store that cannot take it refuses the request (503 `storage_unavailable`)."""
     assert flow.caller is not None
     key, team = flow.caller.key, flow.caller.team
-    if key.budget_nanos is None and team.budget_nanos is None:
-        return  # nothing to hold against; the ledger row still counts the spend
-    store = flow.services.store
+    services = flow.services
+    store = services.store
     now = dt.datetime.now(dt.UTC)
     periods = Periods.at(now)
-    flow.bill.reservation_id = await store.reserve(
-        key_id=key.id,
-        team_id=team.id,
-        amount_nanos=flow.bill.estimate_nanos,
-        periods=periods,
-        now=now.timestamp(),
-        ttl_s=flow.services.settings.reservation_ttl_s,
-        # Named by its request: should the client leave while this runs, the hold is made all
-        # the same, and the request's ledger row (written on its way out) settles it by name.
-        request_id=flow.request_id,
-        owner=this_process(),
-        endpoint=flow.endpoint.name,
-        model=flow.model,
-    )
+    try:
+        flow.bill.reservation_id = await store.reserve(
+            key_id=key.id,
+            team_id=team.id,
+            amount_nanos=flow.bill.estimate_nanos,
+            periods=periods,
+            now=now.timestamp(),
+            ttl_s=services.settings.reservation_ttl_s,
+            # Named by its request: should the client leave while this runs, the hold is made
+            # all the same, and the request's ledger row (written on its way out) settles it.
+            request_id=flow.request_id,
+            owner=this_process(),
+            endpoint=flow.endpoint.name,
+            model=flow.model,
+        )
+    except Exception as exc:
+        if not store_failure(exc):
+            raise
+        services.health.store_failed(exc)
+        log.error("request %s: the store cannot take its hold (%s)", flow.request_id, describe(exc))
+        raise storage_unavailable("the store cannot take the request's hold") from exc
+    services.health.store_wrote()
     if flow.bill.reservation_id is not None:
         return
     for scope, scope_id, name in (("key", key.id, key.id), ("team", str(team.id), team.name)):
@@ -206,10 +225,17 @@ def charge_for(flow: Flow) -> Charge:
     price = flow.bill.price
     if price is None or flow.result.status != 200 or flow.result.cache_status.served_by_cache:
         return Charge(0)
-    if flow.result.outcome is Outcome.STREAM_CUT and flow.bill.images == 0:
-        # Cut before any completed event: the partial images that arrived.
-        pending = Usage(0, 0, 0, 0, flow.bill.partial_images_pending * PARTIAL_IMAGE_TOKENS, 0)
-        return Charge(usage_cost_nanos(price, pending) if not price.per_image_billing else 0)
+    if flow.bill.abandoned:  # no longer read: upstream may finish it all the same
+        return Charge(max(flow.bill.estimate_nanos, _read_so_far(flow, price)))
+    if flow.stream and flow.bill.usage is None and flow.bill.images == 0:
+        if flow.result.outcome is Outcome.UPSTREAM_ERROR:
+            return Charge(0)  # an error event without usage: upstream charges nothing
+        if flow.result.outcome is Outcome.STREAM_CUT and not price.per_image_billing:
+            # Cut before any usage came: the input as the request holds it (upstream read it),
+            # and the partial images that arrived.
+            given = flow.bill.estimate_input or NO_USAGE
+            partials = flow.bill.partial_images_pending * PARTIAL_IMAGE_TOKENS
+            return Charge(usage_cost_nanos(price, given.plus_output(partials)))
     if price.per_image_billing and flow.bill.usage is None:
         parsed = flow.parsed
         size, quality = (parsed.size, parsed.quality) if parsed else (None, None)
@@ -232,6 +258,25 @@ def charge_for(flow: Flow) -> Charge:
         missing = svg_nanos is None
         nanos += flow.bill.svg_estimate_nanos if svg_nanos is None else svg_nanos
     return Charge(nanos, usage_missing=missing)
+
+
+def _read_so_far(flow: Flow, price: ModelPrice) -> int:
+    """The cost of the usage a stream reported before it stopped being read (0 without)."""
+    if flow.bill.usage is None or price.per_image_billing:
+        return 0
+    return usage_cost_nanos(price, flow.bill.usage)
+
+
+def _bound_usage(flow: Flow) -> bool:
+    """Usage counts past MAX_TOKENS are cut to it (so the row and its cost can be stored);
+    whether any was."""
+    bill, cut = flow.bill, False
+    if bill.usage is not None:
+        bill.usage, cut = bill.usage.bounded()
+    if bill.svg_usage is not None:
+        bill.svg_usage, svg_cut = bill.svg_usage.bounded()
+        cut = cut or svg_cut
+    return cut
 
 
 def _svg_cost(flow: Flow) -> int | None:
@@ -277,8 +322,20 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
         return
     flow.bill.recorded = True
     settle_outcome(flow, error)
+    out_of_range = _bound_usage(flow)
     charge = charge_for(flow)
+    if charge.nanos > MAX_REQUEST_NANOS:
+        charge, out_of_range = Charge(MAX_REQUEST_NANOS, charge.usage_missing), True
     flow.bill.cost_nanos = charge.nanos
+    if out_of_range:
+        flow.result.error_code = flow.result.error_code or "usage_out_of_range"
+        flow.services.metrics.usage_out_of_range.labels(flow.model or "").inc()
+        log.error(
+            "request %s: upstream reported usage past what one request may be charged; charged"
+            " the bound, $%s, and flagged the row usage_out_of_range",
+            flow.request_id,
+            nanos_to_usd(flow.bill.cost_nanos),
+        )
     if charge.usage_missing and flow.result.outcome is Outcome.OK:
         flow.result.outcome = Outcome.USAGE_MISSING
         log.warning(
@@ -327,15 +384,24 @@ async def record(flow: Flow, error: BaseException | None = None) -> None:
     services = flow.services
     try:
         await services.store.record(row)
-    except Exception:
+    except Exception as exc:
         # The client's answer does not change: the row waits in the journal for the store.
-        log.exception("ledger write failed for %s; the row goes to the journal", row.request_id)
+        services.health.store_failed(exc)
+        log.error(
+            "ledger write failed for %s (%s); the row goes to the journal",
+            row.request_id,
+            describe(exc),
+        )
         try:
             await services.journal.append(row)
-        except Exception:
+        except Exception as journal_exc:
+            services.health.journal_failed(journal_exc)
             log.critical("ledger row LOST (journal failed too): %r", row, exc_info=True)
             return
+        services.health.journal_wrote()
         services.metrics.ledger_journaled.inc()
+    else:
+        services.health.store_wrote()
 
 
 def storable(text: str | None) -> str | None:

@@ -15,7 +15,7 @@ from gateway.auth import authenticate
 from gateway.client import CLIENT_GONE
 from gateway.console import create_console_app
 from gateway.endpoints import endpoint_for
-from gateway.errors import GatewayError, error_body
+from gateway.errors import GatewayError, error_body, storage_unavailable
 from gateway.flow import Flow
 from gateway.guard import watch_requests
 from gateway.logs import redact_secret
@@ -28,6 +28,7 @@ from gateway.state import (
     WORKER,
     Lifecycle,
 )
+from gateway.store.failures import describe, store_failure
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,7 +87,10 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         )
     except CLIENT_GONE:
         raise  # the client left; there is no one to answer
-    except Exception:
+    except Exception as exc:
+        if store_failure(exc):  # the store is down or slow (an admin page, say): say so
+            log.error("%s %s: the store failed (%s)", request.method, request.path, describe(exc))
+            return storage_unavailable(describe(exc)).response()
         log.exception("unexpected error handling %s %s", request.method, request.path)
         return web.json_response(
             error_body("The gateway had an internal error.", type="server_error"), status=500

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import PayloadEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -275,15 +277,27 @@ class _Spool:
         self._handle.write(batch)
 
 
+class TooLarge(Exception):
+    """A body passed the limit it was read within."""
+
+
 async def spool_chunks(
-    chunks: AsyncIterator[bytes], *, content_type: str, threshold: int, spool_dir: Path
+    chunks: AsyncIterator[bytes],
+    *,
+    content_type: str,
+    threshold: int,
+    spool_dir: Path,
+    limit: int | None = None,
 ) -> SpooledBody:
-    """Read `chunks` whole into a SpooledBody (a response body, say); `aclose()` it after."""
+    """Read `chunks` whole into a SpooledBody (a response body, say); `aclose()` it after.
+    Raises TooLarge (leaving nothing behind) once more than `limit` bytes have come."""
     body = SpooledBody(content_type=content_type, media_type=media_type_of(content_type))
     spool = _Spool(body, threshold, spool_dir)
     try:
         async for chunk in chunks:
             body.size += len(chunk)
+            if limit is not None and body.size > limit:
+                raise TooLarge(f"more than {limit} bytes")
             await spool.feed(chunk)
         await spool.finish()
     except BaseException:
@@ -389,6 +403,18 @@ async def read_stream(
         await spool.abort()
         await body.aclose()
         raise invalid_request(f"Malformed multipart body: {exc}", code="invalid_multipart") from exc
+    except (PayloadEncodingError, RequestPayloadError) as exc:  # aiohttp could not read it
+        await spool.abort()
+        await body.aclose()
+        if isinstance(exc, PayloadEncodingError) or isinstance(exc.__cause__, PayloadEncodingError):
+            raise invalid_request(
+                "The body is not valid for its Content-Encoding (gzip or deflate data was"
+                " expected).",
+                code="invalid_content_encoding",
+            ) from exc
+        raise invalid_request(
+            f"The request body could not be read: {exc}", code="invalid_body"
+        ) from exc
     except BaseException:
         await spool.abort()
         await body.aclose()

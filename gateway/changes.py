@@ -15,7 +15,10 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.redis_link import RedisLink
 
 log = logging.getLogger(__name__)
 CHANNEL = "gateway:changes"
@@ -37,10 +40,11 @@ class Changes:
 
 
 class RedisChanges(Changes):
-    def __init__(self, url: str) -> None:
-        import redis.asyncio as aioredis  # loads only when Redis is configured
-
-        self.redis: Any = aioredis.Redis.from_url(url, socket_connect_timeout=0.5)
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        # The listener blocks on its subscription for as long as nothing is said: a connection
+        # of its own, without the calls' timeout.
+        self.redis: Any = link.blocking_client(read_timeout_s=None)
         # Messages from this process were acted on already, when they were sent.
         self.origin = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._listener: asyncio.Task[None] | None = None
@@ -56,9 +60,11 @@ class RedisChanges(Changes):
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, kind: str) -> None:
+        from gateway.redis_link import RedisUnavailable
+
         try:
-            await self.redis.publish(CHANNEL, f"{self.origin} {kind}")
-        except (_redis_error(), OSError) as exc:
+            await self.link.call(lambda: self.link.redis.publish(CHANNEL, f"{self.origin} {kind}"))
+        except RedisUnavailable as exc:
             log.warning("could not tell the other replicas (%s changed): %s", kind, exc)
 
     async def _listen(self, on: dict[str, Callable[[], object]]) -> None:
@@ -92,5 +98,5 @@ def _redis_error() -> type[Exception]:
     return RedisError
 
 
-def changes_for(redis_url: str | None) -> Changes:
-    return Changes() if redis_url is None else RedisChanges(redis_url)
+def changes_for(link: RedisLink | None) -> Changes:
+    return Changes() if link is None else RedisChanges(link)

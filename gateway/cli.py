@@ -486,8 +486,9 @@ def _missing_store(ns: argparse.Namespace, settings: Settings) -> str | None:
 
 
 def _serve(ns: argparse.Namespace, settings: Settings) -> int:
+    from gateway.errors import CannotStart
     from gateway.quickstart import quickstart
-    from gateway.server import CannotStart, serve, serve_worker
+    from gateway.server import serve, serve_worker
 
     given = {
         name: getattr(ns, name, None) for name in ("host", "port", "workers", "simulator_port")

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway.accounting import cost_header
 from gateway.body import SpooledBody
-from gateway.errors import error_body
+from gateway.errors import CLIENT_GONE, error_body
 from gateway.flow import Flow
 from gateway.sse import format_event
 
@@ -42,9 +42,7 @@ class BodySink(Protocol):
     async def body(self, headers: dict[str, str], body: SpooledBody) -> None: ...
 
 
-# Writing to a client that has gone away raises a ConnectionError (aiohttp's
-# ClientConnectionResetError is one).
-CLIENT_GONE = (ConnectionError,)
+__all__ = ["CLIENT_GONE"]
 
 
 def gateway_headers(flow: Flow, base: Mapping[str, str]) -> dict[str, str]:

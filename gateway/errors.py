@@ -12,6 +12,16 @@ from aiohttp import web
 
 from gateway.outcome import Outcome
 
+# Writing to a client that has gone away raises one of these (aiohttp's
+# ClientConnectionResetError is a ConnectionResetError). Not every ConnectionError: a database
+# or Redis that refuses a connection raises ConnectionRefusedError, and that is no client leaving.
+CLIENT_GONE = (ConnectionResetError, BrokenPipeError)
+
+
+class CannotStart(Exception):
+    """What is in the way of serving, in one line that names the setting or file that moves it
+    (printed without a traceback; the process exits non-zero at once)."""
+
 
 class GatewayError(Exception):
     """A refusal or failure with an HTTP status, OpenAI's error fields, and what it makes of the
@@ -81,6 +91,19 @@ def upstream_unreachable(detail: str) -> GatewayError:
         f"The gateway could not reach the upstream API: {detail}",
         type="upstream_error",
         code="upstream_unreachable",
+    )
+
+
+def storage_unavailable(detail: str) -> GatewayError:
+    """The store (or the disk under it) cannot take what this request must record first; nothing
+    went upstream. The SDKs retry a 503 on their own."""
+    return GatewayError(
+        503,
+        f"The gateway cannot record requests right now ({detail}); nothing was sent upstream."
+        " Try again shortly.",
+        type="server_error",
+        code="storage_unavailable",
+        headers={"retry-after": "1"},
     )
 
 

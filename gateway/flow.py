@@ -42,11 +42,18 @@ class Bill:
     svg_author: ModelPrice | None = None
     svg_estimate_nanos: int = 0
     reservation_id: int | None = None
+    # The input part of the estimate: what a stream cut before any usage came is charged.
+    estimate_input: Usage | None = None
     usage: Usage | None = None
+    # A stream's usage objects, one per completed (or error) event; `usage` is their sum.
+    stream_usages: list[Usage] = field(default_factory=list)
     svg_usage: SvgUsage | None = None
     images: int = 0
     # Partial images streamed since the last completed event (what a cut stream still owes).
     partial_images_pending: int = 0
+    # A stream no longer read because its client left and no one else waited for it: upstream
+    # may still make (and bill) its images, so it is charged the estimate.
+    abandoned: bool = False
     cost_nanos: int = 0
     saved_nanos: int = 0
     recorded: bool = False  # the ledger row is written

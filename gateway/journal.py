@@ -7,6 +7,9 @@ What holds:
   idempotent (the ledger has one row per request id), and any process may replay any file: it
   renames the file first, so two never replay the same one, and takes the file's lock, so a row
   being appended is never lost.
+- A row the store refuses while it otherwise answers (a value it cannot hold, say) is moved to
+  `quarantine/` beside the journal, logged and counted: it never blocks a start, a replay or the
+  rows after it. A store that does not answer leaves the rest of the file for a later replay.
 - `settle_holds` runs after a replay, so a request whose row was journaled is never also charged
   as an orphan.
 """
@@ -23,9 +26,12 @@ import logging
 import os
 import secrets
 import socket
+import sqlite3
+import sys
 import time
 from collections.abc import Collection
 from pathlib import Path
+from typing import NamedTuple
 
 from gateway.store.base import LedgerRow, Store
 
@@ -79,9 +85,35 @@ async def settle_holds(store: Store, *, silent: Collection[str] = ()) -> int:
     return settled
 
 
+class Replayed(NamedTuple):
+    rows: int  # written into the store
+    quarantined: int  # refused by it, moved aside
+
+
+def refused_row(exc: BaseException) -> bool:
+    """Whether `exc` says the store refuses this row itself (a value it cannot hold, a type it
+    cannot bind), as opposed to the store being down or busy."""
+    refusals: tuple[type[BaseException], ...] = (
+        OverflowError,
+        ValueError,
+        TypeError,
+        sqlite3.IntegrityError,
+        sqlite3.InterfaceError,
+        sqlite3.DataError,
+    )
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is not None:
+        refusals += (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+    return isinstance(exc, refusals)
+
+
 class LedgerJournal:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.directory / "quarantine"
 
     async def append(self, row: LedgerRow) -> None:
         """Keep `row` on disk (fsynced) until it can be written into the store."""
@@ -109,26 +141,53 @@ class LedgerJournal:
 
     async def pending(self) -> int:
         """Rows waiting in the journal."""
-        return await asyncio.to_thread(self._count_rows)
+        return await asyncio.to_thread(self._count_rows, self.directory)
 
-    def _count_rows(self) -> int:
-        if not self.directory.exists():
+    @staticmethod
+    def _count_rows(directory: Path) -> int:
+        if not directory.exists():
             return 0
-        return sum(len(path.read_bytes().splitlines()) for path in self.directory.glob("*.jsonl"))
+        return sum(len(path.read_bytes().splitlines()) for path in directory.glob("*.jsonl"))
 
-    async def replay(self, store: Store) -> int:
+    async def quarantined(self) -> int:
+        """Rows the store refused, waiting in quarantine for the operator."""
+        return await asyncio.to_thread(self._count_rows, self.quarantine_dir)
+
+    async def replay(self, store: Store) -> Replayed:
         """Write every journaled row into the store; files are removed once all their rows are
-        in. How many rows were replayed. A store that still fails leaves the rest for later."""
-        replayed = 0
+        in or quarantined. A store that still fails leaves the rest for later."""
+        replayed = quarantined = 0
         for path in await asyncio.to_thread(self._claim_files):
-            rows = await asyncio.to_thread(self._read_locked, path)
-            for row in rows:
-                await store.record(row)
+            for row in await asyncio.to_thread(self._read_locked, path):
+                try:
+                    await store.record(row)
+                except Exception as exc:
+                    if not refused_row(exc):
+                        raise
+                    await asyncio.to_thread(self._quarantine, row, exc)
+                    quarantined += 1
+                else:
+                    replayed += 1
             await asyncio.to_thread(path.unlink, missing_ok=True)
-            replayed += len(rows)
         if replayed:
             log.warning("replayed %d journaled ledger rows into the store", replayed)
-        return replayed
+        return Replayed(replayed, quarantined)
+
+    def _quarantine(self, row: LedgerRow, exc: BaseException) -> None:
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        path = self.quarantine_dir / f"ledger-{os.getpid()}.jsonl"
+        line = json.dumps({"row": dataclasses.asdict(row), "error": repr(exc)[:500]})
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        log.error(
+            "the store refused journaled ledger row %s (%s): moved to %s for the operator; the"
+            " replay goes on",
+            row.request_id,
+            exc,
+            path,
+        )
 
     def _claim_files(self) -> list[Path]:
         if not self.directory.exists():

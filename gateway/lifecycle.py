@@ -13,15 +13,18 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
 from gateway.changes import KEYS, PRICES
+from gateway.errors import CannotStart
 from gateway.heartbeats import Heartbeats
 from gateway.journal import settle_holds, this_process
 from gateway.settings import Settings
 from gateway.state import DETACHED, ENDING_S, LIFECYCLE, SERVICES, WORKER
+from gateway.store import Store
+from gateway.store.failures import cannot_open, safe_url, store_failure
 
 log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL_S = 10.0
@@ -34,9 +37,9 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     the store's log are flushed first)."""
     settings = app[SERVICES].settings
     store, upstream, cache = app[SERVICES].store, app[SERVICES].upstream, app[SERVICES].cache
-    await store.connect()
     try:
-        await store.migrate()
+        await open_store_or_say_why(store, settings.resolved_database_url)
+        await _check_redis(app)
         worker = app[WORKER]
         heartbeats = Heartbeats(store, this_process())
         if not worker:  # several workers share the store and dirs: the supervisor does this
@@ -58,8 +61,37 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
             await app[SERVICES].changes.close()
             await app[SERVICES].limiter.close()
             await cache.close()
+            if (redis := app[SERVICES].redis) is not None:
+                await redis.close()
     finally:
         await store.close()
+
+
+async def open_store_or_say_why(store: Store, url: str) -> None:
+    """Connect and migrate, or raise CannotStart with one line naming the store and what to do
+    (a damaged file, a server that does not answer)."""
+    try:
+        await store.connect()
+        await store.migrate()
+    except Exception as exc:
+        if not store_failure(exc):
+            raise
+        raise CannotStart(cannot_open(url, exc)) from exc
+
+
+async def _check_redis(app: web.Application) -> None:
+    redis = app[SERVICES].redis
+    if redis is None:
+        return
+    from gateway.redis_link import RedisUnavailable
+
+    try:
+        await redis.check()
+    except RedisUnavailable as exc:
+        raise CannotStart(
+            f"Redis at {safe_url(redis.url)} does not answer ({exc}): start it, or check"
+            " GATEWAY_REDIS_URL (unset, each process counts its own limits)"
+        ) from exc
 
 
 async def _hear_other_replicas(app: web.Application) -> None:
@@ -76,15 +108,29 @@ async def _housekeeping(app: web.Application, heartbeats: Heartbeats) -> None:
     rows and settle the holds that will never settle (expired, or held by a process that has
     died: a worker or a replica killed mid-request, here or on another host), forget idle
     rate-limit windows, write cache hit counts and drop expired entries."""
+    services = app[SERVICES]
+    steps: tuple[tuple[str, Callable[[], Awaitable[object]]], ...] = (
+        ("checkpoint", services.store.checkpoint),
+        ("settling the books", functools.partial(_settle_the_books, app, heartbeats)),
+        ("forgetting idle rate windows", _as_coroutine(services.limiter.forget_idle)),
+        ("cache housekeeping", services.cache.housekeeping),
+    )
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
-        try:
-            await app[SERVICES].store.checkpoint()
-            await _settle_the_books(app, heartbeats)
-            app[SERVICES].limiter.forget_idle()
-            await app[SERVICES].cache.housekeeping()
-        except Exception:
-            log.exception("housekeeping failed; trying again shortly")
+        # Each step on its own: one that fails (a sick store, say) never keeps the others from
+        # running, and all are tried again next round.
+        for name, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("housekeeping: %s failed; trying again shortly", name)
+
+
+def _as_coroutine(function: Callable[[], object]) -> Callable[[], Awaitable[object]]:
+    async def run() -> object:
+        return function()
+
+    return run
 
 
 async def _settle_the_books(app: web.Application, heartbeats: Heartbeats) -> None:
@@ -93,7 +139,9 @@ async def _settle_the_books(app: web.Application, heartbeats: Heartbeats) -> Non
     orphan."""
     metrics = app[SERVICES].metrics
     silent = await heartbeats.beat()
-    metrics.ledger_replayed.inc(await app[SERVICES].journal.replay(app[SERVICES].store))
+    replayed = await app[SERVICES].journal.replay(app[SERVICES].store)
+    metrics.ledger_replayed.inc(replayed.rows)
+    metrics.ledger_quarantined.inc(replayed.quarantined)
     metrics.orphaned.inc(await settle_holds(app[SERVICES].store, silent=silent))
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 NANOS_PER_USD = 1_000_000_000
+# The most one request may be estimated at or charged: $1,000,000. No image request comes near
+# it, and thousands of them still add up within the store's 64-bit integers (spend counters,
+# budgets of at most $10**9). A request estimated above it is refused; a usage that costs more
+# is charged this and flagged (`usage_out_of_range`).
+MAX_REQUEST_NANOS = 10**15
 
 
 def usd_to_nanos(value: Decimal | str | int) -> int:

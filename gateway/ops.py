@@ -1,9 +1,10 @@
 """What operators and their orchestrators ask: `/healthz`, `/readyz` and `/metrics`.
 
 - `/healthz`: the process serves (a liveness probe; it touches nothing else).
-- `/readyz`: the store answers, upstream is reachable (probed at most every
-  `GATEWAY_READINESS_CACHE_S`), and the gateway is not shutting down. 503 says which is not.
-  A Redis that cannot be reached is reported under `degraded`, still 200: requests keep flowing.
+- `/readyz`: the store answers and ledger rows have a durable place to go, upstream is
+  reachable (probed at most every `GATEWAY_READINESS_CACHE_S`), and the gateway is not
+  shutting down. 503 says which is not. What still serves in a lesser way (a journal draining,
+  quarantined rows, Redis away) is reported under `degraded`, still 200.
 - `/metrics`: Prometheus text; behind `GATEWAY_METRICS_TOKEN` when one is set.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 
 from aiohttp import web
 
@@ -19,9 +21,12 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from gateway.auth import bearer_token
 from gateway.errors import GatewayError
+from gateway.journal import this_process
 from gateway.metrics import read_store_snapshot
 from gateway.openapi import rendered
+from gateway.services import Services
 from gateway.state import LIFECYCLE, SERVICES
+from gateway.store.failures import describe
 
 OPENAPI_JSON = rendered()
 
@@ -31,33 +36,81 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    app = request.app
-    settings = app[SERVICES].settings
-    checks: dict[str, str] = {}
-    try:
-        await app[SERVICES].store.ping()
-        checks["store"] = "ok"
-    except Exception as exc:  # any failure means not ready; say which
-        checks["store"] = f"failed: {exc}"
-    waiting = await app[SERVICES].journal.pending()
-    # Rows in the journal: the store has been failing writes (they are replayed within 10 s).
-    checks["ledger"] = f"{waiting} rows wait in the journal" if waiting else "ok"
-    problem = await app[SERVICES].upstream.problem(
+    """503 only when this process cannot serve: the store does not answer (within
+    GATEWAY_DATABASE_TIMEOUT_S) or takes no writes while the journal takes none either, upstream
+    is unreachable, or shutdown has begun. What serves on in a lesser way (rows waiting in the
+    journal, rows quarantined, Redis or the object store away) is listed under `degraded`."""
+    services = request.app[SERVICES]
+    settings = services.settings
+    checks = {"store": await _store_check(services), "ledger": await _ledger_check(services)}
+    problem = await services.upstream.problem(
         settings.readiness_cache_s, settings.readiness_timeout_s
     )
     checks["upstream"] = problem or "ok"
-    if app[LIFECYCLE].stopping:
+    if request.app[LIFECYCLE].stopping:
         checks["shutdown"] = "in progress"
     ready = all(value == "ok" for value in checks.values())
-    degraded = {}
-    if (problem := app[SERVICES].limiter.problem) is not None:
-        # Still ready: requests flow, with rate limits as GATEWAY_REDIS_LIMITS_ON_FAILURE says.
-        degraded["redis"] = problem
+    degraded = await _degraded(services)
     return web.json_response(
         {"status": "ready" if ready else "unavailable", **checks}
         | ({"degraded": degraded} if degraded else {}),
         status=200 if ready else 503,
     )
+
+
+async def _store_check(services: Services) -> str:
+    try:
+        await asyncio.wait_for(services.store.ping(), services.settings.database_timeout_s)
+    except Exception as exc:  # any failure means not ready; say which
+        return f"failed: {describe(exc)}"
+    return "ok"
+
+
+async def _ledger_check(services: Services) -> str:
+    """Whether ledger rows have somewhere durable to go: the store, or else the journal. While a
+    write failure is remembered, a probe write (this process's heartbeat) tells whether it
+    passed, so readiness comes back by itself."""
+    health = services.health
+    if health.store_problem is not None:
+        try:
+            await asyncio.wait_for(
+                services.store.heartbeat(this_process(), time.time()),
+                services.settings.database_timeout_s,
+            )
+            health.store_wrote()
+        except Exception as exc:
+            health.store_failed(exc)
+    if health.store_problem is None:
+        return "ok"
+    # A request's hold must go into the store before upstream is asked: no new request can be
+    # served. (Rows of requests already in flight go to the journal, if it takes them.)
+    journal = "fails too" if health.journal_problem else "takes the rows of requests in flight"
+    return (
+        f"failed: storage_unavailable: the store takes no writes ({health.store_problem});"
+        f" the journal {journal}"
+    )
+
+
+async def _degraded(services: Services) -> dict[str, str]:
+    degraded = {}
+    if services.health.store_problem is not None:
+        degraded["store_writes"] = (
+            f"failing ({services.health.store_problem}); rows go to the journal"
+        )
+    waiting = await services.journal.pending()
+    if waiting:
+        # The store has been failing writes; they are replayed within 10 s of it taking them.
+        degraded["journal"] = f"{waiting} ledger rows wait in the journal"
+    quarantined = await services.journal.quarantined()
+    if quarantined:
+        degraded["quarantine"] = (
+            f"{quarantined} ledger rows the store refused are in"
+            f" {services.journal.quarantine_dir} (see the log)"
+        )
+    if (problem := services.limiter.problem) is not None:
+        # Requests flow, with rate limits as GATEWAY_REDIS_LIMITS_ON_FAILURE says.
+        degraded["redis"] = problem
+    return degraded
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.errors import GatewayError, invalid_request
 from gateway.pricing import MAX_GIF_FRAMES
+from gateway.pricing.table import parse_size
 
 # Bounds from the API reference: n is 1-10, partial_images 0-3, frame_count (GIF) 2-16.
 N_RANGE = (1, 10)
@@ -22,6 +23,9 @@ PARTIAL_IMAGES_RANGE = (0, 3)
 FRAME_COUNT_RANGE = (2, MAX_GIF_FRAMES)
 MAX_TEXT_CHARS = 256  # model names, sizes, qualities: a few dozen characters at most
 MAX_JSON_DEPTH = 64  # the API's documents nest three or four levels
+# The longest side a `WxH` size may ask for: four times the largest any model makes (3840). A
+# larger one could only make an estimate past what the books can hold.
+MAX_IMAGE_SIDE = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,7 @@ def read_params(fields: Mapping[str, Any], model: str | None) -> ImageParams:
         prompt=prompt if isinstance(prompt, str) else "",
         n=whole_number(fields, "n", N_RANGE, default=1),
         stream=truthy(fields.get("stream")),
-        size=text(fields, "size"),
+        size=image_size(fields),
         quality=text(fields, "quality"),
         partial_images=whole_number(fields, "partial_images", PARTIAL_IMAGES_RANGE, default=0),
         output_format=text(fields, "output_format"),
@@ -68,6 +72,20 @@ def read_params(fields: Mapping[str, Any], model: str | None) -> ImageParams:
         input_fidelity=text(fields, "input_fidelity"),
         svg_model=svg_model,
     )
+
+
+def image_size(fields: Mapping[str, Any]) -> str | None:
+    """`size` as sent; a `WxH` one has sides of at most MAX_IMAGE_SIDE pixels (any other form,
+    `auto` or one the gateway does not know, is upstream's to judge)."""
+    size = text(fields, "size")
+    dims = None if size is None else parse_size(size)
+    if dims is not None and max(dims) > MAX_IMAGE_SIDE:
+        raise invalid_request(
+            f"'size' {size!r} is too large: at most {MAX_IMAGE_SIDE} pixels a side.",
+            code="invalid_value",
+            param="size",
+        )
+    return size
 
 
 def text(fields: Mapping[str, Any], name: str, *, where: str | None = None) -> str | None:

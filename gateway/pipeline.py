@@ -31,11 +31,12 @@ from gateway.background import spawn
 from gateway.body import Pace, read_body
 from gateway.cache.stages import join_in_flight, plan_cache, serve_from_cache
 from gateway.endpoints import check_forwarded_method, upstream_path
-from gateway.errors import GatewayError, invalid_request
+from gateway.errors import GatewayError, invalid_request, storage_unavailable
 from gateway.flow import Caller, Flow
 from gateway.logs import log_request
 from gateway.params import read_params, text
 from gateway.relay import relay_response
+from gateway.store.failures import describe, store_failure
 
 log = logging.getLogger(__name__)
 Stage = Callable[[Flow], Awaitable[web.StreamResponse | None]]
@@ -64,8 +65,14 @@ async def authenticate(flow: Flow) -> None:
     flow.caller = Caller(key, team)
 
 
+# Request bodies aiohttp decodes as they arrive (within the body limit, counted decoded); they go
+# upstream decoded, without the header.
+READABLE_ENCODINGS = frozenset({"identity", "gzip", "deflate"})
+
+
 async def read_request_body(flow: Flow) -> None:
-    """The body is read whole (spooled past the threshold) within the size limits."""
+    """The body is read whole (spooled past the threshold) within the size limits, decoded
+    when it came gzip or deflate (anything else is refused)."""
     settings = flow.services.settings
     endpoint = flow.endpoint
     media_type = flow.request.content_type.lower()
@@ -75,6 +82,13 @@ async def read_request_body(flow: Flow) -> None:
             f"Unsupported Content-Type {media_type or '(none)'!r} for /v1/images/{endpoint.name};"
             f" send {accepted}.",
             code="unsupported_content_type",
+        )
+    encoding = flow.request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in READABLE_ENCODINGS:
+        # The body must be read (its fields, its cost) and upstream is sent what was read.
+        raise invalid_request(
+            f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none.",
+            code="unsupported_content_encoding",
         )
     limit = settings.max_body_bytes
     if media_type == "application/json":
@@ -225,6 +239,22 @@ async def _run_stages(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamRespon
     return None
 
 
+async def _run_before_upstream(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamResponse | None:
+    """The stages before the upstream call; a store (or disk) that fails them refuses the
+    request with a clean 503, since nothing has gone upstream yet."""
+    try:
+        return await _run_stages(flow, stages)
+    except GatewayError:
+        raise
+    except Exception as exc:
+        if not store_failure(exc):
+            raise
+        flow.services.health.store_failed(exc)
+        log.error("request %s: the store failed before upstream (%s)", flow.request_id,
+                  describe(exc))  # fmt: skip
+        raise storage_unavailable(describe(exc)) from exc
+
+
 async def end(flow: Flow, error: BaseException | None) -> None:
     """Run ENDING in order, however the request ended (`error`); a step that fails is logged
     and the next one runs all the same."""
@@ -244,7 +274,7 @@ async def run(flow: Flow, stages: tuple[Stage, ...] = STAGES) -> web.StreamRespo
     detached: asyncio.Task[web.StreamResponse | None] | None = None
     error: BaseException | None = None
     try:
-        response = await _run_stages(flow, stages[:split])
+        response = await _run_before_upstream(flow, stages[:split])
         if response is None and split < len(stages):
             detached = spawn(flow.request.app, _finish(flow, stages[split:]))
             response = await _wait_for(flow, detached)

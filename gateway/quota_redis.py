@@ -6,25 +6,20 @@ clock; so N replicas together admit exactly what one would. Each limit is a sort
 events of the last 60 s (member `weight:request id`, scored by milliseconds) beside a counter of
 their total weight, so a check costs O(log n) plus the events that just left the window.
 
-When Redis cannot be reached, requests keep flowing: limits are counted by this process alone
-(`GATEWAY_REDIS_LIMITS_ON_FAILURE=local`, the default) or not at all (`open`), Redis is tried
-again after `RETRY_AFTER_S`, `gateway_redis_up` says 0 and `/readyz` says why.
+When Redis cannot be reached (redis_link.py: each call bounded, a breaker), requests keep
+flowing: limits are counted by this process alone (`GATEWAY_REDIS_LIMITS_ON_FAILURE=local`, the
+default) or not at all (`open`), until the link's probe finds Redis again; `gateway_redis_up`
+says 0 and `/readyz` says why.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from gateway.quota import WINDOW_S, Limit, RateLimiter, Standing, rate_limited, ratelimit_headers
+from gateway.redis_link import RedisLink, RedisUnavailable
 
-log = logging.getLogger(__name__)
-RETRY_AFTER_S = 1.0
 KEY_PREFIX = "gateway:rl:"
 
 # KEYS: per limit, its sorted set then its counter. ARGV: window ms, member, then per limit its
@@ -79,30 +74,24 @@ return {refused, wait, used, resets}
 """
 
 
-def _ignore(up: bool) -> None:
-    pass
-
-
 class RedisRateLimiter:
-    def __init__(
-        self, url: str, *, on_failure: str = "local", on_state: Callable[[bool], None] = _ignore
-    ) -> None:
+    def __init__(self, link: RedisLink, *, on_failure: str = "local") -> None:
         """`on_failure`: `local` (count in this process) or `open` (count nothing) while Redis
-        cannot be reached; `on_state(up)` hears every change (the metrics' gauge)."""
+        cannot be reached (the link's breaker is open)."""
+        self.link = link
         self.on_failure = on_failure
-        self.on_state = on_state
-        self.redis: Any = aioredis.Redis.from_url(
-            url, socket_connect_timeout=0.5, socket_timeout=0.5, retry_on_timeout=False
-        )
-        self._admit = self.redis.register_script(ADMIT)
+        self._admit = link.redis.register_script(ADMIT)
         self._local = RateLimiter()
-        self._down_until = 0.0
-        self.problem: str | None = None
-        on_state(True)
+
+    @property
+    def problem(self) -> str | None:
+        if self.link.problem is None:
+            return None
+        return f"{self.link.problem}: rate limits " + (
+            "counted per process" if self.on_failure == "local" else "not enforced"
+        )
 
     async def admit(self, limits: list[Limit], request_id: str) -> dict[str, str]:
-        if time.monotonic() < self._down_until:
-            return self._fallback(limits)
         keys = []
         args: list[Any] = [int(WINDOW_S * 1000), request_id]
         for limit in limits:
@@ -110,14 +99,11 @@ class RedisRateLimiter:
             keys += [name, name + ":total"]
             args += [limit.limit, limit.weight]
         try:
-            refused, wait_ms, used, resets_ms = await self._admit(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
+            refused, wait_ms, used, resets_ms = await self.link.call(
+                lambda: self._admit(keys=keys, args=args)
+            )
+        except RedisUnavailable:
             return self._fallback(limits)
-        if self.problem is not None:
-            log.warning("redis is back: rate limits are shared again")
-            self.problem = None
-            self.on_state(True)
         standing: list[Standing] = [
             (limit, int(u), int(r) / 1000)
             for limit, u, r in zip(limits, used, resets_ms, strict=True)
@@ -128,19 +114,6 @@ class RedisRateLimiter:
             )
         return ratelimit_headers(standing)
 
-    def _failed(self, exc: BaseException) -> None:
-        self._down_until = time.monotonic() + RETRY_AFTER_S
-        if self.problem is None:
-            log.warning(
-                "redis cannot be reached (%s): rate limits are %s until it is back",
-                exc,
-                "counted by each process" if self.on_failure == "local" else "off",
-            )
-            self.on_state(False)
-        self.problem = f"redis unreachable ({type(exc).__name__}): rate limits " + (
-            "counted per process" if self.on_failure == "local" else "not enforced"
-        )
-
     def _fallback(self, limits: list[Limit]) -> dict[str, str]:
         if self.on_failure == "open":
             return {}
@@ -150,4 +123,4 @@ class RedisRateLimiter:
         self._local.forget_idle()  # Redis expires its own
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        """The link is the services' to close."""

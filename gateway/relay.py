@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.accounting import cost_header, record
-from gateway.body import SpooledBody, spool_chunks
+from gateway.body import SpooledBody, TooLarge, spool_chunks
 from gateway.client import (
     CLIENT_GONE,
     ClientWriter,
@@ -37,6 +37,7 @@ from gateway.flow import Flow
 from gateway.logs import redact_bytes
 from gateway.outcome import Outcome
 from gateway.pricing import SvgUsage, Usage
+from gateway.pricing.usage import stream_usage
 from gateway.sse import EventSplitter, event_name
 from gateway.upstream import client_response_headers
 from gateway.usage_scan import ScannedObject, event_data, scan_file, scan_object
@@ -123,9 +124,17 @@ async def relay_body(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stream
             content_type=upstream.headers.get("Content-Type", ""),
             threshold=settings.response_memory_bytes,
             spool_dir=settings.spool_dir,
+            limit=settings.upstream_max_body_bytes,
         )
     except UPSTREAM_BROKE as exc:
         raise upstream_unreachable(f"the response was cut off ({type(exc).__name__}).") from exc
+    except TooLarge as exc:
+        upstream.close()
+        log.error("request %s: upstream's answer passed the limit, %s", flow.request_id, exc)
+        raise upstream_unreachable(
+            f"its answer was larger than {settings.upstream_max_body_bytes} bytes"
+            " (GATEWAY_UPSTREAM_MAX_BODY_BYTES)."
+        ) from exc
     flow.timings.upstream_ended = time.perf_counter()
     flow.response_body = body  # removed by the request's ending
     if upstream.status == 200:
@@ -189,14 +198,25 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
                 await sink.event(raw)
             finished = await _inspect_event(flow, name, raw) or finished
 
+    settings = flow.services.settings
     failure: str | None = None
+    lifetime = asyncio.timeout(settings.upstream_max_stream_s)
     try:
-        async for chunk in upstream.content.iter_any():
-            await relay(chunk)
+        async with lifetime:
+            async for chunk in upstream.content.iter_any():
+                await relay(chunk)
+                failure = _reason_to_stop(flow, splitter)
+                if failure is not None:
+                    upstream.close()  # nothing more of it is read
+                    break
     except UPSTREAM_BROKE as exc:
-        failure = f"the upstream connection failed ({type(exc).__name__})"
-        # Whole events that arrived before the cut are delivered (and charged) all the same.
-        await relay(salvage_buffered(upstream.content))
+        if lifetime.expired():
+            failure = f"it lasted longer than {settings.upstream_max_stream_s:g} s"
+            upstream.close()
+        else:
+            failure = f"the upstream connection failed ({type(exc).__name__})"
+            # Whole events that arrived before the cut are delivered (and charged) all the same.
+            await relay(salvage_buffered(upstream.content))
     flow.timings.upstream_ended = time.perf_counter()
     if failure is None and (not finished or splitter.pending):
         failure = "upstream ended the stream before its completed event"
@@ -211,6 +231,19 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
     return response
 
 
+def _reason_to_stop(flow: Flow, splitter: EventSplitter) -> str | None:
+    """Why the stream must not be read on, if it must not: an event past the size limit (no
+    separator in sight), or a client that left while no one else waits for the answer (no
+    follower, not to be cached)."""
+    limit = flow.services.settings.upstream_max_event_bytes
+    if splitter.pending > limit:
+        return f"an event grew past {limit} bytes (GATEWAY_UPSTREAM_MAX_EVENT_BYTES)"
+    if flow.result.client_gone and flow.leader is None:
+        flow.bill.abandoned = True
+        return "the client left, and no one else waits for this stream"
+    return None
+
+
 async def _inspect_event(flow: Flow, name: str, raw: bytearray) -> bool:
     """Count what the event `name` carries; True when it ends the stream: the completed event
     of the last of the n images, or an error."""
@@ -219,14 +252,23 @@ async def _inspect_event(flow: Flow, name: str, raw: bytearray) -> bool:
     elif name.endswith(".completed"):
         flow.bill.images += 1
         flow.bill.partial_images_pending = 0
-        # Each completed event carries the usage so far; the last one is the request's.
-        data, start, end = event_data(raw)
-        scan = functools.partial(scan_object, data, decode=_DECODED, start=start, end=end)
-        found = await asyncio.to_thread(scan) if end - start > LARGE_SCAN_BYTES else scan()
-        flow.bill.usage = read_usage(found.members.get("usage")) or flow.bill.usage
+        found = await _scan_event(raw)
+        if (usage := read_usage(found.members.get("usage"))) is not None:
+            flow.bill.stream_usages.append(usage)
+            flow.bill.usage = stream_usage(flow.bill.stream_usages)
         flow.bill.svg_usage = read_svg_usage(found.members.get("svg_usage")) or flow.bill.svg_usage
         return flow.bill.images >= flow.n
     elif name == "error":
         flow.result.outcome = Outcome.UPSTREAM_ERROR
+        # An error event is charged what its own usage says, if it has one (else nothing more).
+        if (usage := read_usage((await _scan_event(raw)).members.get("usage"))) is not None:
+            flow.bill.stream_usages.append(usage)
+            flow.bill.usage = stream_usage(flow.bill.stream_usages)
         return True
     return False
+
+
+async def _scan_event(raw: bytearray) -> ScannedObject:
+    data, start, end = event_data(raw)
+    scan = functools.partial(scan_object, data, decode=_DECODED, start=start, end=end)
+    return await asyncio.to_thread(scan) if end - start > LARGE_SCAN_BYTES else scan()

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.changes import PRICES
+from gateway.errors import CannotStart
 from gateway.guard import Guard, GuardedSite, default_connection_cap
 from gateway.settings import Settings
 from gateway.state import ENDING_S, SERVICES
@@ -110,10 +111,6 @@ async def serve_apps(
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
-
-
-class CannotStart(Exception):
-    """What is in the way of serving, in one line that names the setting that moves it."""
 
 
 def check_can_start(settings: Settings, ports: list[tuple[str, int, str]]) -> None:

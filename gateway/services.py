@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.cache.cache import ResponseCache
 from gateway.changes import Changes, changes_for
+from gateway.health import WriteHealth
 from gateway.journal import LedgerJournal
 from gateway.metrics import Metrics
 from gateway.pricing import PriceError, PriceTable, load_prices
@@ -22,6 +24,9 @@ from gateway.quota import Limiter, RateLimiter
 from gateway.settings import Settings
 from gateway.store import Store, open_store
 from gateway.upstream import Upstream
+
+if TYPE_CHECKING:
+    from gateway.redis_link import RedisLink
 
 log = logging.getLogger(__name__)
 
@@ -50,25 +55,32 @@ class Services:
     metrics: Metrics
     journal: LedgerJournal
     changes: Changes  # what other replicas must hear (through Redis, when there is one)
+    health: WriteHealth  # whether the store and the journal take writes now
+    redis: RedisLink | None  # the one Redis client, shared by limiter, cache and changes
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Services:
         """The services `settings` describe, not yet started (the app's lifecycle opens the
         store and the upstream session, and closes them)."""
-        store = open_store(settings.resolved_database_url)
+        store = open_store(
+            settings.resolved_database_url,
+            pool_size=settings.database_pool_size,
+            timeout_s=settings.database_timeout_s,
+        )
         metrics = Metrics(key_labels=settings.metrics_key_labels)
+        redis = redis_link_for(settings, metrics)
         return cls(
             settings=settings,
             store=store,
             upstream=Upstream(settings),
             prices=PriceBook(settings.prices),
-            limiter=limiter_for(settings, metrics),
-            cache=ResponseCache(settings, store, metrics.cache_evicted),
+            limiter=limiter_for(settings, redis),
+            cache=ResponseCache(settings, store, metrics.cache_evicted, redis),
             metrics=metrics,
-            journal=LedgerJournal(settings.journal_dir),
-            changes=changes_for(
-                None if settings.redis_url is None else settings.redis_url.get_secret_value()
-            ),
+            journal=LedgerJournal(settings.ledger_journal_dir),
+            changes=changes_for(redis),
+            health=WriteHealth(),
+            redis=redis,
         )
 
     def reload_prices(self) -> bool:
@@ -82,14 +94,23 @@ class Services:
         return True
 
 
-def limiter_for(settings: Settings, metrics: Metrics) -> Limiter:
-    """Shared through Redis when GATEWAY_REDIS_URL is set; else in this process's memory."""
+def redis_link_for(settings: Settings, metrics: Metrics) -> RedisLink | None:
+    """The process's one Redis client when GATEWAY_REDIS_URL is set (redis loads only then)."""
     if settings.redis_url is None:
+        return None
+    from gateway.redis_link import RedisLink
+
+    return RedisLink(
+        settings.redis_url.get_secret_value(),
+        settings.redis_timeout_s,
+        on_state=metrics.redis_up.set,
+    )
+
+
+def limiter_for(settings: Settings, redis: RedisLink | None) -> Limiter:
+    """Shared through Redis when GATEWAY_REDIS_URL is set; else in this process's memory."""
+    if redis is None:
         return RateLimiter()
     from gateway.quota_redis import RedisRateLimiter
 
-    return RedisRateLimiter(
-        settings.redis_url.get_secret_value(),
-        on_failure=settings.redis_limits_on_failure,
-        on_state=metrics.redis_up.set,
-    )
+    return RedisRateLimiter(redis, on_failure=settings.redis_limits_on_failure)

@@ -49,10 +49,19 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     data_dir: Path = Path("./data")
     database_url: str | None = None
+    # PostgreSQL connections per process, and the longest a store call may wait (for a
+    # connection, a lock or its statement) before the request fails cleanly (503).
+    database_pool_size: int = Field(default=10, ge=1, le=1000)
+    database_timeout_s: float = Field(default=5.0, gt=0)
     # Redis, shared by every process and replica: rate limits counted once for all of them.
     redis_url: SecretStr | None = None
+    # The longest a Redis call may wait; past it the process goes on without Redis for a while.
+    redis_timeout_s: float = Field(default=0.25, gt=0)
     # While Redis cannot be reached: count limits in each process (`local`) or not at all.
     redis_limits_on_failure: Literal["local", "open"] = "local"
+    # Where ledger rows wait while the store cannot take them (None: <data dir>/journal). On a
+    # volume of its own, a full data disk loses no row.
+    journal_dir: Path | None = None
     prices: Path = SHIPPED_PRICES
     # Worker processes serving one port (SO_REUSEPORT); their metrics are summed.
     workers: int = Field(default=1, ge=1, le=64)
@@ -93,6 +102,12 @@ class Settings(BaseSettings):
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
     upstream_read_timeout_s: float = Field(default=300.0, gt=0)
     upstream_max_connections: int = Field(default=100, gt=0)
+    # Upstream answers are bounded: a whole body (after decompression), one stream event, and a
+    # stream's whole life. Past one, the answer ends as `upstream_error` (a body) or `stream_cut`
+    # (a stream) with its ledger row. A stream must end before its hold's TTL would settle it.
+    upstream_max_body_bytes: int = Field(default=512 * MiB, gt=0)
+    upstream_max_event_bytes: int = Field(default=64 * MiB, gt=0)
+    upstream_max_stream_s: float = Field(default=600.0, gt=0)
 
     # The model a request that names none is for, per endpoint. None: the request must name one.
     # Shipped as the current API reference has it: generations and edits ask for an explicit
@@ -175,9 +190,10 @@ class Settings(BaseSettings):
         return self.data_dir / "tmp"
 
     @property
-    def journal_dir(self) -> Path:
-        """Ledger rows the store could not take, until they are replayed into it."""
-        return self.data_dir / "journal"
+    def ledger_journal_dir(self) -> Path:
+        """Ledger rows the store could not take, until they are replayed into it:
+        `GATEWAY_JOURNAL_DIR`, or `journal/` in the data dir."""
+        return self.journal_dir or self.data_dir / "journal"
 
     @property
     def cache_dir(self) -> Path:

@@ -41,6 +41,7 @@ _REQUEST_DROP = _HOP_BY_HOP | {
     "content-length",
     "expect",
     "accept-encoding",
+    "content-encoding",  # the body was read decoded, and goes upstream so
     "cookie",
     "openai-organization",
     "openai-project",

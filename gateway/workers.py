@@ -27,10 +27,10 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from gateway.cache.files import BodyFiles
 from gateway.journal import LedgerJournal, settle_holds
-from gateway.lifecycle import empty_spool_dir
+from gateway.lifecycle import empty_spool_dir, open_store_or_say_why
 from gateway.server import pid_file
 from gateway.settings import Settings
-from gateway.store import migrated_store
+from gateway.store import open_store
 
 log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = 1.0
@@ -42,10 +42,15 @@ def metrics_dir(settings: Settings) -> Path:
 
 
 async def _settle_the_books(settings: Settings) -> None:
-    """Journaled rows into the store, then the holds of dead processes settled (see journal)."""
-    async with migrated_store(settings.resolved_database_url) as store:
-        await LedgerJournal(settings.journal_dir).replay(store)
+    """Journaled rows into the store, then the holds of dead processes settled (see journal).
+    A store that cannot be opened raises CannotStart."""
+    store = open_store(settings.resolved_database_url, timeout_s=settings.database_timeout_s)
+    try:
+        await open_store_or_say_why(store, settings.resolved_database_url)
+        await LedgerJournal(settings.ledger_journal_dir).replay(store)
         await settle_holds(store)
+    finally:
+        await store.close()
 
 
 def prepare(settings: Settings) -> Path:

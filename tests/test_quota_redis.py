@@ -14,7 +14,8 @@ import pytest
 
 from gateway import accounts
 from gateway.app import create_app
-from gateway.quota_redis import KEY_PREFIX, RETRY_AFTER_S
+from gateway.quota_redis import KEY_PREFIX
+from gateway.redis_link import PROBE_S
 from gateway.settings import Settings
 from gateway.state import SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream
@@ -77,7 +78,7 @@ async def test_a_refusal_by_one_limit_counts_in_none(
     assert raw.headers["x-ratelimit-remaining-images"] == "98"
     results = await outcomes([sdks[i % 2].images.generate(**REQUEST, n=2) for i in range(5)])
     assert results.count("ok") == 2 and results.count("429") == 3
-    redis = gateways[0].app[SERVICES].limiter.redis
+    redis = gateways[0].app[SERVICES].limiter.link.redis
     # Only the three admitted requests count against the team's images: 3 × 2.
     assert int(await redis.get(f"{KEY_PREFIX}team:{team.id}:images:total")) == 6
     for sdk in sdks:
@@ -128,7 +129,7 @@ async def test_without_redis_requests_flow_and_readyz_and_metrics_say_so(
     assert await redis_up(gateway) == "0.0"
 
     redis_server.start()  # same port, empty: the shared window starts over
-    await asyncio.sleep(RETRY_AFTER_S + 0.1)
+    await asyncio.sleep(PROBE_S + 0.5)  # the link's probe finds it back
     results = await outcomes([sdk.images.generate(**REQUEST) for _ in range(3)])
     assert sorted(results) == ["429", "ok", "ok"]
     assert "degraded" not in await readyz(gateway) and await redis_up(gateway) == "1.0"

@@ -16,4 +16,4 @@ def test_services_are_wired_from_the_settings(tmp_path: Path) -> None:
     assert services.cache.store is services.store  # one store for the books and the index
     assert services.prices.path == SHIPPED_PRICES and services.prices.table.version
     assert services.metrics.key_labels
-    assert services.journal.directory == settings.journal_dir
+    assert services.journal.directory == settings.ledger_journal_dir

@@ -33,7 +33,13 @@ def test_the_example_config_lists_every_setting_at_its_default() -> None:
     secrets = {name for name, field in defaults.items() if field.annotation == SecretStr | None}
     # Secrets belong in the environment, and the store and price paths default to computed
     # values: the example names them in comments only.
-    commented = secrets | {"database_url", "prices", "cache_store", "cache_s3_endpoint_url"}
+    commented = secrets | {
+        "database_url",
+        "prices",
+        "cache_store",
+        "cache_s3_endpoint_url",
+        "journal_dir",
+    }
     absent = {"default_model_generations", "default_model_edits"}  # unset by default
     assert set(example) == set(defaults) - commented - absent
     for name, value in example.items():

@@ -33,6 +33,7 @@ from gateway.store.base import CacheEntry
 
 if TYPE_CHECKING:
     from gateway.cache.remote import RemoteFlights
+    from gateway.redis_link import RedisLink
 
 log = logging.getLogger(__name__)
 STRAY_AGE_S = 3600.0  # a body file no entry names, older than this, is left over: removed
@@ -56,9 +57,11 @@ class ResponseCache:
         settings: Settings,
         store: Store,
         on_evicted: Callable[[str, int], None] = _not_counted,
+        redis: RedisLink | None = None,
     ) -> None:
         """`on_evicted(reason, entries)` hears of every entry removed (reason: size, expired,
-        corrupt, purge): the metrics count them."""
+        corrupt, purge): the metrics count them. With `redis`, identical requests on other
+        replicas coalesce too."""
         self.settings = settings
         self.store = store
         self.on_evicted = on_evicted
@@ -78,10 +81,10 @@ class ResponseCache:
         # Identical requests in flight on other replicas, through Redis (remote.py); None: this
         # process coalesces its own only.
         self.remote: RemoteFlights | None = None
-        if settings.redis_url is not None and settings.cache_enabled:
+        if redis is not None and settings.cache_enabled:
             from gateway.cache.remote import RemoteFlights  # redis loads only when used
 
-            self.remote = RemoteFlights(settings.redis_url.get_secret_value(), self)
+            self.remote = RemoteFlights(redis, self)
 
     async def start(self, *, empty_tmp: bool = True) -> None:
         await asyncio.to_thread(

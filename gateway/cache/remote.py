@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -30,13 +31,13 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.cache.files import Tee
 from gateway.cache.inflight import Abandoned, Ending, Failed, InFlight, Reply, Stored, StreamEnd
 from gateway.errors import GatewayError
 from gateway.outcome import Outcome
+from gateway.redis_link import RedisLink, RedisUnavailable
 
 if TYPE_CHECKING:
     from gateway.cache.cache import ResponseCache
@@ -72,11 +73,12 @@ return 1
 
 
 class RemoteFlights:
-    def __init__(self, url: str, cache: ResponseCache) -> None:
+    def __init__(self, link: RedisLink, cache: ResponseCache) -> None:
         self.cache = cache
-        self.redis: Any = aioredis.Redis.from_url(
-            url, socket_connect_timeout=0.5, socket_timeout=READ_BLOCK_MS / 1000 + 5
-        )
+        self.link = link
+        self.redis: Any = link.redis  # calls: each bounded by the link's timeout
+        # A follower's reads block for up to READ_BLOCK_MS by design: connections of their own.
+        self.reader: Any = link.blocking_client(read_timeout_s=READ_BLOCK_MS / 1000 + 5)
         self._if_ours = self.redis.register_script(_IF_OURS)
         self._end_if_watched = self.redis.register_script(_END_IF_WATCHED)
         self._origin = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -87,18 +89,19 @@ class RemoteFlights:
         """Whether this replica leads `key` (then `inflight` is mirrored for the others);
         otherwise `inflight` is fed from the replica that does, and its requests follow it."""
         flight = f"{self._origin}:{next(self._flights)}"
+        claim = functools.partial(self.redis.set, LEAD + key, flight, nx=True, px=LEAD_TTL_MS)
         try:
             for _ in range(3):
-                if await self.redis.set(LEAD + key, flight, nx=True, px=LEAD_TTL_MS):
+                if await self.link.call(claim):
                     inflight.mirror = _Mirror(self, key, flight)
                     return True
-                leader = await self.redis.get(LEAD + key)
+                leader = await self.link.call(functools.partial(self.redis.get, LEAD + key))
                 if leader is not None:
                     self._spawn(self._relay(key, leader.decode(), inflight))
                     return False
                 # The leader finished between the two calls: claim again.
-        except (RedisError, OSError) as exc:
-            log.warning("redis unreachable, leading %s on this replica alone: %s", key[:12], exc)
+        except RedisUnavailable:
+            pass  # this replica leads its own, as without Redis (the link logs the outage)
         return True
 
     def _spawn(self, work: Any) -> None:
@@ -118,12 +121,12 @@ class RemoteFlights:
                 pipe.expire(WATCH + flight, STREAM_TTL_S)
                 await pipe.execute()
             while inflight.outcome is None:
-                replies = await self.redis.xread({stream: last}, block=READ_BLOCK_MS, count=64)
+                replies = await self.reader.xread({stream: last}, block=READ_BLOCK_MS, count=64)
                 if not replies:
-                    claim = await self.redis.get(LEAD + key)
+                    claim = await self.reader.get(LEAD + key)
                     if claim is None or claim.decode() != flight:
                         # Gone: read what it may have written last, then end without it.
-                        replies = await self.redis.xread({stream: last}, count=64)
+                        replies = await self.reader.xread({stream: last}, count=64)
                         if not replies:
                             break
                 for _, messages in replies:
@@ -182,7 +185,7 @@ class RemoteFlights:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=2)
-        await self.redis.aclose()
+        await self.reader.aclose()  # the link, shared, is the services' to close
 
 
 def _encode(outcome: Ending) -> dict[str, Any]:

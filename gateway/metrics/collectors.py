@@ -161,6 +161,19 @@ class Metrics:
             "Journaled ledger rows written into the store later.",
             registry=r,
         )
+        self.ledger_quarantined = Counter(
+            "gateway_ledger_quarantined",
+            "Journaled ledger rows the store refused (not for being down): moved aside to"
+            " <journal dir>/quarantine for the operator, so they block nothing.",
+            registry=r,
+        )
+        self.usage_out_of_range = Counter(
+            "gateway_usage_out_of_range",
+            "Answers whose usage or cost passed what one request may be charged: charged the"
+            " bound and flagged `usage_out_of_range` on their ledger row.",
+            ("model",),
+            registry=r,
+        )
         self.orphaned = Counter(
             "gateway_reservations_orphaned",
             "Reservations whose request never settled (its process died), charged their estimate.",

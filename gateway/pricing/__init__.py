@@ -20,14 +20,13 @@ from gateway.pricing.charge import per_image_cost_nanos, usage_cost_nanos
 from gateway.pricing.describe import describe
 from gateway.pricing.estimate import (
     MAX_GIF_FRAMES,
-    PARTIAL_IMAGE_TOKENS,
     Estimate,
     EstimateRequest,
     estimate,
     image_input_tokens,
 )
 from gateway.pricing.table import ModelPrice, PriceError, PriceTable, load_prices
-from gateway.pricing.usage import SvgUsage, Usage
+from gateway.pricing.usage import PARTIAL_IMAGE_TOKENS, SvgUsage, Usage
 
 __all__ = [
     "MAX_GIF_FRAMES",

@@ -10,7 +10,7 @@ from fractions import Fraction
 
 from gateway.pricing.charge import per_image_cost_nanos, usage_cost_nanos
 from gateway.pricing.table import ModelPrice, parse_size
-from gateway.pricing.usage import Usage
+from gateway.pricing.usage import PARTIAL_IMAGE_TOKENS, Usage
 
 # The input-image tile model (the simulator's, after the public vision guide): fit within
 # 2048x2048, shrink so the shortest side is 512 (never enlarge), count 512-pixel tiles.
@@ -24,7 +24,6 @@ _MAX_TILES = _MAX_SIDE // _TILE
 _UNKNOWN_IMAGE_TOKENS = _IMAGE_BASE_TOKENS + _IMAGE_TILE_TOKENS * _MAX_TILES
 _HIGH_FIDELITY_TOKENS = 4160
 _HIGH_FIDELITY_MAX_IMAGES = 5
-PARTIAL_IMAGE_TOKENS = 100  # each partial image costs 100 image output tokens (image guide)
 # GIF output: the API's default frame count, and the most it accepts.
 _DEFAULT_GIF_FRAMES = 9
 MAX_GIF_FRAMES = 16

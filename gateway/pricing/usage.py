@@ -6,6 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+# The most tokens of one kind a usage is charged for: a thousand times any real image request,
+# and small enough that tokens × the dearest rate stays an exact, storable 64-bit integer.
+MAX_TOKENS = 10**12
+PARTIAL_IMAGE_TOKENS = 100  # each partial image costs 100 image output tokens (image guide)
+MAX_PARTIAL_IMAGES = 3  # per image (the API's bound on `partial_images`)
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -27,6 +33,13 @@ class Usage:
             value = getattr(self, item.name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"usage {item.name} must be a whole number >= 0, not {value!r}")
+
+    def bounded(self) -> tuple[Usage, bool]:
+        """This usage with every count at most MAX_TOKENS, and whether any was past it."""
+        counts = {item.name: getattr(self, item.name) for item in fields(self)}
+        if all(count <= MAX_TOKENS for count in counts.values()):
+            return self, False
+        return Usage(**{name: min(count, MAX_TOKENS) for name, count in counts.items()}), True
 
     def plus_output(self, image_tokens: int) -> Usage:
         """This usage with `image_tokens` more image output."""
@@ -90,6 +103,41 @@ class Usage:
         )
 
 
+def stream_usage(usages: list[Usage]) -> Usage:
+    """What a stream's completed events' usage objects add up to (n > 1 streams send one per
+    image).
+
+    The API reference describes each completed event's usage as that of "the output image"
+    (`output_tokens`: "the number of image tokens in the output image"), with the request's
+    whole input in each. So the input is counted once (the largest an event reports) and each
+    event's output is summed. Some upstreams instead send a running or whole total, the last
+    event's output covering all images: an image's output tokens are fixed by its size and
+    quality, so images of one request report the same output but for their partial images (the
+    final image may come before all of them). A last event reporting at least 1.5 times the
+    output of every event before it, and more than partial images could explain, is such a
+    total: then it is the request's usage. Both shapes are charged what was produced, never
+    twice.
+    """
+    if not usages:
+        raise ValueError("no usage to add up")
+    last, earlier = usages[-1], usages[:-1]
+    if not earlier:
+        return last
+    most = max(u.image_output for u in earlier)
+    if 2 * last.image_output >= 3 * most and (
+        last.image_output - most > PARTIAL_IMAGE_TOKENS * MAX_PARTIAL_IMAGES
+    ):
+        return last
+    return Usage(
+        text_input=max(u.text_input for u in usages),
+        cached_text_input=max(u.cached_text_input for u in usages),
+        image_input=max(u.image_input for u in usages),
+        cached_image_input=max(u.cached_image_input for u in usages),
+        image_output=sum(u.image_output for u in usages),
+        text_output=sum(u.text_output for u in usages),
+    )
+
+
 @dataclass(frozen=True)
 class SvgUsage:
     """What authoring an SVG cost (`svg_usage`): its text model and billable tokens.
@@ -119,6 +167,15 @@ class SvgUsage:
         if output is not None and total is not None and total < given + output:
             billable += reasoning or 0  # reasoning was reported beside, not inside, the output
         return cls(model, given, billable)
+
+    def bounded(self) -> tuple[SvgUsage, bool]:
+        """This usage with both counts at most MAX_TOKENS, and whether either was past it."""
+        if max(self.input_tokens, self.output_tokens) <= MAX_TOKENS:
+            return self, False
+        capped = SvgUsage(
+            self.model, min(self.input_tokens, MAX_TOKENS), min(self.output_tokens, MAX_TOKENS)
+        )
+        return capped, True
 
     def as_usage(self) -> Usage:
         return Usage(self.input_tokens, 0, 0, 0, 0, self.output_tokens)

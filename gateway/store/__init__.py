@@ -14,16 +14,18 @@ from gateway.store.base import ApiKey, Conflict, Store, Team
 from gateway.store.sqlite import SqliteStore
 
 
-def open_store(url: str) -> Store:
-    """A not-yet-connected store for `url`; call `await store.connect()` before use."""
+def open_store(url: str, *, pool_size: int = 10, timeout_s: float = 5.0) -> Store:
+    """A not-yet-connected store for `url`; call `await store.connect()` before use. No call
+    waits longer than `timeout_s` (for a lock, a connection or its statement); `pool_size` is
+    PostgreSQL's connections per process."""
     if url.startswith("sqlite:///"):
-        return SqliteStore(url.removeprefix("sqlite:///"))
+        return SqliteStore(url.removeprefix("sqlite:///"), timeout_s=timeout_s)
     if url == "sqlite://:memory:" or url == "sqlite://":
-        return SqliteStore(":memory:")
+        return SqliteStore(":memory:", timeout_s=timeout_s)
     if url.startswith(("postgresql://", "postgres://")):
         from gateway.store.postgres import PostgresStore  # asyncpg loads only when used
 
-        return PostgresStore(url)
+        return PostgresStore(url, pool_size=pool_size, timeout_s=timeout_s)
     raise ValueError(
         f"unsupported database URL {url.split('@')[-1]!r}: use sqlite:///path or postgresql://…"
     )
@@ -34,8 +36,8 @@ async def migrated_store(url: str) -> AsyncIterator[Store]:
     """The store for `url`, connected and migrated, closed on the way out: for commands and
     start-up work outside the server (the server opens its own in the app's cleanup_ctx)."""
     store = open_store(url)
-    await store.connect()
     try:
+        await store.connect()
         await store.migrate()
         yield store
     finally:

@@ -12,13 +12,19 @@ What holds, across any number of replicas:
   again (journal replay, an orphan settled twice) changes nothing.
 - Migrations apply once, in order, under an advisory lock, so replicas starting together wait for
   one another instead of racing.
+- No call waits longer than `timeout_s` (GATEWAY_DATABASE_TIMEOUT_S): not for a connection from
+  the pool, not for a row lock (`lock_timeout`), not for its statement (`statement_timeout`, and
+  asyncpg's own timeout should the server not answer at all). Past it the call raises, and the
+  request gets a clean 503 instead of waiting with every other.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import re
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import Any
 
@@ -119,13 +125,71 @@ def _ledger_values(row: LedgerRow) -> dict[str, Any]:
     return values
 
 
+class BoundedPool:
+    """asyncpg's pool, with the wait for a connection bounded as well as the statement (its own
+    `fetch` and friends wait for a connection as long as it takes)."""
+
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
+        self._pool = pool
+        self.timeout_s = timeout_s
+
+    def acquire(self) -> Any:
+        return self._pool.acquire(timeout=self.timeout_s)
+
+    @contextlib.asynccontextmanager
+    async def unbounded(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for work that may rightly take long (migrations, `gateway db copy`):
+        the server's lock and statement timeouts are lifted until it goes back to the pool
+        (whose reset restores them)."""
+        async with self.acquire() as conn:
+            await conn.execute("SET statement_timeout = 0; SET lock_timeout = 0")
+            yield conn
+
+    @property
+    def _wait(self) -> float:
+        # The server cancels a statement at timeout_s; this bounds a server that says nothing.
+        return self.timeout_s + 1
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        async with self.acquire() as conn:
+            return list(await conn.fetch(query, *args, timeout=self._wait))
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchrow(query, *args, timeout=self._wait)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchval(query, *args, timeout=self._wait)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self.acquire() as conn:
+            return str(await conn.execute(query, *args, timeout=self._wait))
+
+    async def executemany(self, query: str, args: Any) -> None:
+        async with self.acquire() as conn:
+            await conn.executemany(query, args, timeout=self._wait)
+
+    async def close(self) -> None:
+        await asyncio.wait_for(self._pool.close(), self.timeout_s * 2)
+
+
 class PostgresStore:
     """The store for `postgresql://` URLs; several replicas share one database."""
 
-    def __init__(self, url: str, migrations_dir: Path = POSTGRES_MIGRATIONS) -> None:
+    def __init__(
+        self,
+        url: str,
+        migrations_dir: Path = POSTGRES_MIGRATIONS,
+        *,
+        pool_size: int = 10,
+        timeout_s: float = 5.0,
+    ) -> None:
         self.url = url
         self.migrations_dir = migrations_dir
-        self._pool: asyncpg.Pool | None = None
+        self.pool_size = pool_size
+        self.timeout_s = timeout_s
+        self._pool: BoundedPool | None = None
         self._cache = PostgresCacheIndex(self)
         # Another replica's change is seen within MAX_AGE_S (or at once through Redis, when
         # one is configured); this process's own changes at once.
@@ -141,18 +205,27 @@ class PostgresStore:
         return self._cache
 
     @property
-    def pool(self) -> asyncpg.Pool:
+    def pool(self) -> BoundedPool:
         if self._pool is None:
             raise RuntimeError("store is not connected")
         return self._pool
 
     async def connect(self) -> None:
-        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=10)
+        millis = str(int(self.timeout_s * 1000))
+        pool = await asyncpg.create_pool(
+            self.url,
+            min_size=1,
+            max_size=self.pool_size,
+            timeout=self.timeout_s,  # connecting
+            server_settings={"lock_timeout": millis, "statement_timeout": millis},
+        )
+        self._pool = BoundedPool(pool, self.timeout_s)
 
     async def close(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            with contextlib.suppress(TimeoutError):
+                await pool.close()
 
     async def checkpoint(self) -> None:
         """Nothing to do: the server checkpoints on its own."""
@@ -170,7 +243,7 @@ class PostgresStore:
 
     async def migrate(self) -> list[str]:
         done = []
-        async with self.pool.acquire() as conn:
+        async with self.pool.unbounded() as conn:
             # One replica migrates at a time; the others then find nothing left to do.
             await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
             try:
@@ -435,7 +508,7 @@ class PostgresStore:
 
     async def dump(self, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         assert table in COPIED_TABLES
-        async with self.pool.acquire() as conn:
+        async with self.pool.unbounded() as conn:
             statement = await conn.prepare(f"SELECT * FROM {table} ORDER BY 1")
             columns = [attribute.name for attribute in statement.get_attributes()]
             rows = [tuple(record) for record in await statement.fetch()]
@@ -443,7 +516,7 @@ class PostgresStore:
 
     async def load(self, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         assert table in COPIED_TABLES
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.unbounded() as conn, conn.transaction():
             types: dict[str, str] = {
                 row[0]: row[1]
                 for row in await conn.fetch(
@@ -469,7 +542,7 @@ class PostgresStore:
         self._keys.changed()
 
     async def clear(self) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.unbounded() as conn, conn.transaction():
             for table in reversed(COPIED_TABLES):
                 await conn.execute(f"DELETE FROM {table}")
             await conn.execute("DELETE FROM cache_unused")

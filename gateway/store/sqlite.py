@@ -74,8 +74,11 @@ _RECORD = (
 class SqliteStore:
     """The embedded default store. `path` may be `:memory:` for tests."""
 
-    def __init__(self, path: str, migrations_dir: Path = MIGRATIONS_DIR) -> None:
+    def __init__(
+        self, path: str, migrations_dir: Path = MIGRATIONS_DIR, *, timeout_s: float = 5.0
+    ) -> None:
         self.path = path
+        self.timeout_s = timeout_s
         self.migrations_dir = migrations_dir
         self._db: aiosqlite.Connection | None = None
         self._checkpointer: aiosqlite.Connection | None = None
@@ -108,7 +111,7 @@ class SqliteStore:
             "PRAGMA journal_mode = WAL",
             "PRAGMA synchronous = NORMAL",
             "PRAGMA foreign_keys = ON",
-            "PRAGMA busy_timeout = 5000",
+            f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}",
             # Checkpoints copy the WAL into the database file and fsync: done on this (the only
             # serving) connection they stall every query behind them for milliseconds. A
             # second connection checkpoints instead (see checkpoint()); this limit, ~80 MB of

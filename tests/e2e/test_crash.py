@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import aiohttp
 import psutil
+import pytest
 from aiohttp import web
 
 from gateway import accounts
@@ -45,12 +46,14 @@ class Setup(NamedTuple):
     env: dict[str, str]
 
 
-async def set_up(tmp_path: Path, aiohttp_server: Any, **settings: str) -> Setup:
+async def set_up(
+    tmp_path: Path, aiohttp_server: Any, budget_usd: str | None = "100", **settings: str
+) -> Setup:
     simulator = create_simulator_app(SimulatorConfig(record=True, api_key=UPSTREAM_KEY))
     upstream = await aiohttp_server(simulator)
     data = tmp_path / "data"
     async with migrated_store(f"sqlite:///{data / 'gateway.db'}") as store:
-        await accounts.create_team(store, accounts.TeamCreate(name="t", budget_usd="100"))
+        await accounts.create_team(store, accounts.TeamCreate(name="t", budget_usd=budget_usd))
         key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
     port = free_port()
     env = {
@@ -67,10 +70,12 @@ async def set_up(tmp_path: Path, aiohttp_server: Any, **settings: str) -> Setup:
     return Setup(simulator, data, key, port, env)
 
 
+@pytest.mark.parametrize("budget_usd", ["100", None], ids=["budget", "no-budget"])
 async def test_kill_9_under_load_leaves_no_call_unaccounted(
-    tmp_path: Path, aiohttp_server: Any
+    tmp_path: Path, aiohttp_server: Any, budget_usd: str | None
 ) -> None:
-    simulator, data, key, port, env = await set_up(tmp_path, aiohttp_server)
+    """With a budget or without one: every call upstream saw has a hold written before it."""
+    simulator, data, key, port, env = await set_up(tmp_path, aiohttp_server, budget_usd)
     log = tmp_path / "gateway.log"
     gateway = start_gateway(env, log)
     try:

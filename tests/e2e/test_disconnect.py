@@ -117,7 +117,7 @@ async def leave_after_first_event(client: Any, key: str, fault: str | None = Non
         response.close()  # leave mid-stream: drops the connection
 
 
-async def test_a_stream_the_client_abandons_is_read_to_the_end_and_charged_in_full(
+async def test_a_stream_the_client_abandons_stops_being_read_and_is_charged_its_estimate(
     aiohttp_client: Any, aiohttp_server: Any, make_settings: Callable[..., Settings]
 ) -> None:
     upstream = await aiohttp_server(
@@ -129,9 +129,10 @@ async def test_a_stream_the_client_abandons_is_read_to_the_end_and_charged_in_fu
     await leave_after_first_event(client, key)
 
     rows = await ledger_rows(client)
-    # 272 tokens (low, 1024x1024) + 3 partial images x 100 = 572 image tokens x $40/1M
-    # = $0.02288, plus 1 prompt token x $5/1M = $0.000005: 22_885_000 nano-dollars.
-    assert rows == [("ok", 22_885_000, 572)]
+    # No one else waits for it (no cache, no twin), so it is read no further; upstream may still
+    # make the image, so the estimate is charged: 272 tokens (low, 1024x1024) + 3 partial images
+    # x 100 = 572 image tokens x $40/1M = $0.02288, plus 1 prompt byte x $5/1M = $0.000005.
+    assert rows == [("stream_cut", 22_885_000, 0)]
     tasks, files = await settle(baseline, settings.spool_dir)
     assert tasks <= baseline and files == []
     team = await client.app[SERVICES].store.spend(
@@ -151,8 +152,8 @@ async def test_an_abandoned_stream_whose_upstream_goes_quiet_is_charged_what_arr
     await leave_after_first_event(client, key, fault="hang-stream")
 
     # Upstream sent one partial image, then nothing until the read timeout: 100 image tokens
-    # x $40/1M = $0.004.
-    assert await ledger_rows(client) == [("stream_cut", 4_000_000, 0)]
+    # x $40/1M = $0.004, and the input upstream read, 1 prompt byte x $5/1M = $0.000005.
+    assert await ledger_rows(client) == [("stream_cut", 4_005_000, 0)]
     tasks, files = await settle(baseline, settings.spool_dir)
     assert tasks <= baseline and files == []
 

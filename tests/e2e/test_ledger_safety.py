@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import openai
@@ -95,17 +95,23 @@ async def test_non_utf8_bytes_in_a_form_field_are_a_400_before_upstream(
 
 @pytest.mark.sqlite_only
 async def test_a_failed_ledger_write_is_journaled_and_replayed(
-    aiohttp_client: Any, fake_upstream: FakeUpstream, make_settings: Callable[..., Settings]
+    aiohttp_client: Any,
+    simulator: Callable[..., Awaitable[FakeUpstream]],
+    make_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(upstream_url=fake_upstream.url)
+    upstream = await simulator(latency_ms=1500)
+    settings = make_settings(upstream_url=upstream.url, database_timeout_s=1)
     client, key = await gateway_and_key(aiohttp_client, settings)
-    # Another process holds the database's write lock past the gateway's busy timeout (5 s):
-    # the row cannot be written while the client is answered.
+    body = {"model": "gpt-image-1.5", "prompt": "x", "quality": "low"}
+    asked = asyncio.ensure_future(client.post(GEN, json=body, headers=auth(key)))
+    while not upstream.requests:  # noqa: ASYNC110 - the hold is in: upstream has been asked
+        await asyncio.sleep(0.02)
+    # Another process takes the database's write lock while upstream works, past the gateway's
+    # busy timeout: the row cannot be written while the client is answered.
     holder = sqlite3.connect(settings.data_dir / "gateway.db", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        body = {"model": "gpt-image-1.5", "prompt": "x", "quality": "low"}
-        response = await client.post(GEN, json=body, headers=auth(key))
+        response = await asked
         assert response.status == 200  # the client's answer does not change
         cost = response.headers["x-gateway-cost-usd"]
         assert float(cost) > 0
@@ -113,22 +119,36 @@ async def test_a_failed_ledger_write_is_journaled_and_replayed(
         assert await client.app[SERVICES].journal.pending() == 1
         assert client.app[SERVICES].metrics.ledger_journaled._value.get() == 1
         ready = await client.get("/readyz")
-        assert ready.status == 503
-        assert (await ready.json())["ledger"] == "1 rows wait in the journal"
+        assert ready.status == 503  # no new hold can be written: this replica cannot serve
+        report = await ready.json()
+        assert report["ledger"].startswith("failed: storage_unavailable")
+        assert report["degraded"]["journal"] == "1 ledger rows wait in the journal"
+        refused = await client.post(GEN, json=body, headers=auth(key))
+        assert refused.status == 503
+        assert (await refused.json())["error"]["code"] == "storage_unavailable"
+        # Nothing went upstream without its hold (the other request is /readyz's probe).
+        assert [r.path for r in upstream.requests if r.method == "POST"] == [GEN]
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+    ready = await client.get("/readyz")  # recovers by itself: its probe write passes
+    assert ready.status == 200 and "journal" in (await ready.json())["degraded"]
     from gateway.heartbeats import Heartbeats
     from gateway.lifecycle import _settle_the_books
 
     await _settle_the_books(client.app, Heartbeats(client.app[SERVICES].store, "here:1:a"))
-    rows = await client.app[SERVICES].store._all("SELECT outcome, cost_nanos FROM ledger")
-    assert [(row[0], row[1] / 1e9) for row in rows] == [("ok", float(cost))]
+    rows = await client.app[SERVICES].store._all(
+        "SELECT outcome, error_code, cost_nanos FROM ledger ORDER BY id"
+    )
+    assert [(row[0], row[1], row[2] / 1e9) for row in rows] == [
+        ("ok", None, float(cost)),
+        ("error", "storage_unavailable", 0.0),  # the refused request has its row too
+    ]
     assert await client.app[SERVICES].journal.pending() == 0
-    assert client.app[SERVICES].metrics.ledger_replayed._value.get() == 1
-    assert (await (await client.get("/readyz")).json())["ledger"] == "ok"
+    assert client.app[SERVICES].metrics.ledger_replayed._value.get() == 2
+    assert "degraded" not in (await (await client.get("/readyz")).json())
     # Replaying again writes nothing twice.
-    assert await client.app[SERVICES].journal.replay(client.app[SERVICES].store) == 0
+    assert await client.app[SERVICES].journal.replay(client.app[SERVICES].store) == (0, 0)
 
 
 @pytest.mark.sqlite_only

@@ -161,9 +161,10 @@ def test_a_stream_longer_than_the_grace_ends_cut_and_charged_for_what_arrived(
         "image_generation.partial_image",
         "image_generation.partial_image",
         "error",
-        ": gateway-cost-usd=0.008",
+        ": gateway-cost-usd=0.008005",
     ]
     assert gateway.wait(timeout=15) == 0
     assert time.monotonic() - started < 3
-    # 2 partial images x 100 image tokens x $40/1M
-    assert ledger(db) == [("stream_cut", 8_000_000)]
+    # 2 partial images x 100 image tokens x $40/1M, and the input upstream read: 1 text token
+    # x $5/1M
+    assert ledger(db) == [("stream_cut", 8_005_000)]

@@ -181,7 +181,9 @@ async def test_a_stream_cut_right_after_an_event_delivers_and_charges_it(setup: 
         assert text.index('"partial_image_index": 1') < text.index("stream_cut")
     ledger = await rows(client)
     assert len(ledger) == 30
-    assert {row[:2] for row in ledger} == {("stream_cut", 2 * 100 * IMAGE_OUT)}
+    # The two partial images, and the input upstream read: the prompt's 10 bytes as text.
+    prompt = len(BODY["prompt"])
+    assert {row[:2] for row in ledger} == {("stream_cut", 2 * 100 * IMAGE_OUT + prompt * TEXT_IN)}
 
 
 async def test_a_stream_of_two_images_cut_after_the_first_is_a_cut(setup: Any) -> None:

@@ -1,0 +1,119 @@
+"""One Redis client per process, shared by the rate limiter, coalescing across replicas and the
+change broadcasts, with every call bounded and a circuit breaker.
+
+What holds:
+- No call waits longer than `timeout_s` (GATEWAY_REDIS_TIMEOUT_S, 0.25 s): a hung Redis adds at
+  most that to one request, not seconds to every request.
+- After a failure the breaker opens: for a while every caller goes on without Redis at once (no
+  call is tried), while one background probe pings Redis every `PROBE_S`; its first answer closes
+  the breaker. `up` and `problem` (the `gateway_redis_up` gauge, `/readyz`'s `degraded`) are
+  always current, whether or not requests come.
+- Blocking reads (a follower waiting on another replica's stream, the change listener) use
+  connections of their own, so they never hold the shared pool nor trip the breaker by waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+PROBE_S = 1.0
+# Connections in the shared pool: requests past it wait (within the timeout) for one.
+MAX_CONNECTIONS = 64
+T = TypeVar("T")
+FAILURES = (RedisError, OSError, TimeoutError)
+
+
+class RedisUnavailable(Exception):
+    """Redis is not to be used now (the breaker is open, or this call failed)."""
+
+
+def _ignore(up: bool) -> None:
+    pass
+
+
+class RedisLink:
+    def __init__(
+        self, url: str, timeout_s: float, on_state: Callable[[bool], None] = _ignore
+    ) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.on_state = on_state
+        self.redis: Any = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            retry_on_timeout=False,
+            max_connections=MAX_CONNECTIONS,
+        )
+        self.problem: str | None = None
+        self._probe: asyncio.Task[None] | None = None
+        on_state(True)
+
+    @property
+    def up(self) -> bool:
+        return self.problem is None
+
+    def blocking_client(self, read_timeout_s: float | None) -> Any:
+        """A client of its own for reads that block on purpose (they wait longer than calls)."""
+        return aioredis.Redis.from_url(
+            self.url, socket_connect_timeout=self.timeout_s, socket_timeout=read_timeout_s
+        )
+
+    async def call(self, make: Callable[[], Awaitable[T]]) -> T:
+        """`await make()` within the timeout; RedisUnavailable at once while the breaker is
+        open, or when this call fails (which opens it)."""
+        if self.problem is not None:
+            raise RedisUnavailable(self.problem)
+        try:
+            return await asyncio.wait_for(make(), self.timeout_s)
+        except FAILURES as exc:
+            self.failed(exc)
+            raise RedisUnavailable(self.problem) from exc
+
+    def failed(self, exc: BaseException) -> None:
+        """Open the breaker (a call failed); the probe closes it when Redis answers again."""
+        if self.problem is None:
+            log.warning("redis does not answer (%s): going on without it until it does", _kind(exc))
+            self.on_state(False)
+        self.problem = f"redis unreachable ({_kind(exc)})"
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._probe_until_up())
+
+    async def _probe_until_up(self) -> None:
+        while self.problem is not None:
+            await asyncio.sleep(PROBE_S)
+            try:
+                await asyncio.wait_for(self.redis.ping(), self.timeout_s)
+            except FAILURES as exc:
+                self.problem = f"redis unreachable ({_kind(exc)})"
+                continue
+            log.warning("redis answers again: shared again")
+            self.problem = None
+            self.on_state(True)
+
+    async def check(self) -> None:
+        """At start: raise RedisUnavailable unless Redis answers (within a few timeouts)."""
+        try:
+            await asyncio.wait_for(self.redis.ping(), max(self.timeout_s * 4, 2.0))
+        except FAILURES as exc:
+            raise RedisUnavailable(_kind(exc)) from exc
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        await self.redis.aclose()
+
+
+def _kind(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:120] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
