@@ -31,6 +31,8 @@ from tests.conftest import FakeUpstream, Reply, ScriptedUpstream, auth
 from tests.e2e.test_cache import sdk_for
 from tests.e2e.test_usage_reading import BODY, GEN, IMAGE_OUT, TEXT_IN, event, usage
 
+SDK_BODY: dict[str, Any] = dict(BODY)  # as keyword arguments of the SDK's generate
+
 
 async def gateway_for(aiohttp_client: Any, settings: Settings) -> tuple[Any, str]:
     client = await aiohttp_client(create_app(settings))
@@ -75,7 +77,7 @@ async def test_usage_past_the_bounds_is_charged_at_the_bound_and_flagged(
     huge = {"created": 1, "data": [{"b64_json": "AAAA"}], "usage": usage(7, 10**15)}
     scripted_upstream.replies.append(Reply(json.dumps(huge).encode()))
     sdk = sdk_for(client, key)
-    raw = await sdk.images.with_raw_response.generate(**BODY)
+    raw = await sdk.images.with_raw_response.generate(**SDK_BODY)
     assert raw.headers["x-gateway-cost-usd"] == "1000000.00"
     assert await ledger(client) == [("ok", "usage_out_of_range", MAX_REQUEST_NANOS, 10**12)]
     assert await client.app[SERVICES].journal.pending() == 0  # the store took it
@@ -83,7 +85,7 @@ async def test_usage_past_the_bounds_is_charged_at_the_bound_and_flagged(
     assert metrics.usage_out_of_range.labels("gpt-image-1.5")._value.get() == 1
     # The books settle as ever afterwards: nothing is retried, nothing blocks housekeeping.
     await _settle_the_books(client.app, Heartbeats(client.app[SERVICES].store, "here:1:a"))
-    await sdk.images.generate(**BODY)
+    await sdk.images.generate(**SDK_BODY)
     assert len(await ledger(client)) == 2
     await sdk.close()
 
@@ -173,7 +175,7 @@ async def test_a_gzip_bomb_answer_is_cut_at_the_body_bound(
     scripted_upstream.replies.append(Reply(bomb, headers=headers))
     sdk = sdk_for(client, key)
     with pytest.raises(openai.APIStatusError) as failed:
-        await sdk.images.generate(**BODY)
+        await sdk.images.generate(**SDK_BODY)
     assert failed.value.status_code == 502 and "GATEWAY_UPSTREAM_MAX_BODY_BYTES" in str(
         failed.value
     )
