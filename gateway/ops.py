@@ -93,10 +93,8 @@ async def _ledger_check(services: Services) -> str:
 
 async def _degraded(services: Services) -> dict[str, str]:
     degraded = {}
-    if services.health.store_problem is not None:
-        degraded["store_writes"] = (
-            f"failing ({services.health.store_problem}); rows go to the journal"
-        )
+    if services.health.journal_problem is not None:
+        degraded["journal_writes"] = f"failing ({services.health.journal_problem})"
     waiting = await services.journal.pending()
     if waiting:
         # The store has been failing writes; they are replayed within 10 s of it taking them.

@@ -56,6 +56,15 @@ class PostgresServer:
             str(self.bin / "initdb"), "-D", str(data), "-U", USER, "--auth=trust",
             "-E", "UTF8", "--no-locale", "--no-sync",
         )  # fmt: skip
+        self.resume()
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data: `resume()` starts it again on the same port."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w",
+                  "stop")  # fmt: skip
+
+    def resume(self) -> None:
+        data = self.root / "data"
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
             " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"

@@ -18,7 +18,8 @@ def store_failure(exc: BaseException) -> bool:
     failures: tuple[type[BaseException], ...] = (sqlite3.Error, OSError, TimeoutError)
     asyncpg = sys.modules.get("asyncpg")  # loaded only when PostgreSQL is configured
     if asyncpg is not None:
-        failures += (asyncpg.PostgresError, asyncpg.InterfaceError)
+        # InternalClientError: a connection the server dropped mid-operation.
+        failures += (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
     return isinstance(exc, failures)
 
 
