@@ -76,7 +76,7 @@ def test_usage_and_prices_commands(tmp_path: Path) -> None:
     report = json.loads(gateway(tmp_path, "usage", "--format", "json").stdout)
     assert report["total"]["cost_usd"] == "0.00" and report["group_by"] == "team"
     prices = gateway(tmp_path, "prices").stdout
-    assert "version 2026-12-02" in prices and "gpt-image-1-mini" in prices
+    assert "version 2026-12-06" in prices and "gpt-image-1-mini" in prices
     # no server runs from this data dir: reload checks the file, then says so
     result = gateway(tmp_path, "prices", "reload", check=False)
     assert result.returncode == 1 and "is valid" in result.stderr

@@ -68,6 +68,9 @@ README_TOKEN_PRICES = {
     "gpt-image-2": ("5.00", "1.25", "8.00", "2.00", "30.00", "10.00"),
     "gpt-image-2.5-sunburst": ("5.00", "1.25", "8.00", "2.00", "30.00", "10.00"),
     "gpt-image-2.5-flare": ("5.00", "1.25", "8.00", "2.00", "30.00", "10.00"),
+    # Issue 22: published on OpenAI's model pages (the seeds README, 2026-12-06).
+    "gpt-image-2.6-sunburst": ("5.00", "1.25", "8.00", "2.00", "30.00", "10.00"),
+    "gpt-image-2.6-flare": ("5.00", "1.25", "8.00", "2.00", "30.00", "10.00"),
 }
 # Text models that author SVG output: (text in, cached text in, text out) per 1M tokens.
 OFFICIAL_TEXT_PRICES = {
@@ -93,7 +96,7 @@ GUIDE_TABLE = {
 
 
 def test_shipped_file_has_version_and_every_model(table: PriceTable) -> None:
-    assert table.version == "2026-12-02"
+    assert table.version == "2026-12-06"
     assert table.path == str(SHIPPED)
     assert set(table.models) == (
         set(README_TOKEN_PRICES) | set(README_PER_IMAGE) | set(OFFICIAL_TEXT_PRICES)
@@ -191,7 +194,7 @@ def test_names_and_dated_snapshots_resolve(table: PriceTable, name: str, base: s
 
 @pytest.mark.parametrize(
     "name",
-    ["gpt-image-2.6-sunburst", "gpt-image-2.6-flare", "gpt-image-2.5-pro", "GPT-IMAGE-1", "", "-"],
+    ["gpt-image-2.7-preview", "gpt-image-2.5-pro", "GPT-IMAGE-1", "", "-"],
 )
 def test_unpriced_models_look_up_as_none(table: PriceTable, name: str) -> None:
     assert table.lookup(name) is None
