@@ -195,7 +195,9 @@ async def reserve_budget(flow: Flow) -> None:
         spend = await store.spend(scope, scope_id, periods, now.timestamp())
         remaining = spend.remaining_nanos
         if remaining is not None and remaining < flow.bill.estimate_nanos:
-            raise budget_exhausted(scope, name, spend, flow.bill.estimate_nanos, now)
+            raise budget_exhausted(
+                scope, name, spend, flow.bill.estimate_nanos, now, lowering_hint(flow)
+            )
     # The budget freed up between the check and the explanation: refuse anyway, plainly.
     raise GatewayError(
         429,
@@ -205,6 +207,24 @@ async def reserve_budget(flow: Flow) -> None:
         headers={"x-should-retry": "false"},
         outcome=Outcome.REFUSED_BUDGET,
     )
+
+
+def lowering_hint(flow: Flow) -> str:
+    """Which of the request's fields would lower its estimate, as a sentence (or nothing)."""
+    parsed = flow.parsed
+    if parsed is None:
+        return ""
+    ways = [
+        "naming a `size` (unset or auto is estimated at the largest auto can pick)"
+        if parsed.size in (None, "auto")
+        else "a smaller `size`"
+    ]
+    if parsed.quality != "low":
+        ways.append("a lower `quality`")
+    if parsed.n > 1:
+        ways.append("fewer images (`n`)")
+    listed = ", ".join(ways[:-1]) + " or " + ways[-1] if len(ways) > 1 else ways[0]
+    return f" The estimate is lower with {listed}."
 
 
 @dataclass(frozen=True, slots=True)

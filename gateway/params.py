@@ -8,6 +8,7 @@ client sent can make a later stage, the ledger write included, fail after upstre
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,10 +50,8 @@ class ImageParams:
 
 def read_params(fields: Mapping[str, Any], model: str | None) -> ImageParams:
     """Check and type the fields (a JSON object, or a form's fields as strings)."""
-    svg = fields.get("svg")
+    svg = _svg_object(fields)
     svg_model = None
-    if isinstance(svg, str) and svg.strip().startswith("{"):
-        svg = None  # a form field holding JSON is upstream's to read; the estimate assumes worst
     if svg is not None:
         if not isinstance(svg, Mapping):
             raise invalid_request("'svg' must be an object.", code="invalid_value", param="svg")
@@ -72,6 +71,22 @@ def read_params(fields: Mapping[str, Any], model: str | None) -> ImageParams:
         input_fidelity=text(fields, "input_fidelity"),
         svg_model=svg_model,
     )
+
+
+def _svg_object(fields: Mapping[str, Any]) -> Any:
+    """`svg` as an object, however it came: JSON's object; in a form, a field holding JSON, or
+    the SDK's flattened `svg[model]` field. So the author it names is checked in every form."""
+    svg = fields.get("svg")
+    if isinstance(svg, str) and svg.strip().startswith("{"):
+        try:
+            svg = json.loads(svg)
+        except ValueError:
+            raise invalid_request(
+                "'svg' must be a JSON object.", code="invalid_value", param="svg"
+            ) from None
+    if svg is None and "svg[model]" in fields:
+        svg = {"model": fields["svg[model]"]}
+    return svg
 
 
 def image_size(fields: Mapping[str, Any]) -> str | None:

@@ -178,10 +178,11 @@ _PERIOD_WORDS = {"day": "daily ", "week": "weekly ", "month": "monthly ", "total
 
 
 def budget_exhausted(
-    scope: str, name: str, spend: Spend, needed_nanos: int, now: dt.datetime
+    scope: str, name: str, spend: Spend, needed_nanos: int, now: dt.datetime, hint: str = ""
 ) -> GatewayError:
     """429 insufficient_quota, which the SDKs do not retry (x-should-retry: false). The message
-    says what happened: what the request may cost, what is left and why, when it renews."""
+    says what happened: what the request may cost, what is left and why, when it renews, and
+    (`hint`) which of the request's fields would lower what it may cost."""
     assert spend.budget_nanos is not None
     left = spend.remaining_nanos or 0
     period = _PERIOD_WORDS.get(spend.budget_period, "")
@@ -196,7 +197,7 @@ def budget_exhausted(
         f"The {scope} {name!r} cannot pay for this request: it may cost up to"
         f" ${nanos_to_usd(needed_nanos)}, and ${nanos_to_usd(left)} of its {period}budget of"
         f" ${nanos_to_usd(spend.budget_nanos)} is left (${nanos_to_usd(spend.spent_nanos)} spent,"
-        f" ${nanos_to_usd(spend.reserved_nanos)} held by requests in flight).{when}",
+        f" ${nanos_to_usd(spend.reserved_nanos)} held by requests in flight).{when}{hint}",
         type="insufficient_quota",
         code="insufficient_quota",
         headers={"x-should-retry": "false"},

@@ -114,6 +114,12 @@ class ImageJob:
         return self.family == "gpt"
 
     @property
+    def reads_input_at_high_fidelity(self) -> bool:
+        """GPT Image 2 and its successors read input images at high fidelity, unasked (the API
+        reference: "For gpt-image-2, omit this parameter")."""
+        return self.model.startswith("gpt-image-2")
+
+    @property
     def event_prefix(self) -> str:
         return "image_edit" if self.endpoint == "edits" else "image_generation"
 
@@ -121,7 +127,7 @@ class ImageJob:
         """Usage of one image: the whole input, and that image's output tokens."""
         text = text_tokens(self.prompt or "")
         image = sum(image_input_tokens(i.width, i.height) for i in self.inputs)
-        if self.inputs and self.input_fidelity == "high":
+        if self.inputs and (self.input_fidelity == "high" or self.reads_input_at_high_fidelity):
             image += HIGH_FIDELITY_TOKENS
         output = output_tokens_per_image(self.tier, self.width, self.height) * self.frames
         if self.stream:

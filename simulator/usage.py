@@ -10,7 +10,9 @@ This is the simulator's model of usage, built from the public guide, not OpenAI'
   (the real tokenizer is not available here);
 * input image tokens follow a tile model: fit the image within 2048x2048, then shrink it so its
   shortest side is 512 (never enlarge), count 512-pixel tiles, and charge 65 + 129 per tile;
-  `input_fidelity: "high"` adds 4160 tokens for the first input image. Masks are not counted.
+  `input_fidelity: "high"` adds 4160 tokens for the first input image, and so does every edit by
+  GPT Image 2 and its successors, which read input at high fidelity unasked. Masks are not
+  counted.
 """
 
 from __future__ import annotations

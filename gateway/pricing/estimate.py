@@ -75,10 +75,11 @@ def estimate(
     Token-billed models count, then price with `usage_cost_nanos`:
 
     * output, per image: the `output_tokens` entry for quality and size. A quality that is
-      None, "auto" or not in the table takes the most expensive row; a size that is None,
-      "auto" or not "WxH" the most expensive size of the row; a "WxH" outside the row the row's
-      highest tokens-per-pixel scaled to that area, rounded up (any size up to 3840x2160 is
-      bounded so). Streaming adds 100 per partial image per image. GIF output
+      None or "auto" takes the dearest of the rows auto can pick (low, medium, high), one not
+      in the table the most expensive row; a size that is None, "auto" or not "WxH" the most
+      expensive size of the row (the row lists the sizes auto can pick); a "WxH" outside the
+      row the row's highest tokens-per-pixel scaled to that area, rounded up (any size up to
+      3840x2160 is bounded so). Streaming adds 100 per partial image per image. GIF output
       (`output_format` "gif") renders `frame_count` frames (9 when absent, at most 16), each
       an image. The total is n times that.
     * text output, per image: the model's `complexity_tokens` for the request's complexity (the
@@ -89,7 +90,8 @@ def estimate(
       shrinking the shortest side to 512. An unknown size counts as the worst case, 4 tiles
       (581 tokens; a 2048x2048 image is only 1 tile). An edit with no images listed counts one
       unknown image, since an edit has at least one. `input_fidelity` "high" adds 4160 for each
-      of the first 5 images (gpt-image-1.5 preserves up to 5 at high fidelity; others 1).
+      of the first 5 images (gpt-image-1.5 preserves up to 5 at high fidelity; others 1); so
+      does a model that reads input at high fidelity always (`always_high_fidelity`).
     * SVG output (`output_format` "svg"): `svg_author`, a text model, reads the prompt and the
       reference image (at most the image's output tokens) and writes at most its
       `max_output_tokens`; that part is `svg_nanos`.
@@ -118,7 +120,7 @@ def estimate(
     if not images and request.endpoint == "edits":
         images = [None]
     image_tokens = sum(_input_image_tokens(dims) for dims in images)
-    if images and request.input_fidelity == "high":
+    if images and (request.input_fidelity == "high" or price.always_high_fidelity):
         image_tokens += _HIGH_FIDELITY_TOKENS * min(len(images), _HIGH_FIDELITY_MAX_IMAGES)
     prompt_tokens = len(request.prompt.encode("utf-8", "surrogatepass"))
     usage = Usage(
@@ -148,10 +150,20 @@ def _complexity_tokens(price: ModelPrice, complexity: str | None) -> int:
     return max(table.values())
 
 
+# What `quality: auto` (or none) can turn into: the API picks among these, never the dearer
+# qualities (xhigh, max) that must be asked for by name.
+AUTO_QUALITIES = ("low", "medium", "high")
+
+
 def _output_tokens(
     table: Mapping[str, Mapping[str, int]], size: str | None, quality: str | None
 ) -> int:
-    rows = [table[quality]] if quality is not None and quality in table else list(table.values())
+    if quality is not None and quality in table:
+        rows = [table[quality]]
+    elif quality in (None, "auto") and any(q in table for q in AUTO_QUALITIES):
+        rows = [table[q] for q in AUTO_QUALITIES if q in table]
+    else:  # a quality the table does not know: its dearest row
+        rows = list(table.values())
     dims = None if size is None else parse_size(size)
     best = 0
     for row in rows:

@@ -33,6 +33,7 @@ _MODEL_KEYS = frozenset(
         "output_tokens",
         "complexity_tokens",
         "max_output_tokens",
+        "always_high_fidelity",
     }
 )
 # A text model (one that authors SVG for an image model) has these rates and an output cap.
@@ -73,6 +74,9 @@ class ModelPrice:
     complexity_tokens: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     # Text models only: the most output tokens one answer can have (bounds an SVG's cost).
     max_output_tokens: int | None = None
+    # The model reads every input image at high fidelity, asked or not (GPT Image 2: the API
+    # says to omit `input_fidelity`): edits are estimated with high-fidelity input tokens.
+    always_high_fidelity: bool = False
 
     @property
     def per_image_billing(self) -> bool:
@@ -223,6 +227,9 @@ class _Loader:
         output_tokens: Mapping[str, Mapping[str, int]] = MappingProxyType({})
         complexity_tokens: Mapping[str, int] = MappingProxyType({})
         max_output_tokens: int | None = None
+        always_high_fidelity = data.get("always_high_fidelity", False)
+        if not isinstance(always_high_fidelity, bool):
+            raise self.fail(f"{where}.always_high_fidelity", "must be true or false")
         if "complexity_tokens" in data:
             table = self.mapping(data["complexity_tokens"], f"{where}.complexity_tokens")
             complexity_tokens = MappingProxyType(
@@ -286,6 +293,7 @@ class _Loader:
             output_tokens=output_tokens,
             complexity_tokens=complexity_tokens,
             max_output_tokens=max_output_tokens,
+            always_high_fidelity=always_high_fidelity,
         )
 
     def tokens(self, value: Any, where: str) -> int:

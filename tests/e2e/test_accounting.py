@@ -68,7 +68,7 @@ async def test_a_response_carries_its_exact_cost_and_its_ledger_row(
     assert response.headers["x-gateway-cost-usd"] == "0.062735"
     (row,) = await ledger(gateway)
     assert row[:3] == (200, "ok", 62_735_000)
-    assert row[4:] == (1568, 3, "2026-12-02")
+    assert row[4:] == (1568, 3, "2026-12-06")
     assert row[3] >= row[2]  # the estimate was an upper bound
 
 
@@ -104,6 +104,8 @@ async def test_budget_refusal_is_rate_limit_error_insufficient_quota_and_never_r
     assert "team 't' cannot pay for this request: it may cost up to $0.01" in message
     assert "$0.01 of its budget of $0.01 is left ($0.00 spent" in message
     assert "It does not renew" in message
+    # ...and which of its fields would lower the estimate.
+    assert message.endswith("The estimate is lower with a smaller `size`.")
     assert fake_upstream.requests == []
     # the SDK (max_retries=2) sent it once: one request, one ledger row
     assert [row[:3] for row in await ledger(client)] == [(429, "refused_budget", 0)]
@@ -261,7 +263,7 @@ async def test_unpriced_models_pass_only_when_the_config_allows_and_cost_zero(
     rows = await client.app[SERVICES].store._all(
         "SELECT model, cost_nanos, price_version FROM ledger"
     )
-    assert rows == [("gpt-image-9", 0, "2026-12-02")]
+    assert rows == [("gpt-image-9", 0, "2026-12-06")]
 
 
 async def test_usage_report_sums_equal_the_ledger_and_the_headers(gateway: Any, key: str) -> None:
@@ -315,7 +317,7 @@ async def test_sighup_reloads_prices_and_a_bad_file_changes_nothing(
         create_app(make_settings(upstream_url=fake_upstream.url, prices=prices))
     )
     book = client.app[SERVICES].prices
-    prices.write_text(shipped.replace('version = "2026-12-02"', 'version = "2026-12-01"'))
+    prices.write_text(shipped.replace('version = "2026-12-06"', 'version = "2026-12-01"'))
     reload_prices([client.app])
     assert book.table.version == "2026-12-01"
     prices.write_text("this is not toml [")

@@ -18,6 +18,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
+from tests.images import png
 
 # USD per 1M tokens: text in, image in, image out, text out (issue 10; the 2.5 family "aligned
 # with GPT Image 2").
@@ -192,3 +193,32 @@ async def test_dall_e_3_quality_auto_costs_what_omitting_it_costs(
     await sdk.images.generate(model="dall-e-3", prompt="a harbour")
     rows = await gateway.app[SERVICES].store._all("SELECT cost_nanos FROM ledger ORDER BY id")
     assert [row[0] for row in rows] == [40_000_000, 40_000_000]  # $0.040: standard 1024x1024
+
+
+@pytest.mark.parametrize("model", ["gpt-image-2", "gpt-image-2.6-flare"])
+async def test_a_gpt_image_2_edit_reads_its_input_at_high_fidelity_within_its_estimate(
+    gateway: Any, sdk: openai.AsyncOpenAI, model: str
+) -> None:
+    """GPT Image 2 reads input images at high fidelity unasked (the API: omit input_fidelity);
+    the simulator bills it so, and the estimate holds it."""
+    result = await sdk.images.edit(
+        model=model, image=("in.png", png(1024, 1024), "image/png"), prompt="warmer"
+    )
+    assert result.usage is not None and result.usage.input_tokens_details.image_tokens > 4160
+    outcome, cost, estimate, _ = await last_row(gateway)
+    assert outcome == "ok" and 0 < cost <= estimate
+
+
+async def test_an_svg_author_without_a_price_is_refused_in_a_form_too(
+    gateway: Any, sdk: openai.AsyncOpenAI, fake_upstream: FakeUpstream
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.images.edit(
+            model="gpt-image-2.5-flare",
+            image=("in.png", png(64, 64), "image/png"),
+            prompt="a logo",
+            output_format="svg",
+            svg={"model": "gpt-9-unpriced"},
+        )
+    assert (caught.value.code, caught.value.param) == ("model_not_priced", "svg.model")
+    assert fake_upstream.requests == []
