@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway import accounts
+from gateway.admin_guard import client_address, read_small_body, trusted_networks
 from gateway.auth import bearer_token
 from gateway.errors import GatewayError, invalid_request
 from gateway.ledger import usage_report
@@ -33,10 +34,16 @@ async def require_admin_token(request: web.Request, handler: Handler) -> web.Str
             "The admin API is disabled: set GATEWAY_ADMIN_TOKEN to enable it.",
             code="admin_disabled",
         )
+    services = request.config_dict[SERVICES]
+    address = client_address(request, trusted_networks(settings.trusted_proxies))
+    services.auth_throttle.check(address)
     token = bearer_token(request.headers.get("Authorization")) or ""
     expected = settings.admin_token.get_secret_value()
     if not hmac.compare_digest(token.encode(), expected.encode()):
+        services.auth_throttle.failed(address, "admin")
         raise GatewayError(401, "Invalid or missing admin token.", code="invalid_admin_token")
+    if request.body_exists:  # small, and soon: a slow body holds no connection for long
+        await read_small_body(request, settings.header_timeout_s)
     try:
         return await handler(request)
     except accounts.NotFound as exc:

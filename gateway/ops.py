@@ -19,6 +19,7 @@ from aiohttp import web
 # 0.0.4: the text format every Prometheus version parses (our names need nothing newer).
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from gateway.admin_guard import client_address, trusted_networks
 from gateway.auth import bearer_token
 from gateway.errors import GatewayError
 from gateway.journal import this_process
@@ -115,9 +116,12 @@ async def metrics(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SERVICES].settings
     if settings.metrics_token is not None:
+        address = client_address(request, trusted_networks(settings.trusted_proxies))
+        app[SERVICES].auth_throttle.check(address)
         token = bearer_token(request.headers.get("Authorization")) or ""
         expected = settings.metrics_token.get_secret_value()
         if not hmac.compare_digest(token.encode(), expected.encode()):
+            app[SERVICES].auth_throttle.failed(address, "metrics")
             raise GatewayError(401, "Invalid or missing metrics token.", code="invalid_token")
     snapshot = await read_store_snapshot(app[SERVICES].store, settings.cache_max_bytes)
     # Rendering reads the workers' metric files (several workers): not on the event loop.

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.admin_guard import AuthThrottle
 from gateway.cache.cache import ResponseCache
 from gateway.changes import Changes, changes_for
 from gateway.health import WriteHealth
@@ -57,6 +58,7 @@ class Services:
     changes: Changes  # what other replicas must hear (through Redis, when there is one)
     health: WriteHealth  # whether the store and the journal take writes now
     redis: RedisLink | None  # the one Redis client, shared by limiter, cache and changes
+    auth_throttle: AuthThrottle  # wrong admin credentials per client address
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Services:
@@ -81,6 +83,7 @@ class Services:
             changes=changes_for(redis),
             health=WriteHealth(),
             redis=redis,
+            auth_throttle=AuthThrottle(metrics.admin_auth_failed),
         )
 
     def reload_prices(self) -> bool:

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(default=30.0, gt=0)
     body_min_bytes_per_s: int = Field(default=1024, ge=0)
     max_connections: int = Field(default=0, ge=0)
+    # Proxies (addresses or networks) whose X-Forwarded-For and X-Forwarded-Proto are believed:
+    # the client address admin throttling counts, and whether the console's cookie is Secure.
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     # Upstream. Image generation can take two minutes, so the read timeout is per read, not total.
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -157,6 +160,15 @@ class Settings(BaseSettings):
         named_by_url = isinstance(value, str) and "://" in value
         if named_by_url and not (str(value).startswith("s3://") and str(value)[5:].strip("/")):
             raise ValueError("use a directory, or an object store as s3://bucket/prefix")
+        return value
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for proxy in value:
+            ipaddress.ip_network(proxy, strict=False)  # ValueError names the bad one
         return value
 
     @field_validator("upstream_api_key", "admin_token", "metrics_token", mode="after")

@@ -11,6 +11,7 @@ What holds:
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,16 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from gateway.admin_guard import client_address, is_secure, read_small_body, trusted_networks
 from gateway.console import pages
 from gateway.console.session import (
     CSRF_FIELD,
+    SESSION_S,
+    Session,
     csrf_passes,
     end_session,
     read_session,
+    same_origin,
     start_session,
 )
 from gateway.console.thumbnails import Thumbnails
@@ -48,7 +53,12 @@ async def console_guard(request: web.Request, handler: Handler) -> web.StreamRes
     token = _admin_token(request)
     if token is None:
         return aiohttp_jinja2.render_template("off.html", request, {}, status=403)
+    services = request.config_dict[SERVICES]
+    if request.method == "POST":  # read whole, small and soon, before anything else reads it
+        await read_small_body(request, services.settings.header_timeout_s)
     session = read_session(request, token)
+    if session is not None and await services.store.console_session_ended(session.sid):
+        session = None  # signed out (perhaps on another replica)
     if session is None and not request.path.startswith(OPEN_PATHS):
         if request.method == "GET" and "HX-Request" not in request.headers:
             raise web.HTTPSeeOther(request.app.router["login"].url_for())
@@ -77,19 +87,34 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
+    """Sign in with the admin token: from this site only (Origin), and at most MAX_FAILURES
+    wrong tries a minute from one address."""
+    services = request.config_dict[SERVICES]
+    trusted = trusted_networks(services.settings.trusted_proxies)
+    address = client_address(request, trusted)
+    services.auth_throttle.check(address)
+    if not same_origin(request):
+        raise web.HTTPForbidden(text="Sign in from the console's own page.")
     form = await request.post()
     given = str(form.get("token", ""))
     token = _admin_token(request)
     assert token is not None  # the guard let us in
     if not hmac.compare_digest(given.encode(), token.encode()):
+        services.auth_throttle.failed(address, "console")
         context = {"page": "login", "error": "That is not the admin token."}
         return aiohttp_jinja2.render_template("login.html", request, context, status=401)
     response = web.HTTPSeeOther(request.app.router["overview"].url_for())
-    start_session(request, response, token)
+    start_session(response, token, secure=is_secure(request, trusted))
     raise response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    """The session ends here and on every replica (its id is remembered until it expires)."""
+    session = request.get(SESSION)
+    if isinstance(session, Session):
+        now = time.time()
+        store = request.config_dict[SERVICES].store
+        await store.end_console_session(session.sid, until=now + SESSION_S, now=now)
     response = web.HTTPSeeOther(request.app.router["login"].url_for())
     end_session(response)
     raise response

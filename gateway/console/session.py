@@ -4,7 +4,10 @@ What holds:
 - The cookie is signed (itsdangerous) with a key derived from `GATEWAY_ADMIN_TOKEN`: every
   replica accepts every other's sessions, and changing the token signs everyone out.
 - It is HttpOnly, SameSite=Strict, limited to `/console`, Secure when the request came over
-  HTTPS, and expires after `SESSION_S`; an expired or tampered cookie is no session.
+  HTTPS (directly, or through a trusted proxy that says so), and expires after `SESSION_S`; an
+  expired or tampered cookie is no session.
+- Each session has an id; signing out records it in the store, so every replica refuses that
+  cookie at once, though its signature is still good.
 - Each session has its own random CSRF token: every POST must carry it (a form field or the
   `X-CSRF-Token` header) and, when the browser names an Origin, come from this host.
 - A client key, or any Authorization header, opens nothing here: only the cookie does.
@@ -29,6 +32,7 @@ CSRF_FIELD = "csrf"
 @dataclass(frozen=True)
 class Session:
     csrf: str
+    sid: str
 
 
 def _serializer(admin_token: str) -> URLSafeTimedSerializer:
@@ -45,17 +49,18 @@ def read_session(request: web.Request, admin_token: str) -> Session | None:
         data = _serializer(admin_token).loads(cookie, max_age=SESSION_S)
     except BadSignature:  # also SignatureExpired
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("csrf"), str):
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("csrf", "sid")):
         return None
-    return Session(csrf=data["csrf"])
+    return Session(csrf=data["csrf"], sid=data["sid"])
 
 
-def start_session(request: web.Request, response: web.StreamResponse, admin_token: str) -> None:
-    """Sign in: a new session (and CSRF token) in the response's cookie."""
-    value = _serializer(admin_token).dumps({"csrf": secrets.token_urlsafe(24)})
+def start_session(response: web.StreamResponse, admin_token: str, *, secure: bool) -> None:
+    """Sign in: a new session (its id and CSRF token) in the response's cookie."""
+    session = {"csrf": secrets.token_urlsafe(24), "sid": secrets.token_urlsafe(16)}
+    value = _serializer(admin_token).dumps(session)
     response.set_cookie(
         COOKIE, value, max_age=SESSION_S, path="/console", httponly=True, samesite="Strict",
-        secure=request.secure,
+        secure=secure,
     )  # fmt: skip
 
 
@@ -63,12 +68,17 @@ def end_session(response: web.StreamResponse) -> None:
     response.del_cookie(COOKIE, path="/console")
 
 
+def same_origin(request: web.Request) -> bool:
+    """The browser, if it names where the request comes from, names this host."""
+    origin = request.headers.get("Origin")
+    # The host only: behind a proxy that ends TLS the scheme seen here is not the browser's.
+    return origin is None or urlsplit(origin).netloc == request.host
+
+
 def csrf_passes(request: web.Request, session: Session, submitted: str | None) -> bool:
     """A state-changing request carries this session's token and, if the browser says where it
     comes from, comes from this host."""
-    origin = request.headers.get("Origin")
-    # The host only: behind a proxy that ends TLS the scheme seen here is not the browser's.
-    if origin is not None and urlsplit(origin).netloc != request.host:
+    if not same_origin(request):
         return False
     token = submitted or request.headers.get("X-CSRF-Token") or ""
     return hmac.compare_digest(token.encode(), session.csrf.encode())

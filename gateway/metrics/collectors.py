@@ -161,6 +161,13 @@ class Metrics:
             "Journaled ledger rows written into the store later.",
             registry=r,
         )
+        self.admin_auth_failures = Counter(
+            "gateway_admin_auth_failures",
+            "Wrong admin credentials, by surface (admin, console, metrics); 10 a minute from one"
+            " address and it is answered 429 for a while.",
+            ("surface",),
+            registry=r,
+        )
         self.ledger_quarantined = Counter(
             "gateway_ledger_quarantined",
             "Journaled ledger rows the store refused (not for being down): moved aside to"
@@ -224,6 +231,11 @@ class Metrics:
             self.refusals.labels(reason, "")
         for phase in ("header", "body"):
             self.connections_timed_out.labels(phase)
+        for surface in ("admin", "console", "metrics"):
+            self.admin_auth_failures.labels(surface)
+
+    def admin_auth_failed(self, surface: str) -> None:
+        self.admin_auth_failures.labels(surface).inc()
 
     def request_started(self) -> None:
         self.in_flight.inc()

@@ -376,6 +376,13 @@ class Store(Protocol):
         """`owner` is alive at `now` (unix seconds). Heartbeats a day old are forgotten."""
         ...
 
+    async def end_console_session(self, session_id: str, until: float, now: float) -> None:
+        """The console session `session_id` is signed out: refused on every replica until
+        `until` (when its cookie expires anyway). Sessions ended before `now` are forgotten."""
+        ...
+
+    async def console_session_ended(self, session_id: str) -> bool: ...
+
     async def silent_holders(self, before: float) -> list[str]:
         """Owners of holds whose last heartbeat came before `before`; an owner that never sent
         one is not among them."""

@@ -164,3 +164,11 @@ SILENT_HOLDERS = (
     "SELECT DISTINCT r.owner FROM reservations r JOIN heartbeats h ON h.owner = r.owner"
     " WHERE h.seen_at < :before ORDER BY r.owner"
 )
+
+# Console sessions signed out early (gateway/console/session.py): remembered until they expire.
+END_CONSOLE_SESSION = (
+    "INSERT INTO console_sessions_ended (session_id, expires_at) VALUES (:sid, :until)"
+    " ON CONFLICT (session_id) DO NOTHING"
+)
+FORGET_EXPIRED_SESSIONS = "DELETE FROM console_sessions_ended WHERE expires_at < :now"
+CONSOLE_SESSION_ENDED = "SELECT 1 FROM console_sessions_ended WHERE session_id = :sid"

@@ -28,6 +28,9 @@ from gateway.store.base import (
 from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
 from gateway.store.sql import (
+    CONSOLE_SESSION_ENDED,
+    END_CONSOLE_SESSION,
+    FORGET_EXPIRED_SESSIONS,
     FORGET_OLD_HEARTBEATS,
     HEARTBEAT,
     KEY_AND_TEAM,
@@ -391,6 +394,13 @@ class SqliteStore:
     async def heartbeat(self, owner: str, now: float) -> None:
         await self._all(HEARTBEAT, {"owner": owner, "now": now})
         await self._all(FORGET_OLD_HEARTBEATS, {"now": now})
+
+    async def end_console_session(self, session_id: str, until: float, now: float) -> None:
+        await self._all(END_CONSOLE_SESSION, {"sid": session_id, "until": until})
+        await self._all(FORGET_EXPIRED_SESSIONS, {"now": now})
+
+    async def console_session_ended(self, session_id: str) -> bool:
+        return bool(await self._all(CONSOLE_SESSION_ENDED, {"sid": session_id}))
 
     async def silent_holders(self, before: float) -> list[str]:
         return [row[0] for row in await self._all(SILENT_HOLDERS, {"before": before})]
