@@ -26,6 +26,7 @@ from gateway.pricing import PriceError, describe, load_prices
 from gateway.server import read_pid
 from gateway.settings import SHIPPED_CONFIG_EXAMPLE, Settings, config_file
 from gateway.store import Conflict, Store, migrated_store, open_store
+from gateway.store.failures import safe_url
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -59,8 +60,28 @@ def _limit_fields(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[int]]) -> int:
+    """Run `work` on the store; a key or team it changed is told to every running replica (over
+    Redis, as the admin API's changes are), so none goes on using what it cached."""
+    changed: list[bool] = []
     async with migrated_store(settings.resolved_database_url) as store:
-        return await work(store)
+        store.keys.on_change = lambda: changed.append(True)
+        result = await work(store)
+    if changed and settings.redis_url is not None:
+        await _tell_the_replicas(settings.redis_url.get_secret_value(), settings.redis_timeout_s)
+    return result
+
+
+async def _tell_the_replicas(redis_url: str, timeout_s: float) -> None:
+    from gateway.changes import KEYS, RedisChanges
+    from gateway.redis_link import RedisLink
+
+    link = RedisLink(redis_url, max(timeout_s, 1.0))
+    changes = RedisChanges(link)
+    try:
+        changes.publish(KEYS)
+    finally:
+        await changes.close()  # waits for the message to go (or to fail, logged)
+        await link.close()
 
 
 def _print_rows(
@@ -316,12 +337,14 @@ def cmd_config(ns: argparse.Namespace, settings: Settings) -> int:
         source = "env" if variable in os.environ else "file" if name in from_file else "default"
         if isinstance(value, SecretStr):
             value = "(set)"
+        elif isinstance(value, str) and "://" in value:
+            value = safe_url(value)  # a password in a database URL, say
         shown = "" if value is None else ",".join(value) if isinstance(value, list) else value
         print(f"{variable}={shown}  # {source}")
     data_dir = settings.data_dir.resolve()
     state = "exists" if data_dir.is_dir() else "does not exist yet"
     print(f"# data dir: {data_dir} ({state})")
-    print(f"# store: {settings.resolved_database_url}")
+    print(f"# store: {safe_url(settings.resolved_database_url)}")
     return 0
 
 

@@ -74,7 +74,7 @@ class Services:
         return cls(
             settings=settings,
             store=store,
-            upstream=Upstream(settings),
+            upstream=Upstream(settings, on_waiting=metrics.upstream_waiting.set),
             prices=PriceBook(settings.prices),
             limiter=limiter_for(settings, redis),
             cache=ResponseCache(settings, store, metrics.cache_evicted, redis),

@@ -104,7 +104,8 @@ class Settings(BaseSettings):
     # Upstream. Image generation can take two minutes, so the read timeout is per read, not total.
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
     upstream_read_timeout_s: float = Field(default=300.0, gt=0)
-    upstream_max_connections: int = Field(default=100, gt=0)
+    # Each open stream holds one for its whole life: room for 1,000 streams and the rest.
+    upstream_max_connections: int = Field(default=1100, gt=0)
     # Upstream answers are bounded: a whole body (after decompression), one stream event, and a
     # stream's whole life. Past one, the answer ends as `upstream_error` (a body) or `stream_cut`
     # (a stream) with its ledger row. A stream must end before its hold's TTL would settle it.

@@ -7,9 +7,11 @@ Authorization header of upstream requests (never into a response, an error or a 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import SimpleNamespace
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -18,6 +20,8 @@ from yarl import URL
 from gateway.errors import upstream_timeout, upstream_unreachable
 from gateway.logs import redact
 from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # RFC 9110 §7.6.1 hop-by-hop headers, plus what the client library sets for itself.
 _HOP_BY_HOP = frozenset(
@@ -93,8 +97,15 @@ def client_response_headers(upstream_headers: CIMultiDictProxy[str]) -> CIMultiD
 class Upstream:
     """A pooled client session to `GATEWAY_UPSTREAM_URL`, opened and closed with the app."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, on_waiting: Callable[[int], None] = lambda waiting: None
+    ) -> None:
+        """`on_waiting(n)` hears how many requests wait for a pooled connection, at each
+        change (the metrics' gauge)."""
         self.base = URL(settings.upstream_url.rstrip("/") + "/")
+        self.on_waiting = on_waiting
+        self.waiting = 0
+        self._warned_at = 0.0
         self.read_timeout = settings.upstream_read_timeout_s
         self.connect_timeout = settings.upstream_connect_timeout_s
         self._api_key = (
@@ -116,14 +127,37 @@ class Upstream:
         connector = aiohttp.TCPConnector(
             limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=30
         )
+        watch = aiohttp.TraceConfig()
+        watch.on_connection_queued_start.append(self._queued)
+        watch.on_connection_queued_end.append(self._dequeued)
         self._session = aiohttp.ClientSession(
             connector=connector,
+            trace_configs=[watch],
             timeout=self._timeout,
             auto_decompress=True,
             read_bufsize=256 * 1024,
             # The client's User-Agent is forwarded; aiohttp must not add its own beside it.
             skip_auto_headers=("User-Agent",),
         )
+
+    async def _queued(self, session: object, context: SimpleNamespace, params: object) -> None:
+        """A request waits for a pooled connection: every one is busy."""
+        context.queued_at = time.monotonic()
+        self.waiting += 1
+        self.on_waiting(self.waiting)
+
+    async def _dequeued(self, session: object, context: SimpleNamespace, params: object) -> None:
+        self.waiting -= 1
+        self.on_waiting(self.waiting)
+        waited = time.monotonic() - context.queued_at
+        now = time.monotonic()
+        if waited > 1.0 and now - self._warned_at > 10.0:  # at most a line per 10 s
+            self._warned_at = now
+            log.warning(
+                "a request waited %.1f s for an upstream connection: all %d are busy (raise"
+                " GATEWAY_UPSTREAM_MAX_CONNECTIONS; %d wait now)",
+                waited, self._max_connections, self.waiting,
+            )  # fmt: skip
 
     async def close(self) -> None:
         if self._session is not None:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from gateway import accounts
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.state import SERVICES
+from tests.conftest import FakeUpstream
+from tests.redis_server import RedisServer
 
 
 def gateway(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -173,3 +183,51 @@ def test_reading_a_store_that_does_not_exist_says_so_and_creates_nothing(
     assert result.stderr.startswith("error: no gateway data at ")
     assert "GATEWAY_DATA_DIR" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+async def test_a_key_revoked_from_the_command_line_is_refused_by_running_replicas_at_once(
+    tmp_path: Path,
+    aiohttp_client: Any,
+    make_settings: Callable[..., Settings],
+    fake_upstream: FakeUpstream,
+    pg_url: str,
+    redis_server: RedisServer,
+) -> None:
+    """On PostgreSQL a replica keeps keys a second; the command line's change is told over
+    Redis like the admin API's, so the running replica drops the key at once."""
+    settings = make_settings(
+        upstream_url=fake_upstream.url, database_url=pg_url, redis_url=redis_server.url
+    )
+    replica = await aiohttp_client(create_app(settings))
+    store = replica.app[SERVICES].store
+    await accounts.create_team(store, accounts.TeamCreate(name="t"))
+    issued = await accounts.create_key(store, accounts.KeyCreate(team="t"))
+    body = {"model": "gpt-image-1.5", "prompt": "cli", "quality": "low"}
+    headers = {"Authorization": f"Bearer {issued.secret}"}
+    assert (await replica.post("/v1/images/generations", json=body, headers=headers)).status == 200
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env |= {"GATEWAY_DATABASE_URL": pg_url, "GATEWAY_REDIS_URL": redis_server.url}
+    revoked = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gateway", "keys", "revoke", issued.record.id],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert revoked.returncode == 0, revoked.stderr
+    for _ in range(20):  # heard within a few hundred milliseconds, not the cache's second
+        refused = await replica.post("/v1/images/generations", json=body, headers=headers)
+        if refused.status == 401:
+            break
+        await asyncio.sleep(0.02)
+    assert refused.status == 401
+
+
+def test_config_shows_no_password_of_a_database_url(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_DATABASE_URL"] = "postgresql://gw:hunter2secret@db.example:5432/gateway"
+    shown = subprocess.run(
+        [sys.executable, "-m", "gateway", "config"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "hunter2secret" not in shown.stdout
+    assert "postgresql://gw:***@db.example:5432/gateway" in shown.stdout

@@ -210,6 +210,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        self.upstream_waiting = Gauge(
+            "gateway_upstream_pool_waiting",
+            "Requests waiting for a pooled upstream connection (all of"
+            " GATEWAY_UPSTREAM_MAX_CONNECTIONS busy); above 0 for long, raise it.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.streams_open = Gauge(
             "gateway_streams_open",
             "Image streams (SSE) being sent to clients.",
