@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -231,3 +232,46 @@ def test_config_shows_no_password_of_a_database_url(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "hunter2secret" not in shown.stdout
     assert "postgresql://gw:***@db.example:5432/gateway" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("damage", "env", "named"),
+    [
+        ("garbage", {}, "gateway.db"),
+        ("zeroed header", {}, "gateway.db"),
+        ("half truncated", {}, "gateway.db"),
+        (None, {"GATEWAY_DATABASE_URL": "postgresql://gw:pw-secret@127.0.0.1:1/gw"}, "127.0.0.1:1"),
+        (None, {"GATEWAY_REDIS_URL": "redis://:pw-secret@127.0.0.1:1/0"}, "127.0.0.1:1"),
+    ],
+)
+def test_a_start_that_cannot_open_its_store_says_why_in_one_line(
+    tmp_path: Path, damage: str | None, env: dict[str, str], named: str
+) -> None:
+    data = tmp_path / "data"
+    if damage is not None:
+        gateway(tmp_path, "migrate")
+        gateway(tmp_path, "teams", "create", "t")
+        database = data / "gateway.db"
+        for leftover in data.glob("gateway.db-*"):
+            leftover.unlink()
+        size = database.stat().st_size
+        if damage == "garbage":
+            database.write_bytes(os.urandom(size))
+        elif damage == "zeroed header":
+            with database.open("r+b") as handle:
+                handle.write(bytes(100))
+        else:
+            os.truncate(database, size // 2)
+    started = time.monotonic()
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    run_env |= {"GATEWAY_DATA_DIR": str(data), "GATEWAY_PORT": "0", **env}
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve"],
+        env=run_env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert time.monotonic() - started < 10
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("gateway cannot start: ") and named in lines[0]
+    assert "pw-secret" not in result.stderr

@@ -279,3 +279,71 @@ def test_the_helm_chart_reads_only_values_it_declares() -> None:
     assert "type: Recreate" in deployment and "type: RollingUpdate" in deployment
     secret = (chart / "templates" / "secret.yaml").read_text()
     assert "GATEWAY_DATABASE_URL" in secret and "GATEWAY_REDIS_URL" in secret
+
+
+def database_connections(pods: int, surge: int, workers: int, pool: int) -> int:
+    """PostgreSQL connections the gateway may hold at the peak of a rolling update."""
+    return (pods + surge) * workers * pool
+
+
+def test_the_scaled_deployments_fit_the_database_connections() -> None:
+    """Replicas x workers x pool (plus the pod a rolling update adds) stays under PostgreSQL's
+    default max_connections (100), for the overlay and the chart's values as shipped."""
+    overlay = DEPLOY / "kubernetes-replicas"
+    kustomization = load_yaml(overlay / "kustomization.yaml")
+    patched = [yaml.safe_load(p["patch"]) for p in kustomization["patches"] if "patch" in p]
+    (config,) = [p["data"] for p in patched if p.get("kind") == "ConfigMap"]
+    deployment = load_yaml(overlay / "deployment-patch.yaml")["spec"]
+    surge = deployment["strategy"]["rollingUpdate"]["maxSurge"]
+    peak = database_connections(
+        deployment["replicas"], surge, int(config["GATEWAY_WORKERS"]),
+        int(config["GATEWAY_DATABASE_POOL_SIZE"]),
+    )  # fmt: skip
+    assert peak <= 100, peak
+    assert "$retainKeys" not in (overlay / "deployment-patch.yaml").read_text()  # strict schemas
+
+    chart = DEPLOY / "helm" / "images-gateway"
+    values = load_yaml(chart / "values.yaml") | load_yaml(chart / "values-scaled.yaml")
+    database = load_yaml(chart / "values.yaml")["database"]
+    peak = database_connections(values["replicas"], 1, values["workers"], database["poolSize"])
+    assert peak <= database["maxConnections"] <= 100
+    config_template = (chart / "templates" / "configmap.yaml").read_text()
+    assert "fail" in config_template and "GATEWAY_DATABASE_POOL_SIZE" in config_template
+
+
+def strategic_merge(base: Any, patch: Any) -> Any:
+    """Kubernetes' strategic merge, as far as the overlay's Deployment patch uses it: maps merge
+    key by key (a null deletes), lists of named items merge by name, other lists are replaced."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for key, value in patch.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = strategic_merge(base.get(key), value)
+        return merged
+    if isinstance(base, list) and isinstance(patch, list) and all("name" in i for i in patch):
+        by_name = {item["name"]: item for item in base}
+        for item in patch:
+            by_name[item["name"]] = strategic_merge(by_name.get(item["name"]), item)
+        return list(by_name.values())
+    return patch
+
+
+def test_the_manifests_pass_strict_kubernetes_schemas() -> None:
+    """Every base object, and the overlay's Deployment as kustomize renders it, validate against
+    the Kubernetes schemas with unknown fields refused (kubernetes-validate --strict)."""
+    import kubernetes_validate
+
+    version = "1.32.0"
+    base = kubernetes()
+    for kind, document in base.items():
+        if kind == "ServiceMonitor":
+            continue  # a CRD: the prometheus-operator's schema, not Kubernetes'
+        kubernetes_validate.validate(document, version, strict=True)
+    patch = load_yaml(DEPLOY / "kubernetes-replicas" / "deployment-patch.yaml")
+    rendered = strategic_merge(base["Deployment"], patch)
+    kubernetes_validate.validate(rendered, version, strict=True)
+    broken = strategic_merge(rendered, {"spec": {"strategy": {"$retainKeys": ["type"]}}})
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, version, strict=True)
