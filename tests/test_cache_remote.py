@@ -5,6 +5,7 @@ tested in test_replicas.py."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -72,5 +73,50 @@ async def test_a_leader_that_vanishes_leaves_no_follower_hanging(
     assert raw.headers["x-gateway-cache"] == "miss"  # it went upstream by itself
     assert len(fake_upstream.requests) == 2
     assert waited < LEAD_TTL_MS / 1000 + 2
+    for sdk in sdks:
+        await sdk.close()
+
+
+async def test_a_client_retrying_on_another_replica_after_its_answer_never_pays_twice(
+    aiohttp_client: Any,
+    make_settings: Callable[..., Settings],
+    fake_upstream: FakeUpstream,
+    pg_url: str,
+    redis_server: RedisServer,
+    tmp_path: Any,
+) -> None:
+    """Read-your-writes: the leader keeps its claim until the answer is in the cache, so the
+    same request on another replica the moment the first answer arrived is served from it."""
+    _, sdks = await three_replicas(
+        aiohttp_client, make_settings, fake_upstream, pg_url, redis_server.url, tmp_path
+    )
+    statuses = []
+    for i in range(30):
+        request = {**REQUEST, "prompt": f"retry {i}"}
+        await sdks[i % 3].images.generate(**request)
+        raw = await sdks[(i + 1) % 3].images.with_raw_response.generate(**request)
+        statuses.append(raw.headers["x-gateway-cache"])
+    assert len(fake_upstream.requests) == 30  # one paid call per prompt, never two
+    assert set(statuses) <= {"hit", "coalesced"}
+    for sdk in sdks:
+        await sdk.close()
+
+
+async def test_twenty_identical_requests_on_three_replicas_make_one_upstream_call(
+    aiohttp_client: Any,
+    make_settings: Callable[..., Settings],
+    fake_upstream: FakeUpstream,
+    pg_url: str,
+    redis_server: RedisServer,
+    tmp_path: Any,
+) -> None:
+    _, sdks = await three_replicas(
+        aiohttp_client, make_settings, fake_upstream, pg_url, redis_server.url, tmp_path
+    )
+    for run in range(7):  # the upstream answers at once: the race is at its tightest
+        before = len(fake_upstream.requests)
+        request = {**REQUEST, "prompt": f"twenty {run}"}
+        await asyncio.gather(*(sdks[i % 3].images.generate(**request) for i in range(20)))
+        assert len(fake_upstream.requests) - before == 1, f"run {run}"
     for sdk in sdks:
         await sdk.close()

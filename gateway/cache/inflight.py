@@ -81,6 +81,9 @@ class Mirror(Protocol):
     def started(self, headers: dict[str, str]) -> None: ...
     def appended(self, data: bytes) -> None: ...
     def ended(self, outcome: Ending) -> None: ...
+    def closed(self, stored: CacheEntry | None) -> None:
+        """New requests no longer join here: the answer is in the cache (`stored`), or will
+        not be. Until now, other replicas' identical requests still joined."""
 
 
 @dataclass(eq=False)
@@ -153,10 +156,14 @@ class InFlightRegistry:
         current = self._by_key[key] = InFlight(key)
         return current, True
 
-    def remove(self, inflight: InFlight) -> None:
-        """New requests no longer join it (once its outcome is in the cache, or it failed)."""
+    def remove(self, inflight: InFlight, stored: CacheEntry | None = None) -> None:
+        """New requests no longer join it (once its outcome is in the cache, `stored`, or it
+        failed); nor, through its mirror, do those of other replicas."""
         if self._by_key.get(inflight.key) is inflight:
             del self._by_key[inflight.key]
+        if inflight.mirror is not None:
+            inflight.mirror.closed(stored)
+            inflight.mirror = None
 
     def __len__(self) -> int:
         return len(self._by_key)

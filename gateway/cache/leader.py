@@ -180,7 +180,7 @@ class Leader:
                 if stored is not None:
                     inflight.end(Stored(stored))
                 if still_joinable:
-                    self.cache.in_flight.remove(inflight)
+                    self.cache.in_flight.remove(inflight, stored)
             finished.set_result(stored)
 
         self.cache.submit(PendingStore(body, entry, done))
@@ -196,6 +196,8 @@ class Leader:
             else:
                 inflight.end(Abandoned())
             if not self._storing:
-                self.cache.in_flight.remove(inflight)
+                outcome = inflight.outcome
+                stored = outcome.entry if isinstance(outcome, Stored) else None
+                self.cache.in_flight.remove(inflight, stored)
         if self.tee is not None:
             await self.tee.release()

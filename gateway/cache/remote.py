@@ -38,6 +38,7 @@ from gateway.cache.inflight import Abandoned, Ending, Failed, InFlight, Reply, S
 from gateway.errors import GatewayError
 from gateway.outcome import Outcome
 from gateway.redis_link import RedisLink, RedisUnavailable
+from gateway.store.base import CacheEntry
 
 if TYPE_CHECKING:
     from gateway.cache.cache import ResponseCache
@@ -59,15 +60,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-# A whole (non-stream) answer is the flight's only message: written only when some replica
-# watches, in the same step that releases the claim, so a replica that starts watching later
-# finds the claim gone (and goes its own way) rather than waiting on a message never written.
-_END_IF_WATCHED = """
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+# A whole (non-stream) answer, and the news that it is stored, are written only when some
+# replica watches (most misses have no twin). The claim is released only once the answer is
+# in the cache (or never will be), in the same step as the last message: a replica that starts
+# watching after the answer was written waits for "stored" and then reads the cache; one that
+# comes after the release finds the entry committed. So a client that retries on another
+# replica after it has its answer never pays twice. ARGV[3] = '1' releases the claim.
+_IF_WATCHED = """
+if redis.call('EXISTS', KEYS[2]) == 1 and #ARGV > 3 then
+  redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
-if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+if ARGV[3] == '1' and redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 return 1
 """
 
@@ -80,7 +84,7 @@ class RemoteFlights:
         # A follower's reads block for up to READ_BLOCK_MS by design: connections of their own.
         self.reader: Any = link.blocking_client(read_timeout_s=READ_BLOCK_MS / 1000 + 5)
         self._if_ours = self.redis.register_script(_IF_OURS)
-        self._end_if_watched = self.redis.register_script(_END_IF_WATCHED)
+        self._if_watched = self.redis.register_script(_IF_WATCHED)
         self._origin = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._flights = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -221,7 +225,8 @@ def _encode(outcome: Ending) -> dict[str, Any]:
 
 class _Mirror:
     """A leading InFlight's events, written in order to its Redis stream by one task, while a
-    second keeps the claim alive; both stop at the ending, and the claim is released."""
+    second keeps the claim alive until the answer is stored (or will not be); then the claim is
+    released."""
 
     def __init__(self, remote: RemoteFlights, key: str, flight: str) -> None:
         self.remote = remote
@@ -241,20 +246,31 @@ class _Mirror:
 
     def ended(self, outcome: Ending) -> None:
         self._queue.put_nowait({"t": "end", **_encode(outcome)})
+
+    def closed(self, stored: CacheEntry | None) -> None:
+        self._queue.put_nowait({"t": "closed", "stored": stored is not None})
         self._queue.put_nowait(None)
 
     async def _write(self) -> None:
         redis, stream = self.remote.redis, FLIGHT + self.flight
+        keys = [stream, WATCH + self.flight, LEAD + self.key]
         released = False
         try:
             while (fields := await self._queue.get()) is not None:
-                if fields["t"] == "end" and not self._streaming:
-                    pairs = [item for pair in fields.items() for item in pair]
-                    await self.remote._end_if_watched(
-                        keys=[stream, WATCH + self.flight, LEAD + self.key],
-                        args=[self.flight, STREAM_TTL_S, *pairs],
+                if fields["t"] == "closed":
+                    # Watchers that came after the answer was written learn it is in the cache
+                    # (those that have their ending read no further); the claim goes.
+                    news = ["t", "end", "kind", "stored"] if fields["stored"] else []
+                    await self.remote._if_watched(
+                        keys=keys, args=[self.flight, STREAM_TTL_S, "1", *news]
                     )
                     released = True
+                    continue
+                if fields["t"] == "end" and not self._streaming:
+                    pairs = [item for pair in fields.items() for item in pair]
+                    await self.remote._if_watched(
+                        keys=keys, args=[self.flight, STREAM_TTL_S, "0", *pairs]
+                    )
                     continue
                 async with redis.pipeline(transaction=False) as pipe:
                     pipe.xadd(stream, fields)
