@@ -106,6 +106,9 @@ async def _degraded(services: Services) -> dict[str, str]:
             f"{quarantined} ledger rows the store refused are in"
             f" {services.journal.quarantine_dir} (see the log)"
         )
+    objects = services.cache.objects
+    if objects is not None and objects.problem is not None:
+        degraded["object_store"] = f"{objects.problem}: cached bodies there are misses"
     if (problem := services.limiter.problem) is not None:
         # Requests flow, with rate limits as GATEWAY_REDIS_LIMITS_ON_FAILURE says.
         degraded["redis"] = problem

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -150,3 +152,42 @@ async def test_a_missing_or_corrupt_object_is_never_served(
     assert len(fake_upstream.requests) == 3
     for sdk in (first, second):
         await sdk.close()
+
+
+async def test_an_object_store_that_hangs_makes_a_hit_a_miss_within_the_timeout(
+    aiohttp_client: Any,
+    make_settings: Callable[..., Settings],
+    fake_upstream: FakeUpstream,
+    s3_bucket: S3Server,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(
+        upstream_url=fake_upstream.url, cache_enabled=True, cache_store=f"s3://{BUCKET}/gw",
+        cache_s3_endpoint_url=s3_bucket.endpoint_url, cache_inline_max_bytes=0,
+        database_timeout_s=1,
+    )  # fmt: skip
+    gateway = await aiohttp_client(create_app(settings))
+    store = gateway.app[SERVICES].store
+    await accounts.create_team(store, accounts.TeamCreate(name="t"))
+    key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
+    sdk = openai.AsyncOpenAI(
+        base_url=str(gateway.make_url("/v1")), api_key=key, max_retries=0, timeout=30
+    )
+    await sdk.images.generate(**REQUEST)
+    await stored_on(gateway)
+    assert s3_bucket.process is not None
+    s3_bucket.process.send_signal(signal.SIGSTOP)  # hung: connects, never answers
+    try:
+        started = time.monotonic()
+        raw = await sdk.images.with_raw_response.generate(**REQUEST)
+        assert raw.headers["x-gateway-cache"] == "miss"  # answered all the same, from upstream
+        assert time.monotonic() - started < 4  # the timeout (1 s, twice at most), not minutes
+        ready = await (await gateway.get("/readyz")).json()
+        assert ready["status"] == "ready"
+        assert "unreachable" in ready["degraded"]["object_store"]
+    finally:
+        s3_bucket.process.send_signal(signal.SIGCONT)
+    again = await sdk.images.with_raw_response.generate(**REQUEST)
+    assert again.headers["x-gateway-cache"] == "hit"  # the entry was kept: back by itself
+    assert "degraded" not in await (await gateway.get("/readyz")).json()
+    await sdk.close()

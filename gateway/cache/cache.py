@@ -25,7 +25,7 @@ from gateway import accounts
 from gateway.cache.batch import BatchStore, PendingStore
 from gateway.cache.files import BodyFiles, Written
 from gateway.cache.inflight import InFlightRegistry
-from gateway.cache.objects import ObjectBodies, ObjectBody
+from gateway.cache.objects import ObjectBodies, ObjectBody, ObjectStoreUnavailable
 from gateway.money import nanos_to_usd
 from gateway.settings import Settings
 from gateway.store import Store
@@ -70,7 +70,10 @@ class ResponseCache:
         self.objects: ObjectBodies | None = None
         if (url := settings.cache_object_store) is not None:
             self.objects = ObjectBodies(
-                url, endpoint_url=settings.cache_s3_endpoint_url, region=settings.cache_s3_region
+                url,
+                endpoint_url=settings.cache_s3_endpoint_url,
+                region=settings.cache_s3_region,
+                timeout_s=settings.database_timeout_s,
             )
         self.in_flight = InFlightRegistry()
         self._lock = asyncio.Lock()
@@ -106,7 +109,11 @@ class ResponseCache:
             intact = hashlib.sha256(entry.body).hexdigest() == entry.body_sha256
             body = entry.body if intact else None
         elif self.objects is not None:
-            body = await self.objects.open(entry.body_sha256, entry.size)
+            try:
+                body = await self.objects.open(entry.body_sha256, entry.size)
+            except ObjectStoreUnavailable as exc:
+                log.warning("cache body %s not read (%s): a miss", entry.body_sha256[:12], exc)
+                return None  # the entry stays: the store will answer again
         else:
             body = await self.files.open_verified(entry.body_sha256, entry.size)
         if body is None:

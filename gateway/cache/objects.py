@@ -9,10 +9,15 @@ is not what its name says; there are no partial objects. A body is served only w
 size is the one indexed, streamed in chunks (never loaded whole), and the store checks the
 checksum as it is read; `verify` reads every body and rehashes it. Bodies larger than the inline
 limit go here; smaller ones stay in the index, as always.
+
+An object store that does not answer within `timeout_s` (connect and each read, no retry) makes
+`open` raise ObjectStoreUnavailable: the cache takes it as a miss, keeps the entry, and `problem`
+says why (`/readyz` lists it under `degraded`) until a call passes again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime as dt
@@ -22,6 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 CHUNK = 256 * 1024
+
+
+class ObjectStoreUnavailable(Exception):
+    """The object store did not answer in time, or answered with a failure of its own."""
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -49,10 +58,14 @@ class ObjectBody:
 
 
 class ObjectBodies:
-    def __init__(self, url: str, *, endpoint_url: str | None, region: str) -> None:
+    def __init__(
+        self, url: str, *, endpoint_url: str | None, region: str, timeout_s: float = 5.0
+    ) -> None:
         self.bucket, self.prefix = parse_url(url)
         self.endpoint_url = endpoint_url
         self.region = region
+        self.timeout_s = timeout_s
+        self.problem: str | None = None
         self._client: Any = None
         self._exit: contextlib.AsyncExitStack | None = None
 
@@ -60,12 +73,18 @@ class ObjectBodies:
         return f"{self.prefix}bodies/{sha256}"
 
     async def start(self) -> None:
+        from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session  # loads only when an object store is used
 
+        bounded = AioConfig(
+            connect_timeout=self.timeout_s,
+            read_timeout=self.timeout_s,
+            retries={"max_attempts": 1, "mode": "standard"},
+        )
         self._exit = contextlib.AsyncExitStack()
         self._client = await self._exit.enter_async_context(
             get_session().create_client(
-                "s3", endpoint_url=self.endpoint_url, region_name=self.region
+                "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=bounded
             )
         )
 
@@ -89,18 +108,29 @@ class ObjectBodies:
         from botocore.exceptions import ClientError
 
         try:
-            response = await self._client.get_object(
-                Bucket=self.bucket, Key=self.key(sha256), ChecksumMode="ENABLED"
+            response = await asyncio.wait_for(
+                self._client.get_object(
+                    Bucket=self.bucket, Key=self.key(sha256), ChecksumMode="ENABLED"
+                ),
+                self.timeout_s * 2,  # connecting, then the answer's head
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                self.problem = None
                 return None
-            raise
+            raise self._unavailable(exc) from exc
+        except Exception as exc:  # connection refused, a timeout, DNS: the store is away
+            raise self._unavailable(exc) from exc
+        self.problem = None
         body = ObjectBody(response)
         if response.get("ContentLength") != size:
             await body.close()
             return None
         return body
+
+    def _unavailable(self, exc: BaseException) -> ObjectStoreUnavailable:
+        self.problem = f"object store s3://{self.bucket} unreachable ({type(exc).__name__})"
+        return ObjectStoreUnavailable(self.problem)
 
     async def is_intact(self, sha256: str, size: int) -> bool:
         """Read the whole object and rehash it."""
