@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from gateway.errors import GatewayError, invalid_request
 
@@ -54,17 +54,31 @@ def upstream_path(raw_path: str) -> str:
     Only a path that is still under /v1/images/ after normalization goes upstream: a segment
     that is empty (`//`) or a dot segment (`.`, `..`), however percent-encoded, and an encoded
     slash or backslash inside a segment are refused, since upstream or a proxy in between may
-    decode and collapse them into another path (with the operator's key)."""
+    decode and collapse them into another path (with the operator's key). So are the forms some
+    servers still read as dot segments: one with a path parameter (`..;x`), with a control
+    character (`..%00`), or bytes that are not UTF-8 (`%c0%ae`, an overlong dot): none is a
+    name an images path has."""
     path, _, _ = raw_path.partition("?")
     if not path.startswith(PREFIX) or len(path) == len(PREFIX):
         raise invalid_path(raw_path)
     for segment in path[len(PREFIX) :].split("/"):
-        decoded, previous = segment, None
-        while decoded != previous:  # decode until stable: %252e is a dot two decodes away
-            previous, decoded = decoded, unquote(decoded)
-        if decoded in ("", ".", "..") or "/" in decoded or "\\" in decoded:
+        if not _plain_segment(segment):
             raise invalid_path(raw_path)
     return raw_path.removeprefix("/v1/")
+
+
+def _plain_segment(segment: str) -> bool:
+    raw, previous = segment.encode("utf-8", "surrogateescape"), b""
+    while raw != previous:  # decode until stable: %252e is a dot two decodes away
+        previous, raw = raw, unquote_to_bytes(raw)
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):
+        return False
+    name = decoded.split(";", 1)[0]
+    return name not in ("", ".", "..") and "/" not in decoded and "\\" not in decoded
 
 
 def invalid_path(raw_path: str) -> GatewayError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ from PIL import Image
 from gateway.app import create_app
 from gateway.console.thumbnails import THUMBNAIL_PX
 from gateway.settings import Settings
-from tests.conftest import ADMIN_TOKEN, FakeUpstream
+from tests.conftest import ADMIN_TOKEN, FakeUpstream, Reply, ScriptedUpstream
 from tests.e2e.test_cache import stored
 from tests.test_console import sign_in
 
@@ -117,3 +118,30 @@ async def test_the_prices_page_shows_the_table_in_force(console: Any) -> None:
     version = re.search(r'data-figure="price-version">([^<]+)<', page)
     assert version is not None
     assert "gpt-image-1" in page and "dall-e-3" in page
+
+
+async def test_a_truncated_cached_image_is_a_404_thumbnail_not_a_500(
+    aiohttp_client: Any, scripted_upstream: ScriptedUpstream, make_settings: Callable[..., Settings]
+) -> None:
+    picture = io.BytesIO()
+    Image.new("RGB", (300, 300), "red").save(picture, format="PNG")
+    cut = picture.getvalue()[: len(picture.getvalue()) // 2]  # a PNG cut in half
+    answer = {
+        "created": 1,
+        "data": [{"b64_json": base64.b64encode(cut).decode()}],
+        "usage": {"input_tokens": 1, "output_tokens": 272},
+    }
+    scripted_upstream.replies.append(Reply(json.dumps(answer).encode()))
+    settings = make_settings(upstream_url=scripted_upstream.url, cache_enabled=True)
+    console = await aiohttp_client(create_app(settings))
+    await console.post("/admin/teams", json={"name": "design"}, headers=ADMIN)
+    key = await (await console.post("/admin/keys", json={"team": "design"}, headers=ADMIN)).json()
+    body = {"model": "gpt-image-1.5", "prompt": "cut", "quality": "low"}
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    assert (await console.post("/v1/images/generations", json=body, headers=headers)).status == 200
+    await stored(console)
+    await sign_in(console)
+    page = await (await console.get("/console/images")).text()
+    (thumbnail,) = re.findall(r'src="(/console/images/[^"/]+/thumbnail.png)"', page)
+    response = await console.get(thumbnail)
+    assert response.status == 404  # not a 500: the image cannot be read, so there is none

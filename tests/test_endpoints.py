@@ -16,6 +16,7 @@ from gateway.errors import GatewayError
         ("/v1/images/edits?x=%2F", "images/edits?x=%2F"),  # the query is upstream's to read
         ("/v1/images/some/new/thing", "images/some/new/thing"),
         ("/v1/images/a%20b", "images/a%20b"),
+        ("/v1/images/caf%C3%A9;v=2", "images/caf%C3%A9;v=2"),  # UTF-8, a path parameter
     ],
 )
 def test_paths_under_images_go_upstream_as_sent(raw: str, sent: str) -> None:
@@ -33,6 +34,9 @@ def test_paths_under_images_go_upstream_as_sent(raw: str, sent: str) -> None:
         "/v1/images/./x",
         "/v1/images/a%2fb",
         "/v1/images/a%5cb",
+        "/v1/images/..;/models",  # read as `..` by servers that strip path parameters
+        "/v1/images/..%00/models",  # a control character
+        "/v1/images/%c0%ae%c0%ae/models",  # an overlong UTF-8 dot: not UTF-8 at all
         "/v1/models",
     ],
 )

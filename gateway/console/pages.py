@@ -260,7 +260,7 @@ async def thumbnail(request: web.Request) -> web.Response:
         image = await _image_in(request, entry)
         try:
             png = await thumbnails.make(entry.body_sha256, image.png)
-        except UnidentifiedImageError as exc:
+        except (UnidentifiedImageError, OSError, ValueError) as exc:  # not an image, or cut short
             raise web.HTTPNotFound(text="this cached image cannot be read") from exc
     return web.Response(body=png, content_type="image/png",
                         headers={"Cache-Control": "private, max-age=86400"})  # fmt: skip
