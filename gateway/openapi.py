@@ -72,6 +72,7 @@ _CLIENT_ERRORS = {
     "413": _error("Body over the gateway's limit"),
     "429": _error("Budget exhausted (insufficient_quota) or rate limit"),
     "502": _error("Upstream unreachable, or it rejected the gateway's credentials"),
+    "503": _error("The store cannot record the request now (storage_unavailable)"),
     "504": _error("Upstream timed out"),
     "default": _error("An error upstream answered, passed through as it came"),
 }
@@ -80,7 +81,10 @@ _ADMIN_ERRORS = {
     "401": _error("Missing or wrong admin token"),
     "403": _error("The admin API is off (no GATEWAY_ADMIN_TOKEN)"),
     "404": _error("No such team or key"),
+    "408": _error("The request body arrived too slowly"),
     "409": _error("Name taken"),
+    "429": _error("Too many wrong admin credentials from this address lately"),
+    "503": _error("The store does not answer now (storage_unavailable)"),
 }
 
 # The image models the shipped price table prices; an operator may price more.
@@ -288,6 +292,7 @@ def description() -> dict[str, Any]:
                             }
                         ),
                         "401": _error("Missing, unknown or revoked gateway key"),
+                        "503": _error("The store does not answer now (storage_unavailable)"),
                     },
                 }
             },
