@@ -43,8 +43,6 @@ from bench.common import (
 from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
 
-BODY = json.dumps({"model": "gpt-image-1.5", "prompt": "fault", "quality": "low"}).encode()
-
 
 def ask(url: str, key: str, prompt: str) -> tuple[int, str, float]:
     """One generation: (status, the gateway's request id, seconds)."""
@@ -117,6 +115,11 @@ def rows_lost(result: dict[str, Any], ledger_ids: set[str]) -> dict[str, Any]:
     return result
 
 
+def sqlite_ledger_ids(data: Path) -> set[str]:
+    with sqlite3.connect(data / "gateway.db") as db:
+        return {row[0] for row in db.execute("SELECT request_id FROM ledger")}
+
+
 def full_disk(tmp: Path, sim_url: str, n: int) -> dict[str, Any]:
     mount = tmp / "small"
     mount.mkdir()
@@ -142,9 +145,7 @@ def full_disk(tmp: Path, sim_url: str, n: int) -> dict[str, Any]:
             time.sleep(11)  # one housekeeping round: the journal drains
         finally:
             stop_server(server)
-        with sqlite3.connect(data / "gateway.db") as db:
-            ids = {row[0] for row in db.execute("SELECT request_id FROM ledger")}
-        return rows_lost(result, ids)
+        return rows_lost(result, sqlite_ledger_ids(data))
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
@@ -196,9 +197,7 @@ def hung_redis(tmp: Path, sim_url: str, n: int) -> dict[str, Any]:
                          lambda: process.send_signal(signal.SIGCONT))  # fmt: skip
         finally:
             stop_server(server)
-        with sqlite3.connect(data / "gateway.db") as db:
-            ids = {row[0] for row in db.execute("SELECT request_id FROM ledger")}
-        return rows_lost(result, ids)
+        return rows_lost(result, sqlite_ledger_ids(data))
     finally:
         process.send_signal(signal.SIGCONT)
         redis.stop()

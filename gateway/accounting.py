@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import GatewayError, invalid_request, storage_unavailable
+from gateway.errors import GatewayError, invalid_request
 from gateway.flow import Flow
 from gateway.imageinfo import image_dimensions
 from gateway.journal import this_process
@@ -37,7 +37,7 @@ from gateway.pricing import (
 )
 from gateway.quota import budget_exhausted, limits_for
 from gateway.store.base import LedgerRow
-from gateway.store.failures import describe, store_failure
+from gateway.store.failures import describe
 
 log = logging.getLogger(__name__)
 NO_USAGE = Usage(0, 0, 0, 0, 0, 0)
@@ -167,27 +167,21 @@ async def reserve_budget(flow: Flow) -> None:
     store = services.store
     now = dt.datetime.now(dt.UTC)
     periods = Periods.at(now)
-    try:
-        flow.bill.reservation_id = await store.reserve(
-            key_id=key.id,
-            team_id=team.id,
-            amount_nanos=flow.bill.estimate_nanos,
-            periods=periods,
-            now=now.timestamp(),
-            ttl_s=services.settings.reservation_ttl_s,
-            # Named by its request: should the client leave while this runs, the hold is made
-            # all the same, and the request's ledger row (written on its way out) settles it.
-            request_id=flow.request_id,
-            owner=this_process(),
-            endpoint=flow.endpoint.name,
-            model=flow.model,
-        )
-    except Exception as exc:
-        if not store_failure(exc):
-            raise
-        services.health.store_failed(exc)
-        log.error("request %s: the store cannot take its hold (%s)", flow.request_id, describe(exc))
-        raise storage_unavailable("the store cannot take the request's hold") from exc
+    # A store that cannot take it raises: the pipeline answers 503 before anything went upstream.
+    flow.bill.reservation_id = await store.reserve(
+        key_id=key.id,
+        team_id=team.id,
+        amount_nanos=flow.bill.estimate_nanos,
+        periods=periods,
+        now=now.timestamp(),
+        ttl_s=services.settings.reservation_ttl_s,
+        # Named by its request: should the client leave while this runs, the hold is made all
+        # the same, and the request's ledger row (written on its way out) settles it by name.
+        request_id=flow.request_id,
+        owner=this_process(),
+        endpoint=flow.endpoint.name,
+        model=flow.model,
+    )
     services.health.store_wrote()
     if flow.bill.reservation_id is not None:
         return

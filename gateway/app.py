@@ -90,7 +90,7 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except Exception as exc:
         if store_failure(exc):  # the store is down or slow (an admin page, say): say so
             log.error("%s %s: the store failed (%s)", request.method, request.path, describe(exc))
-            return storage_unavailable(describe(exc)).response()
+            return storage_unavailable("the store does not answer").response()
         log.exception("unexpected error handling %s %s", request.method, request.path)
         return web.json_response(
             error_body("The gateway had an internal error.", type="server_error"), status=500

@@ -94,13 +94,14 @@ def upstream_unreachable(detail: str) -> GatewayError:
     )
 
 
-def storage_unavailable(detail: str) -> GatewayError:
+def storage_unavailable(why: str) -> GatewayError:
     """The store (or the disk under it) cannot take what this request must record first; nothing
-    went upstream. The SDKs retry a 503 on their own."""
+    went upstream. `why` is for clients: the details (hosts, paths) go to the log only. The SDKs
+    retry a 503 on their own."""
     return GatewayError(
         503,
-        f"The gateway cannot record requests right now ({detail}); nothing was sent upstream."
-        " Try again shortly.",
+        f"The gateway cannot serve this request right now: {why}. Nothing was sent upstream;"
+        " try again shortly.",
         type="server_error",
         code="storage_unavailable",
         headers={"retry-after": "1"},

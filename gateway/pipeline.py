@@ -252,7 +252,7 @@ async def _run_before_upstream(flow: Flow, stages: tuple[Stage, ...]) -> web.Str
         flow.services.health.store_failed(exc)
         log.error("request %s: the store failed before upstream (%s)", flow.request_id,
                   describe(exc))  # fmt: skip
-        raise storage_unavailable(describe(exc)) from exc
+        raise storage_unavailable("the store cannot take the request's record") from exc
 
 
 async def end(flow: Flow, error: BaseException | None) -> None:

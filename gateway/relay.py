@@ -208,6 +208,7 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
                 failure = _reason_to_stop(flow, splitter)
                 if failure is not None:
                     upstream.close()  # nothing more of it is read
+                    flow.bill.abandoned = failure is CLIENT_LEFT
                     break
     except UPSTREAM_BROKE as exc:
         if lifetime.expired():
@@ -231,6 +232,9 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
     return response
 
 
+CLIENT_LEFT = "the client left, and no one else waits for this stream"
+
+
 def _reason_to_stop(flow: Flow, splitter: EventSplitter) -> str | None:
     """Why the stream must not be read on, if it must not: an event past the size limit (no
     separator in sight), or a client that left while no one else waits for the answer (no
@@ -239,8 +243,7 @@ def _reason_to_stop(flow: Flow, splitter: EventSplitter) -> str | None:
     if splitter.pending > limit:
         return f"an event grew past {limit} bytes (GATEWAY_UPSTREAM_MAX_EVENT_BYTES)"
     if flow.result.client_gone and flow.leader is None:
-        flow.bill.abandoned = True
-        return "the client left, and no one else waits for this stream"
+        return CLIENT_LEFT
     return None
 
 
