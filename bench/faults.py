@@ -1,8 +1,10 @@
 """Faults, measured: a real `gateway serve` through a full data disk, a stopped PostgreSQL and a
 hung Redis. For each: requests tried, answers by status, answered requests without a ledger row
-(rows lost), gateway 500s, and the time from the fault's end to the first answer again.
+(rows lost), gateway 500s, and the time from the fault's end to the first answer again. Then
+`--streams` streams open at once through the default upstream pool: their wait for a first event
+and the most requests seen waiting for a pooled connection.
 
-    .venv/bin/python bench/faults.py [--n 40]
+    .venv/bin/python bench/faults.py [--n 40] [--streams 1000]
 
 Needs root for the tmpfs of the full disk, and the throwaway PostgreSQL and redis-server the
 tests use (installed by `make test`). Only loopback traffic; every loop bounded.
@@ -206,6 +208,7 @@ def hung_redis(tmp: Path, sim_url: str, n: int) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=40, help="requests before, during and after")
+    parser.add_argument("--streams", type=int, default=1000, help="streams open at once")
     args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory(prefix="gw-faults-") as name:
@@ -223,6 +226,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 print(json.dumps(results[-1]))
         finally:
             stop_server(simulator)
+        (tmp / "streams").mkdir()
+        results.append(open_streams(tmp / "streams", args.streams))
+        print(json.dumps(results[-1]))
     data = {"results": results}
     print(f"results in {write_result('faults', data)}")
     return data
@@ -230,3 +236,57 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main()
+
+
+def open_streams(tmp: Path, n: int) -> dict[str, Any]:
+    """`n` streams open at once through a gateway with the default upstream pool: how long each
+    waited for its first event, and the most requests seen waiting for a pooled connection."""
+    simulator = start_simulator(tmp, "--partial-interval-ms", "1500", "--image-px", "32")
+    try:
+        server, key = gateway(tmp, simulator.base_url + "/v1", GATEWAY_DATA_DIR=str(tmp / "s"))
+        try:
+            return asyncio.run(_streams(server.base_url, key, n))
+        finally:
+            stop_server(server)
+    finally:
+        stop_server(simulator)
+
+
+async def _streams(url: str, key: str, n: int) -> dict[str, Any]:
+    import aiohttp
+
+    body = {"model": "gpt-image-1.5", "prompt": "s", "quality": "low", "stream": True,
+            "partial_images": 2}  # fmt: skip
+    waiting_seen = 0.0
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i: int) -> float:
+            started = time.monotonic()
+            async with session.post(
+                url + "/v1/images/generations", json={**body, "prompt": f"s{i}"},
+                headers={"Authorization": f"Bearer {key}"},
+            ) as response:  # fmt: skip
+                await response.content.readuntil(b"\n\n")
+                first = time.monotonic() - started
+                await response.read()
+                return first
+
+        async def watch() -> None:
+            nonlocal waiting_seen
+            while True:
+                async with session.get(url + "/metrics") as response:
+                    for line in (await response.text()).splitlines():
+                        if line.startswith("gateway_upstream_pool_waiting "):
+                            waiting_seen = max(waiting_seen, float(line.split()[1]))
+                await asyncio.sleep(0.2)
+
+        watcher = asyncio.create_task(watch())
+        firsts = sorted(await asyncio.gather(*(one(i) for i in range(n))))
+        watcher.cancel()
+    return {
+        "fault": f"{n} streams open at once (default pool)",
+        "first_event_p50_s": round(firsts[len(firsts) // 2], 3),
+        "first_event_max_s": round(firsts[-1], 3),
+        "pool_waiting_max": waiting_seen,
+    }

@@ -2,12 +2,15 @@
 change broadcasts, with every call bounded and a circuit breaker.
 
 What holds:
-- No call waits longer than `timeout_s` (GATEWAY_REDIS_TIMEOUT_S, 0.25 s): a hung Redis adds at
-  most that to one request, not seconds to every request.
-- After a failure the breaker opens: for a while every caller goes on without Redis at once (no
-  call is tried), while one background probe pings Redis every `PROBE_S`; its first answer closes
-  the breaker. `up` and `problem` (the `gateway_redis_up` gauge, `/readyz`'s `degraded`) are
-  always current, whether or not requests come.
+- A Redis that answers nothing (hung, SIGSTOP) costs a call `timeout_s` (GATEWAY_REDIS_TIMEOUT_S,
+  0.25 s): the read timeout. Making a connection and waiting for a pooled one may take up to
+  `CONNECT_S` more each (a loaded machine is slow to connect; a refused connection fails at
+  once), and no call outlives `hard_limit_s` whatever happens.
+- After `FAILURES_TO_OPEN` failed calls in a row the breaker opens: every caller goes on without
+  Redis at once (no call is tried), while one background probe pings Redis every `PROBE_S`; its
+  first answer closes the breaker. A failed call alone (a slow moment) only makes its own caller
+  go on without Redis. `up` and `problem` (the `gateway_redis_up` gauge, `/readyz`'s
+  `degraded`) are always current, whether or not requests come.
 - Blocking reads (a follower waiting on another replica's stream, the change listener) use
   connections of their own, so they never hold the shared pool nor trip the breaker by waiting.
 """
@@ -25,8 +28,11 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 PROBE_S = 1.0
-# Connections in the shared pool: requests past it wait (within the timeout) for one.
+# Connections in the shared pool: requests past it wait (within CONNECT_S) for one, rather than
+# each opening its own under a burst.
 MAX_CONNECTIONS = 64
+CONNECT_S = 1.0
+FAILURES_TO_OPEN = 2
 T = TypeVar("T")
 FAILURES = (RedisError, OSError, TimeoutError)
 
@@ -46,14 +52,19 @@ class RedisLink:
         self.url = url
         self.timeout_s = timeout_s
         self.on_state = on_state
-        self.redis: Any = aioredis.Redis.from_url(
+        connect_s = max(CONNECT_S, timeout_s)
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
-            socket_connect_timeout=timeout_s,
+            max_connections=MAX_CONNECTIONS,
+            timeout=connect_s,  # waiting for a pooled connection
+            socket_connect_timeout=connect_s,
             socket_timeout=timeout_s,
             retry_on_timeout=False,
-            max_connections=MAX_CONNECTIONS,
         )
+        self.redis: Any = aioredis.Redis(connection_pool=pool)
+        self.hard_limit_s = timeout_s + 2 * connect_s
         self.problem: str | None = None
+        self._failures = 0  # failed calls in a row
         self._probe: asyncio.Task[None] | None = None
         on_state(True)
 
@@ -73,13 +84,17 @@ class RedisLink:
         if self.problem is not None:
             raise RedisUnavailable(self.problem)
         try:
-            return await asyncio.wait_for(make(), self.timeout_s)
+            result = await asyncio.wait_for(make(), self.hard_limit_s)
         except FAILURES as exc:
-            self.failed(exc)
-            raise RedisUnavailable(self.problem) from exc
+            self._failures += 1
+            if self._failures >= FAILURES_TO_OPEN:
+                self.failed(exc)
+            raise RedisUnavailable(_kind(exc)) from exc
+        self._failures = 0
+        return result
 
     def failed(self, exc: BaseException) -> None:
-        """Open the breaker (a call failed); the probe closes it when Redis answers again."""
+        """Open the breaker; the probe closes it when Redis answers again."""
         if self.problem is None:
             log.warning("redis does not answer (%s): going on without it until it does", _kind(exc))
             self.on_state(False)
@@ -97,6 +112,7 @@ class RedisLink:
                 continue
             log.warning("redis answers again: shared again")
             self.problem = None
+            self._failures = 0
             self.on_state(True)
 
     async def check(self) -> None:
