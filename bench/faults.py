@@ -234,10 +234,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return data
 
 
-if __name__ == "__main__":
-    main()
-
-
 def open_streams(tmp: Path, n: int) -> dict[str, Any]:
     """`n` streams open at once through a gateway with the default upstream pool: how long each
     waited for its first event, and the most requests seen waiting for a pooled connection."""
@@ -290,3 +286,7 @@ async def _streams(url: str, key: str, n: int) -> dict[str, Any]:
         "first_event_max_s": round(firsts[-1], 3),
         "pool_waiting_max": waiting_seen,
     }
+
+
+if __name__ == "__main__":
+    main()
