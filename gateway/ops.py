@@ -1,10 +1,11 @@
 """What operators and their orchestrators ask: `/healthz`, `/readyz` and `/metrics`.
 
 - `/healthz`: the process serves (a liveness probe; it touches nothing else).
-- `/readyz`: the store answers and ledger rows have a durable place to go, upstream is
-  reachable (probed at most every `GATEWAY_READINESS_CACHE_S`), and the gateway is not
-  shutting down. 503 says which is not. What still serves in a lesser way (a journal draining,
-  quarantined rows, Redis away) is reported under `degraded`, still 200.
+- `/readyz`: the store answers and takes writes (every request's hold goes there before
+  upstream is asked), upstream is reachable (probed at most every `GATEWAY_READINESS_CACHE_S`),
+  and the gateway is not shutting down. 503 says which is not. What still serves in a lesser way
+  (a journal draining, quarantined rows, Redis or the object store away) is reported under
+  `degraded`, still 200.
 - `/metrics`: Prometheus text; behind `GATEWAY_METRICS_TOKEN` when one is set.
 """
 
@@ -38,8 +39,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """503 only when this process cannot serve: the store does not answer (within
-    GATEWAY_DATABASE_TIMEOUT_S) or takes no writes while the journal takes none either, upstream
-    is unreachable, or shutdown has begun. What serves on in a lesser way (rows waiting in the
+    GATEWAY_DATABASE_TIMEOUT_S) or takes no writes, upstream is unreachable, or shutdown has
+    begun. What serves on in a lesser way (rows waiting in the
     journal, rows quarantined, Redis or the object store away) is listed under `degraded`."""
     services = request.app[SERVICES]
     settings = services.settings
@@ -68,9 +69,9 @@ async def _store_check(services: Services) -> str:
 
 
 async def _ledger_check(services: Services) -> str:
-    """Whether ledger rows have somewhere durable to go: the store, or else the journal. While a
-    write failure is remembered, a probe write (this process's heartbeat) tells whether it
-    passed, so readiness comes back by itself."""
+    """Whether the store takes writes, as a request's hold must go there before upstream is
+    asked. While a write failure is remembered, a probe write (this process's heartbeat) tells
+    whether it passes again, so readiness comes back by itself."""
     health = services.health
     if health.store_problem is not None:
         try:
