@@ -41,6 +41,14 @@ async def gateway_for(aiohttp_client: Any, settings: Settings) -> tuple[Any, str
     return client, (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
 
 
+@pytest.fixture
+async def scripted(
+    aiohttp_client: Any, make_settings: Callable[..., Settings], scripted_upstream: ScriptedUpstream
+) -> tuple[Any, str]:
+    """A gateway in front of the scripted upstream, and a key of a team without a budget."""
+    return await gateway_for(aiohttp_client, make_settings(upstream_url=scripted_upstream.url))
+
+
 async def ledger(client: Any) -> list[tuple[Any, ...]]:
     return [
         tuple(row)
@@ -67,13 +75,9 @@ async def test_a_size_past_any_image_is_refused_before_upstream(
 
 
 async def test_usage_past_the_bounds_is_charged_at_the_bound_and_flagged(
-    aiohttp_client: Any,
-    make_settings: Callable[..., Settings],
-    scripted_upstream: ScriptedUpstream,
+    scripted: tuple[Any, str], scripted_upstream: ScriptedUpstream
 ) -> None:
-    client, key = await gateway_for(
-        aiohttp_client, make_settings(upstream_url=scripted_upstream.url)
-    )
+    client, key = scripted
     huge = {"created": 1, "data": [{"b64_json": "AAAA"}], "usage": usage(7, 10**15)}
     scripted_upstream.replies.append(Reply(json.dumps(huge).encode()))
     sdk = sdk_for(client, key)
@@ -188,13 +192,9 @@ async def test_a_gzip_bomb_answer_is_cut_at_the_body_bound(
 
 
 async def test_an_error_only_stream_is_charged_its_own_usage(
-    aiohttp_client: Any,
-    make_settings: Callable[..., Settings],
-    scripted_upstream: ScriptedUpstream,
+    scripted: tuple[Any, str], scripted_upstream: ScriptedUpstream
 ) -> None:
-    client, key = await gateway_for(
-        aiohttp_client, make_settings(upstream_url=scripted_upstream.url)
-    )
+    client, key = scripted
     error = {"error": {"message": "moderation", "type": "invalid_request_error", "code": "x"}}
     scripted_upstream.replies.append(Reply(headers=SSE, chunks=[event("error", error)]))
     with_usage = {**error, "usage": usage(10, 0)}
@@ -213,15 +213,9 @@ async def test_an_error_only_stream_is_charged_its_own_usage(
     [("per image", [272, 272, 272]), ("last is the total", [272, 272, 816])],
 )
 async def test_a_stream_of_n_images_is_charged_each_image_once(
-    aiohttp_client: Any,
-    make_settings: Callable[..., Settings],
-    scripted_upstream: ScriptedUpstream,
-    shape: str,
-    outputs: list[int],
+    scripted: tuple[Any, str], scripted_upstream: ScriptedUpstream, shape: str, outputs: list[int]
 ) -> None:
-    client, key = await gateway_for(
-        aiohttp_client, make_settings(upstream_url=scripted_upstream.url)
-    )
+    client, key = scripted
     completed = [
         event("image_generation.completed", {"b64_json": "AAAA", "usage": usage(3, out)})
         for out in outputs
