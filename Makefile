@@ -79,7 +79,7 @@ test-servers:
 	@deploy/install-postgres || true
 	@deploy/install-chromium || true
 
-# The console screenshots in the README (docs/console-*.png), made by its browser test.
+# The console screenshots in docs/console.md (docs/console-*.png), made by its browser test.
 screenshots: $(DEVELOPMENT) test-servers
 	CONSOLE_SCREENSHOTS=docs $(BIN)/pytest -q tests/e2e/test_console_browser.py
 

@@ -26,7 +26,7 @@ class CacheStatus(StrEnum):
 
 
 class Outcome(StrEnum):
-    """The contract's ledger outcomes (README "Ledger"), and `refused_auth`, which has no
+    """The contract's ledger outcomes (docs/accounting.md, "Ledger"), and `refused_auth`, which has no
     ledger row (there is no key to charge) but is counted and logged like the others."""
 
     OK = "ok"

@@ -2,7 +2,7 @@
 traffic: sign in, create a team and a key, send requests with that key through the official
 SDK, see the figures equal the admin API's and the budget bar move, download the usage CSV and
 find it equal to the admin API's, revoke the key and see the SDK refused. Screenshots of the
-overview and the teams page go to $CONSOLE_SCREENSHOTS (the README's come from here:
+overview and the teams page go to $CONSOLE_SCREENSHOTS (docs/console.md's come from here:
 `make screenshots`)."""
 
 from __future__ import annotations
