@@ -5,13 +5,15 @@ file named by `GATEWAY_CONFIG` (default `config/gateway.toml` in the working dir
 file is no error), the defaults below.
 
 What the gateway ships (the default price table, the migrations, a config file listing every
-setting) is package data beside this module, so no default depends on the working directory but
-the data dir's, which the contract sets to `./data`.
+setting) is package data (gateway.config, gateway.migrations: `config/` and `migrations/` at the
+top of the repository), so no default depends on the working directory but the data dir's, which
+the contract sets to `./data`.
 """
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -24,7 +26,8 @@ from pydantic_settings import (
 )
 
 DEFAULT_CONFIG_FILE = "config/gateway.toml"
-SHIPPED_DIR = Path(__file__).resolve().parent / "config"
+# `config/` at the top of the repository, installed as the package gateway.config.
+SHIPPED_DIR = Path(str(resources.files("gateway.config")))
 # The price table in force unless `GATEWAY_PRICES` names another.
 SHIPPED_PRICES = SHIPPED_DIR / "prices.toml"
 # Every setting with its default and a comment: what `gateway config --example` prints.

@@ -1,4 +1,5 @@
-"""Numbered SQL files, shipped as package data in `gateway/migrations/`.
+"""Numbered SQL files: `migrations/` at the top of the repository, shipped as package data in
+the package gateway.migrations.
 
 `0001_teams_and_keys.sql` is version `0001`.
 """
@@ -7,9 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+# `migrations/` at the top of the repository, installed as the package gateway.migrations.
+MIGRATIONS_DIR = Path(str(resources.files("gateway.migrations")))
 _NAME = re.compile(r"^(?P<version>\d{4})_[a-z0-9_]+\.sql$")
 
 

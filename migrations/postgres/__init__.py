@@ -1,0 +1,1 @@
+"""PostgreSQL's migrations (`gateway.migrations.postgres` once installed)."""
