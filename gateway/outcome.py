@@ -26,8 +26,8 @@ class CacheStatus(StrEnum):
 
 
 class Outcome(StrEnum):
-    """The contract's ledger outcomes (docs/accounting.md, "Ledger"), and `refused_auth`, which has no
-    ledger row (there is no key to charge) but is counted and logged like the others."""
+    """The contract's ledger outcomes (docs/accounting.md, "Ledger"), and `refused_auth`, which
+    has no ledger row (there is no key to charge) but is counted and logged like the others."""
 
     OK = "ok"
     USAGE_MISSING = "usage_missing"  # a 200 whose usage could not be read: charged the estimate
