@@ -1,8 +1,8 @@
 """Model prices, and what a request costs, exact to the nano-dollar.
 
 The price file (setting `GATEWAY_PRICES`; `config/prices.toml`, shipped in the package as
-gateway.config) is read by `load_prices` into a `PriceTable`; every figure is validated there, so the rest of the
-gateway can trust it. Two kinds of model exist:
+gateway.config) is read by `load_prices` into a `PriceTable`; every figure is validated there,
+so the rest of the gateway can trust it. Two kinds of model exist:
 
 * token-billed (GPT image models): USD per 1M tokens for each kind of token, and an
   output-token table (quality -> size -> tokens per image) used only for estimates;
