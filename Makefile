@@ -1,8 +1,10 @@
 # `make run` sets up from nothing and serves; `make test` sets up and runs every test and check.
 #
-# Everything goes into .venv: `make run` installs what serving needs, `make test` adds the
-# development tools (pytest, the openai SDK, ruff, mypy, schemathesis) and promtool. Nothing is
-# installed system-wide.
+# Python packages go into .venv only: `make run` installs what serving needs, `make test` adds
+# the development tools (pytest, the openai SDK, ruff, mypy, schemathesis) and promtool. The
+# servers the tests start throwaway copies of (redis-server, PostgreSQL 15, Chromium) are
+# Debian's packages: when missing, `make test` installs them system-wide with apt-get (as root;
+# see test-servers below).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -23,9 +25,10 @@ $(SERVING): pyproject.toml | $(BIN)/python
 	PYTHONWARNINGS=ignore $(BIN)/pip install --progress-bar on --editable .
 	@touch $@
 
-$(DEVELOPMENT): pyproject.toml $(SERVING)
+# constraints.txt: versions that resolve without pip backtracking through boto3 releases.
+$(DEVELOPMENT): pyproject.toml constraints.txt $(SERVING)
 	@echo "== installing the development tools into $(VENV): pytest, openai, ruff, mypy, schemathesis"
-	PYTHONWARNINGS=ignore $(BIN)/pip install --progress-bar on --editable '.[dev]'
+	PYTHONWARNINGS=ignore $(BIN)/pip install --progress-bar on -c constraints.txt --editable '.[dev]'
 	@touch $@
 
 run: $(SERVING)
