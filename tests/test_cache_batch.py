@@ -74,3 +74,31 @@ async def test_a_batch_that_fails_still_ends_every_store() -> None:
         store.submit(pending(i, heard))
     await store.drain()
     assert heard == {0: None, 1: None, 2: None}
+
+
+async def test_a_batch_being_stored_by_a_drain_is_not_idle_and_a_second_drain_waits_for_it() -> (
+    None
+):
+    """Housekeeping drains too, storing what is queued itself: while that batch is being stored
+    the store is not idle (though the background task has found nothing left and ended), and a
+    drain of its own (a test's, shutdown's) returns only once that batch is in."""
+    release = asyncio.Event()
+    heard: dict[int, CacheEntry | None] = {}
+
+    async def slow_store_batch(items: list[PendingStore]) -> None:
+        await release.wait()
+        for item in items:
+            item.done(None)
+
+    store = BatchStore(slow_store_batch)
+    store.submit(pending(1, heard))
+    # What a drain does after waiting for the task: store what is queued itself.
+    housekeeping = asyncio.create_task(store._flush())
+    await asyncio.sleep(batch.BATCH_DELAY_S * 3)  # the task wakes and finds the queue empty
+    assert not store.idle  # a batch is being stored all the same
+    second = asyncio.create_task(store.drain())
+    await asyncio.sleep(0.05)
+    assert not second.done() and heard == {}
+    release.set()
+    await asyncio.gather(housekeeping, second)
+    assert heard == {1: None} and store.idle

@@ -51,6 +51,9 @@ class BatchStore:
         self._queue: list[PendingStore] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Held while a batch is being stored, by the background task or by a drain (housekeeping
+        # drains too): `idle` is False and another drain waits until the batch is in.
+        self._flushing = asyncio.Lock()
 
     def submit(self, pending: PendingStore) -> None:
         self._queue.append(pending)
@@ -68,18 +71,24 @@ class BatchStore:
             await self._flush()
 
     async def _flush(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            try:
-                await self._store_batch(batch)
-            except Exception:
-                log.exception("could not store %d responses in the cache", len(batch))
-                for pending in batch:
-                    pending.done(None)
+        async with self._flushing:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    await self._store_batch(batch)
+                except Exception:
+                    log.exception("could not store %d responses in the cache", len(batch))
+                    for pending in batch:
+                        pending.done(None)
 
     @property
     def idle(self) -> bool:
-        return not self._queue and (self._task is None or self._task.done())
+        """Nothing queued, and no batch being stored (by the task or by a drain)."""
+        return (
+            not self._queue
+            and not self._flushing.locked()
+            and (self._task is None or self._task.done())
+        )
 
     async def drain(self) -> None:
         """Store what is queued now, and wait for a batch in progress."""
