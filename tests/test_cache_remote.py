@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import openai
+import pytest
 
 from gateway import accounts
 from gateway.app import create_app
@@ -47,17 +48,28 @@ async def three_replicas(
     return gateways, sdks
 
 
-async def test_a_leader_that_vanishes_leaves_no_follower_hanging(
+@pytest.fixture
+async def replicas(
     aiohttp_client: Any,
     make_settings: Callable[..., Settings],
     fake_upstream: FakeUpstream,
     pg_url: str,
     redis_server: RedisServer,
     tmp_path: Any,
-) -> None:
+) -> AsyncIterator[tuple[list[Any], list[openai.AsyncOpenAI]]]:
+    """Three replicas on one PostgreSQL and one Redis, each with an SDK; the SDKs closed after."""
     gateways, sdks = await three_replicas(
         aiohttp_client, make_settings, fake_upstream, pg_url, redis_server.url, tmp_path
     )
+    yield gateways, sdks
+    for sdk in sdks:
+        await sdk.close()
+
+
+async def test_a_leader_that_vanishes_leaves_no_follower_hanging(
+    replicas: tuple[list[Any], list[openai.AsyncOpenAI]], fake_upstream: FakeUpstream
+) -> None:
+    gateways, sdks = replicas
     # Find the request's key: one request, then its entry's key in the index.
     await sdks[0].images.generate(**{**REQUEST, "prompt": "probe"})
     for gateway in gateways:
@@ -73,23 +85,14 @@ async def test_a_leader_that_vanishes_leaves_no_follower_hanging(
     assert raw.headers["x-gateway-cache"] == "miss"  # it went upstream by itself
     assert len(fake_upstream.requests) == 2
     assert waited < LEAD_TTL_MS / 1000 + 2
-    for sdk in sdks:
-        await sdk.close()
 
 
 async def test_a_client_retrying_on_another_replica_after_its_answer_never_pays_twice(
-    aiohttp_client: Any,
-    make_settings: Callable[..., Settings],
-    fake_upstream: FakeUpstream,
-    pg_url: str,
-    redis_server: RedisServer,
-    tmp_path: Any,
+    replicas: tuple[list[Any], list[openai.AsyncOpenAI]], fake_upstream: FakeUpstream
 ) -> None:
     """Read-your-writes: the leader keeps its claim until the answer is in the cache, so the
     same request on another replica the moment the first answer arrived is served from it."""
-    _, sdks = await three_replicas(
-        aiohttp_client, make_settings, fake_upstream, pg_url, redis_server.url, tmp_path
-    )
+    _, sdks = replicas
     statuses = []
     for i in range(30):
         request = {**REQUEST, "prompt": f"retry {i}"}
@@ -98,25 +101,14 @@ async def test_a_client_retrying_on_another_replica_after_its_answer_never_pays_
         statuses.append(raw.headers["x-gateway-cache"])
     assert len(fake_upstream.requests) == 30  # one paid call per prompt, never two
     assert set(statuses) <= {"hit", "coalesced"}
-    for sdk in sdks:
-        await sdk.close()
 
 
 async def test_twenty_identical_requests_on_three_replicas_make_one_upstream_call(
-    aiohttp_client: Any,
-    make_settings: Callable[..., Settings],
-    fake_upstream: FakeUpstream,
-    pg_url: str,
-    redis_server: RedisServer,
-    tmp_path: Any,
+    replicas: tuple[list[Any], list[openai.AsyncOpenAI]], fake_upstream: FakeUpstream
 ) -> None:
-    _, sdks = await three_replicas(
-        aiohttp_client, make_settings, fake_upstream, pg_url, redis_server.url, tmp_path
-    )
+    _, sdks = replicas
     for run in range(7):  # the upstream answers at once: the race is at its tightest
         before = len(fake_upstream.requests)
         request = {**REQUEST, "prompt": f"twenty {run}"}
         await asyncio.gather(*(sdks[i % 3].images.generate(**request) for i in range(20)))
         assert len(fake_upstream.requests) - before == 1, f"run {run}"
-    for sdk in sdks:
-        await sdk.close()
