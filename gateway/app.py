@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import accounts, lifecycle, ops, pipeline
+from gateway import accounts, errors, lifecycle, ops, pipeline
 from gateway.admin import create_admin_app
 from gateway.auth import authenticate
-from gateway.client import CLIENT_GONE
+from gateway.client import Client
 from gateway.console import create_console_app
 from gateway.endpoints import endpoint_for
 from gateway.errors import GatewayError, error_body, storage_unavailable
@@ -21,13 +21,7 @@ from gateway.guard import watch_requests
 from gateway.logs import redact_secret
 from gateway.services import Services
 from gateway.settings import Settings
-from gateway.state import (
-    DETACHED,
-    LIFECYCLE,
-    SERVICES,
-    WORKER,
-    Lifecycle,
-)
+from gateway.state import LIFECYCLE, SERVICES, WORKER, Lifecycle
 from gateway.store.failures import describe, store_failure
 
 log = logging.getLogger(__name__)
@@ -85,7 +79,7 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return web.json_response(
             error_body(message, type="invalid_request_error", code=code), status=exc.status
         )
-    except CLIENT_GONE:
+    except errors.CLIENT_GONE:
         raise  # the client left; there is no one to answer
     except Exception as exc:
         if store_failure(exc):  # the store is down or slow (an admin page, say): say so
@@ -98,13 +92,14 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
-    endpoint = endpoint_for(request.match_info["tail"])
+    services = request.app[SERVICES]
     flow = Flow(
         request=request,
-        services=request.app[SERVICES],
-        endpoint=endpoint,
+        services=services,
+        endpoint=endpoint_for(request.match_info["tail"]),
         upstream_path="",  # set by the first stage, once the path is known to be safe
         request_id=request[REQUEST_ID],
+        client=Client(request, services.metrics),
     )
     return await pipeline.run(flow)
 
@@ -134,11 +129,9 @@ def create_app(settings: Settings, *, worker: bool = False) -> web.Application:
         redact_secret(settings.upstream_api_key.get_secret_value())
     app = web.Application(middlewares=[watch_requests, request_id, openai_errors])
     app[SERVICES] = Services.for_settings(settings)
-    app[DETACHED] = set()
     app[LIFECYCLE] = Lifecycle()
     app[WORKER] = worker
-    app.cleanup_ctx.append(lifecycle.resources)
-    app.on_shutdown.append(lifecycle.stopping)
+    lifecycle.add_to(app)
     app.add_subapp("/admin", create_admin_app())
     app.router.add_get("/console", to_console)  # before the console's own prefix matches it
     app.add_subapp("/console", create_console_app())

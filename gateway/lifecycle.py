@@ -19,10 +19,9 @@ from aiohttp import web
 
 from gateway.changes import KEYS, PRICES
 from gateway.errors import CannotStart
-from gateway.heartbeats import Heartbeats
-from gateway.journal import settle_holds, this_process
+from gateway.journal import settle_holds
 from gateway.settings import Settings
-from gateway.state import DETACHED, ENDING_S, LIFECYCLE, SERVICES, WORKER
+from gateway.state import ENDING_S, LIFECYCLE, SERVICES, WORKER
 from gateway.store import Store
 from gateway.store.failures import cannot_open, safe_url, store_failure
 
@@ -30,41 +29,99 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL_S = 10.0
 
 
-async def resources(app: web.Application) -> AsyncIterator[None]:
-    """Open the store (migrated) and the upstream session for the app's life. On the way out,
-    requests still finishing for clients that left get what remains of the shutdown grace to
-    write their ledger rows; then the session and the store close (the cache's hit counts and
-    the store's log are flushed first)."""
-    settings = app[SERVICES].settings
-    store, upstream, cache = app[SERVICES].store, app[SERVICES].upstream, app[SERVICES].cache
+def add_to(app: web.Application) -> None:
+    """What the app opens, in order, one cleanup context each: aiohttp closes them in reverse,
+    and a resource that fails to open closes only those opened before it."""
+    app.cleanup_ctx.extend(
+        (store, redis, books, cache, upstream, replicas, background_tasks, housekeeping)
+    )
+    app.on_shutdown.append(stopping)
+
+
+async def store(app: web.Application) -> AsyncIterator[None]:
+    """The store, connected and migrated, for the app's life; closed last."""
+    services = app[SERVICES]
     try:
-        await open_store_or_say_why(store, settings.resolved_database_url)
-        await _check_redis(app)
-        worker = app[WORKER]
-        heartbeats = Heartbeats(store, this_process())
-        if not worker:  # several workers share the store and dirs: the supervisor does this
-            await _settle_the_books(app, heartbeats)
-            empty_spool_dir(settings)
-        await cache.start(empty_tmp=not worker)
-        await upstream.start()
-        await _hear_other_replicas(app)
-        housekeeping = asyncio.create_task(_housekeeping(app, heartbeats))
-        try:
-            yield
-        finally:
-            housekeeping.cancel()
-            await _finish_detached(app, _grace_left(app))
-            deadline = app[LIFECYCLE].deadline
-            if deadline is not None:
-                deadline.cancel()
-            await upstream.close()
-            await app[SERVICES].changes.close()
-            await app[SERVICES].limiter.close()
-            await cache.close()
-            if (redis := app[SERVICES].redis) is not None:
-                await redis.close()
+        await open_store_or_say_why(services.store, services.settings.resolved_database_url)
+        yield
     finally:
-        await store.close()
+        await services.store.close()
+
+
+async def redis(app: web.Application) -> AsyncIterator[None]:
+    """Redis answers (when there is one): the limiter, the cache and the changes share it."""
+    link = app[SERVICES].redis
+    if link is None:
+        yield
+        return
+    await _check_redis(app)
+    try:
+        yield
+    finally:
+        await app[SERVICES].limiter.close()
+        await link.close()
+
+
+async def books(app: web.Application) -> AsyncIterator[None]:
+    """The books are settled before serving (journaled rows replayed, holds of dead processes
+    charged) and leftover spool files removed; with several workers sharing the store and the
+    directories, the supervisor does this."""
+    services = app[SERVICES]
+    if not app[WORKER]:
+        await _settle_the_books(app)
+        empty_spool_dir(services.settings)
+    yield
+
+
+async def cache(app: web.Application) -> AsyncIterator[None]:
+    """The response cache (its directory, index and object store); on the way out, what is
+    being stored goes in and the hit counts are written."""
+    response_cache = app[SERVICES].cache
+    await response_cache.start(empty_tmp=not app[WORKER])
+    try:
+        yield
+    finally:
+        await response_cache.close()
+
+
+async def upstream(app: web.Application) -> AsyncIterator[None]:
+    """The upstream session; closed once the requests still reading from it have ended."""
+    session = app[SERVICES].upstream
+    await session.start()
+    try:
+        yield
+    finally:
+        deadline = app[LIFECYCLE].deadline
+        if deadline is not None:
+            deadline.cancel()
+        await session.close()
+
+
+async def replicas(app: web.Application) -> AsyncIterator[None]:
+    """Changes to keys and teams made here are told to the other replicas; theirs drop the keys
+    kept here, and their price reloads reload here too."""
+    services = app[SERVICES]
+    keys = services.store.keys
+    keys.on_change = functools.partial(services.changes.publish, KEYS)
+    await services.changes.start({KEYS: keys.forget, PRICES: services.reload_prices})
+    try:
+        yield
+    finally:
+        await services.changes.close()
+
+
+async def housekeeping(app: web.Application) -> AsyncIterator[None]:
+    """Every few seconds, in a task of its own; cancelled first on the way out."""
+    task = app[SERVICES].tasks.spawn("housekeeping", _housekeeping(app), lasting=True)
+    yield
+    task.cancel()
+
+
+async def background_tasks(app: web.Application) -> AsyncIterator[None]:
+    """On the way out (first of all), requests still finishing for clients that left and cache
+    stores get what remains of the shutdown grace to end; what is left then is cancelled."""
+    yield
+    await app[SERVICES].tasks.close(_grace_left(app))
 
 
 async def open_store_or_say_why(store: Store, url: str) -> None:
@@ -94,16 +151,7 @@ async def _check_redis(app: web.Application) -> None:
         ) from exc
 
 
-async def _hear_other_replicas(app: web.Application) -> None:
-    """Changes to keys and teams made here are told to the other replicas; theirs drop the keys
-    kept here, and their price reloads reload here too."""
-    services = app[SERVICES]
-    keys = services.store.keys
-    keys.on_change = functools.partial(services.changes.publish, KEYS)
-    await services.changes.start({KEYS: keys.forget, PRICES: services.reload_prices})
-
-
-async def _housekeeping(app: web.Application, heartbeats: Heartbeats) -> None:
+async def _housekeeping(app: web.Application) -> None:
     """Every few seconds: checkpoint the store, say this process lives, replay journaled ledger
     rows and settle the holds that will never settle (expired, or held by a process that has
     died: a worker or a replica killed mid-request, here or on another host), forget idle
@@ -111,7 +159,7 @@ async def _housekeeping(app: web.Application, heartbeats: Heartbeats) -> None:
     services = app[SERVICES]
     steps: tuple[tuple[str, Callable[[], Awaitable[object]]], ...] = (
         ("checkpoint", services.store.checkpoint),
-        ("settling the books", functools.partial(_settle_the_books, app, heartbeats)),
+        ("settling the books", functools.partial(_settle_the_books, app)),
         ("forgetting idle rate windows", _as_coroutine(services.limiter.forget_idle)),
         ("cache housekeeping", services.cache.housekeeping),
     )
@@ -133,12 +181,12 @@ def _as_coroutine(function: Callable[[], object]) -> Callable[[], Awaitable[obje
     return run
 
 
-async def _settle_the_books(app: web.Application, heartbeats: Heartbeats) -> None:
+async def _settle_the_books(app: web.Application) -> None:
     """This process's heartbeat goes in; journaled rows go into the store, then holds that will
     never settle become rows: in that order, so a journaled request is not also charged as an
     orphan."""
     metrics = app[SERVICES].metrics
-    silent = await heartbeats.beat()
+    silent = await app[SERVICES].heartbeats.beat()
     replayed = await app[SERVICES].journal.replay(app[SERVICES].store)
     metrics.ledger_replayed.inc(replayed.rows)
     metrics.ledger_quarantined.inc(replayed.quarantined)
@@ -167,18 +215,6 @@ def _grace_left(app: web.Application) -> float:
     started = app[LIFECYCLE].stopping_at or time.monotonic()
     deadline = started + app[SERVICES].settings.shutdown_grace_s + ENDING_S
     return max(0.0, deadline - time.monotonic())
-
-
-async def _finish_detached(app: web.Application, grace_s: float) -> None:
-    pending = app[DETACHED].copy()
-    if not pending:
-        return
-    log.info("waiting up to %gs for %d requests to finish", grace_s, len(pending))
-    _, late = await asyncio.wait(pending, timeout=grace_s)
-    for task in late:
-        task.cancel()
-    if late:
-        await asyncio.wait(late)
 
 
 def empty_spool_dir(settings: Settings) -> None:

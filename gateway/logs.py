@@ -135,15 +135,15 @@ def log_request(flow: Flow, *, with_prompt: bool = False) -> None:
         "status": flow.result.status,
         "outcome": flow.result.outcome.value,
         "cache": flow.result.cache_status.value,
-        "images": flow.bill.images,
-        "cost_usd": nanos_to_usd(flow.bill.cost_nanos),
-        "saved_usd": nanos_to_usd(flow.bill.saved_nanos),
+        "images": flow.result.images,
+        "cost_usd": nanos_to_usd(flow.result.cost_nanos),
+        "saved_usd": nanos_to_usd(flow.result.saved_nanos),
         "latency_ms": round((time.perf_counter() - flow.timings.started) * 1000, 3),
-        "upstream_request_id": flow.upstream_request_id,
+        "upstream_request_id": flow.answer.upstream_request_id,
     }
     if flow.result.error_code is not None:
         fields["error_code"] = flow.result.error_code
-    if flow.result.client_gone:
+    if flow.client.gone:
         fields["client_gone"] = True
     prompt = flow.params.get("prompt")
     if with_prompt and isinstance(prompt, str):

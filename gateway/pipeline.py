@@ -1,10 +1,14 @@
-"""The ordered stages of a proxied request. Reading STAGES tells a request's whole story.
+"""The ordered stages of a proxied request, and its ending. Reading STAGES, then ENDING, tells
+a request's whole story.
 
-Each stage is `async def stage(flow) -> StreamResponse | None`: it fills in its part of the Flow,
-and returning a response ends the chain (a cache hit, a relayed answer). A stage refuses by raising
-GatewayError. Whatever happens, ENDING runs when the request ends, in its order: the upstream
-response is released, followers of a leader get their outcome, spool files are removed, the
-ledger row is written (settling the reservation) and the request is reported.
+Each stage is `async def stage(flow) -> bool | None`: it fills in its part of the Flow, and
+returning True ends the chain: a source has answered (the cache, or upstream through the relay),
+having handed its answer to the client's writer. A stage refuses by raising GatewayError.
+
+Whatever happens, ENDING runs when the request ends, in its order: the result is computed once,
+the ledger row is written (the one commit point, settling the hold), the writer sends what is
+left (a whole answer with its cost, a stream's ending, or the error), a leader's followers get
+their answer, upstream and the spool files are released, and the request is reported.
 
 From DETACHED_FROM on, the stages run in a task of their own: a client that leaves cancels only
 its wait, while the upstream call finishes and is charged for what it produced.
@@ -14,20 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from gateway import auth
-from gateway.accounting import (
-    check_rate_limits,
-    estimate_cost,
-    record,
-    reserve_budget,
-    settle_outcome,
-)
-from gateway.background import spawn
+from gateway.accounting.commit import write_ledger_row
+from gateway.accounting.settle import close_the_books
+from gateway.accounting.stages import check_rate_limits, estimate_cost, reserve_budget
 from gateway.body import Pace, read_body
 from gateway.cache.stages import join_in_flight, plan_cache, serve_from_cache
 from gateway.endpoints import check_forwarded_method, upstream_path
@@ -35,11 +33,11 @@ from gateway.errors import GatewayError, invalid_request, storage_unavailable
 from gateway.flow import Caller, Flow
 from gateway.logs import log_request
 from gateway.params import read_params, text
-from gateway.relay import relay_response
+from gateway.relay import call_upstream, relay_response
 from gateway.store.failures import describe, store_failure
 
 log = logging.getLogger(__name__)
-Stage = Callable[[Flow], Awaitable[web.StreamResponse | None]]
+Stage = Callable[[Flow], Awaitable[bool | None]]
 # A step of a request's ending: the Flow, and the error the request ended with (or None).
 Ending = Callable[[Flow, BaseException | None], Awaitable[None]]
 
@@ -142,32 +140,6 @@ async def inspect_request(flow: Flow) -> None:
     flow.parsed = read_params(flow.params, model)
 
 
-async def call_upstream(flow: Flow) -> None:
-    """Upstream has answered with a status and headers; its body is still to be read."""
-    body = flow.body
-    assert body is not None
-    request = flow.request
-    flow.timings.upstream_started = time.perf_counter()
-    flow.upstream = await flow.services.upstream.send(
-        request.method,
-        flow.upstream_path,
-        request.headers,
-        body.payload(),
-        body.size,
-        request_id=flow.request_id,
-    )
-    if flow.upstream.status == 401:
-        # Upstream rejected the gateway's own key. Passing that on would tell the client its
-        # key is wrong (and echo a masked upstream key); it is the operator's problem instead.
-        raise GatewayError(
-            502,
-            "The upstream API rejected the gateway's credentials. Ask the gateway's operator"
-            " to check GATEWAY_UPSTREAM_API_KEY.",
-            type="upstream_error",
-            code="upstream_auth_failed",
-        )
-
-
 STAGES: tuple[Stage, ...] = (
     check_path,
     check_method,
@@ -186,60 +158,54 @@ STAGES: tuple[Stage, ...] = (
 DETACHED_FROM = call_upstream
 
 
+async def answer_client(flow: Flow, error: BaseException | None) -> None:
+    """The writer sends what is left, now that the cost is known and the row is written."""
+    await flow.client.finish(flow, error)
+
+
+async def finish_leader(flow: Flow, error: BaseException | None) -> None:
+    """Followers of this request get its answer; a complete one goes into the cache."""
+    if flow.leader is not None:
+        await flow.leader.finish(flow, error)
+
+
 async def release_upstream(flow: Flow, error: BaseException | None) -> None:
     if flow.upstream is not None:
         flow.upstream.release()
 
 
-async def remove_response_spool(flow: Flow, error: BaseException | None) -> None:
+async def remove_spools(flow: Flow, error: BaseException | None) -> None:
     if flow.response_body is not None:
         await flow.response_body.aclose()
-
-
-async def settle_leader(flow: Flow, error: BaseException | None) -> None:
-    """Followers of this request get an outcome, and new twins no longer join it."""
-    if flow.leader is not None:
-        await flow.leader.settle(error)
-
-
-async def remove_request_spool(flow: Flow, error: BaseException | None) -> None:
     if flow.body is not None:
         await flow.body.aclose()
 
 
-async def write_ledger_row(flow: Flow, error: BaseException | None) -> None:
-    """An authenticated request's one row, unless the relay wrote it already (before its last
-    byte went out)."""
-    await record(flow, error)
-
-
 async def report(flow: Flow, error: BaseException | None) -> None:
-    """Counted in the metrics and logged in one line, once status, outcome and cost are final."""
-    if not flow.bill.recorded:  # refused before authentication: no ledger row settled these
-        settle_outcome(flow, error)
+    """Counted in the metrics and logged in one line; both read the flow."""
     flow.services.metrics.observe_request(flow, error)
     log_request(flow, with_prompt=flow.services.settings.log_prompts)
 
 
 ENDING: tuple[Ending, ...] = (
-    release_upstream,
-    remove_response_spool,
-    settle_leader,
-    remove_request_spool,
+    close_the_books,
     write_ledger_row,
+    answer_client,
+    finish_leader,
+    release_upstream,
+    remove_spools,
     report,
 )
 
 
-async def _run_stages(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamResponse | None:
+async def _run_stages(flow: Flow, stages: tuple[Stage, ...]) -> bool:
     for stage in stages:
-        response = await stage(flow)
-        if response is not None:
-            return response
-    return None
+        if await stage(flow):
+            return True
+    return False
 
 
-async def _run_before_upstream(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamResponse | None:
+async def _run_before_upstream(flow: Flow, stages: tuple[Stage, ...]) -> bool:
     """The stages before the upstream call; a store (or disk) that fails them refuses the
     request with a clean 503, since nothing has gone upstream yet."""
     try:
@@ -257,55 +223,62 @@ async def _run_before_upstream(flow: Flow, stages: tuple[Stage, ...]) -> web.Str
 
 async def end(flow: Flow, error: BaseException | None) -> None:
     """Run ENDING in order, however the request ended (`error`); a step that fails is logged
-    and the next one runs all the same."""
+    and the next one runs all the same (a cancellation too, raised again once all have run)."""
+    cancelled: asyncio.CancelledError | None = None
     for step in ENDING:
         try:
             await step(flow, error)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
         except Exception:
             log.exception("ending %s: %s failed", flow.request_id, step.__name__)
+    if cancelled is not None:
+        raise cancelled
 
 
 async def run(flow: Flow, stages: tuple[Stage, ...] = STAGES) -> web.StreamResponse:
-    """Run the stages in order until one answers, then the ending. From DETACHED_FROM on, the
+    """Run the stages in order until one answers, then the ending; what the writer answered is
+    returned (else the error is raised, for the error middleware). From DETACHED_FROM on, the
     stages and the ending run in a task of their own, which a client that leaves does not
     cancel."""
     split = stages.index(DETACHED_FROM) if DETACHED_FROM in stages else len(stages)
     flow.services.metrics.request_started()
-    detached: asyncio.Task[web.StreamResponse | None] | None = None
-    error: BaseException | None = None
     try:
-        response = await _run_before_upstream(flow, stages[:split])
-        if response is None and split < len(stages):
-            detached = spawn(flow.request.app, _finish(flow, stages[split:]))
-            response = await _wait_for(flow, detached)
+        answered = await _run_before_upstream(flow, stages[:split])
     except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        if detached is None:
-            await end(flow, error)
-    if response is None:
-        raise RuntimeError("the pipeline ended without a response")
-    return response
+        await end(flow, exc)
+        return _answered(flow, exc)
+    if not answered and split < len(stages):
+        name = f"request {flow.request_id}"
+        detached = flow.services.tasks.spawn(name, _finish(flow, stages[split:]))
+        return await _wait_for(flow, detached)
+    await end(flow, None)
+    return _answered(flow, None)
 
 
-async def _finish(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamResponse | None:
-    error: BaseException | None = None
+def _answered(flow: Flow, error: BaseException | None) -> web.StreamResponse:
+    """The writer's response; or, when it wrote none, the error, raised again."""
+    if flow.client.response is not None and not isinstance(error, asyncio.CancelledError):
+        return flow.client.response
+    if error is not None:
+        raise error
+    raise RuntimeError("the pipeline ended without a response")
+
+
+async def _finish(flow: Flow, stages: tuple[Stage, ...]) -> web.StreamResponse:
     try:
-        return await _run_stages(flow, stages)
+        await _run_stages(flow, stages)
     except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        await end(flow, error)
+        await end(flow, exc)
+        return _answered(flow, exc)
+    await end(flow, None)
+    return _answered(flow, None)
 
 
-async def _wait_for(
-    flow: Flow, task: asyncio.Task[web.StreamResponse | None]
-) -> web.StreamResponse | None:
+async def _wait_for(flow: Flow, task: asyncio.Task[web.StreamResponse]) -> web.StreamResponse:
     """The detached task's answer; a client that leaves cancels only this wait."""
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        flow.result.client_gone = True
+        flow.client.left()
         raise

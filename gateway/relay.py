@@ -1,13 +1,15 @@
-"""Relay an upstream response to where it goes (the client, and the cache leader: see
-client.py's sinks), reading on the way what accounting needs.
+"""Upstream as a source of answers: the call, and its answer read and handed to the client's
+writer (client.py), with what accounting needs noted on the way (`flow.answer`).
 
 A whole (non-stream) body is read first, spooled past a threshold, so that its `usage` is known
-and its ledger row committed before the client receives the body with `x-gateway-cost-usd`.
+(and its ledger row committed, by the ending) before the client receives the body with
+`x-gateway-cost-usd`.
 
 A stream is relayed event by event, each the moment its closing blank line arrives; it is never
 buffered whole. Events are inspected after they are written, so inspection never delays them. The
-cost is known only at the end, so it is sent as a last SSE comment `: gateway-cost-usd=…`. If the
-client leaves, the stream is still read to its end, so what upstream produced is charged.
+cost is known only at the end, so the writer sends it as a last SSE comment `: gateway-cost-usd=…`.
+If the client leaves, the stream is still read to its end, so what upstream produced is charged
+(unless no one else waits for it: then it is no longer read, and charged its estimate).
 """
 
 from __future__ import annotations
@@ -20,19 +22,10 @@ from collections import deque
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-from gateway.accounting import cost_header, record
 from gateway.body import SpooledBody, TooLarge, spool_chunks
-from gateway.client import (
-    CLIENT_GONE,
-    ClientWriter,
-    StreamSink,
-    gateway_headers,
-    stream_cut_event,
-    stream_headers,
-)
-from gateway.errors import upstream_unreachable
+from gateway.client import gateway_headers, stream_cut_event
+from gateway.errors import GatewayError, upstream_unreachable
 from gateway.flow import Flow
 from gateway.logs import redact_bytes
 from gateway.outcome import Outcome
@@ -53,6 +46,32 @@ _COUNTED = frozenset({"data"})
 # A body or event this large is scanned on a thread: the scan skips strings in C, but an
 # upstream could send many small values, each a step in Python.
 LARGE_SCAN_BYTES = 64 * 1024
+
+
+async def call_upstream(flow: Flow) -> None:
+    """Upstream has answered with a status and headers; its body is still to be read."""
+    body = flow.body
+    assert body is not None
+    request = flow.request
+    flow.timings.upstream_started = time.perf_counter()
+    flow.upstream = await flow.services.upstream.send(
+        request.method,
+        flow.upstream_path,
+        request.headers,
+        body.payload(),
+        body.size,
+        request_id=flow.request_id,
+    )
+    if flow.upstream.status == 401:
+        # Upstream rejected the gateway's own key. Passing that on would tell the client its
+        # key is wrong (and echo a masked upstream key); it is the operator's problem instead.
+        raise GatewayError(
+            502,
+            "The upstream API rejected the gateway's credentials. Ask the gateway's operator"
+            " to check GATEWAY_UPSTREAM_API_KEY.",
+            type="upstream_error",
+            code="upstream_auth_failed",
+        )
 
 
 def read_usage(found: Any) -> Usage | None:
@@ -101,22 +120,22 @@ def salvage_buffered(content: aiohttp.StreamReader) -> bytes:
     return data
 
 
-async def relay_response(flow: Flow) -> web.StreamResponse:
-    """The client has the whole response (or has left), and the ledger row is written."""
+async def relay_response(flow: Flow) -> bool:
+    """Upstream's answer is read (a stream: relayed as it arrives) and handed to the writer."""
     upstream = flow.upstream
     assert upstream is not None
-    flow.result.status = upstream.status
-    flow.upstream_request_id = upstream.headers.get("x-request-id")
+    flow.answer.status = upstream.status
+    flow.answer.upstream_request_id = upstream.headers.get("x-request-id")
     if upstream.content_type == "text/event-stream":
-        return await relay_stream(flow, upstream)
-    return await relay_body(flow, upstream)
+        await relay_stream(flow, upstream)
+    else:
+        await read_body(flow, upstream)
+    return True
 
 
-def _headers(flow: Flow, upstream: aiohttp.ClientResponse) -> dict[str, str]:
-    return gateway_headers(flow, client_response_headers(upstream.headers))
-
-
-async def relay_body(flow: Flow, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+async def read_body(flow: Flow, upstream: aiohttp.ClientResponse) -> None:
+    """The whole body is read (spooled past a threshold) and scanned for what it produced;
+    the writer sends it once it is costed."""
     settings = flow.services.settings
     try:
         body = await spool_chunks(
@@ -137,53 +156,26 @@ async def relay_body(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stream
         ) from exc
     flow.timings.upstream_ended = time.perf_counter()
     flow.response_body = body  # removed by the request's ending
+    answer = flow.answer
     if upstream.status == 200:
         found = await scan_body(body)
-        flow.bill.usage = read_usage(found.members.get("usage"))
-        flow.bill.svg_usage = read_svg_usage(found.members.get("svg_usage"))
-        flow.bill.images = found.counts.get("data", flow.n)
+        answer.usage = read_usage(found.members.get("usage"))
+        answer.svg_usage = read_svg_usage(found.members.get("svg_usage"))
+        answer.images = found.counts.get("data", flow.n)
     elif not body.spooled:
         body.replace(redact_bytes(body.buffer()))  # an error that echoes the upstream key
-    await record(flow)
-
-    headers = _headers(flow, upstream)
-    headers["x-gateway-cost-usd"] = cost_header(flow)
-    if flow.leader is not None:
-        await flow.leader.body(headers, body)
-    if not body.spooled:
-        return web.Response(status=upstream.status, body=body.bytes_in_memory(), headers=headers)
-    return await _send_spooled(flow, upstream.status, headers, body)
+    headers = gateway_headers(flow, client_response_headers(upstream.headers))
+    content = body if body.spooled else body.bytes_in_memory()
+    flow.client.send_whole(upstream.status, headers, content, body.size)
 
 
-async def _send_spooled(
-    flow: Flow, status: int, headers: dict[str, str], body: SpooledBody
-) -> web.StreamResponse:
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = body.size
-    try:
-        await response.prepare(flow.request)
-        payload = body.payload()
-        assert not isinstance(payload, bytes)
-        async for chunk in payload:
-            await response.write(chunk)
-        await response.write_eof()
-    except CLIENT_GONE:
-        flow.result.client_gone = True
-    return response
-
-
-async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-    """Holds at the end: the client received every whole event upstream sent, then either
-    upstream's own ending or one `error` event saying the stream was cut, then the cost comment;
-    and the ledger row was written before that last comment."""
-    headers = {**_headers(flow, upstream), **stream_headers()}
-    response = web.StreamResponse(status=upstream.status, headers=headers)
-    # The client first: no sink after it delays what the client gets.
-    sinks: list[StreamSink] = [ClientWriter(flow, response)]
-    if flow.leader is not None:
-        sinks.append(flow.leader)
-    for sink in sinks:
-        await sink.started(headers)
+async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> None:
+    """Holds at the end: the client received every whole event upstream sent; `flow.answer`
+    says whether upstream ended it (and how) or why it was cut, with the `error` event the
+    writer then sends before the cost comment."""
+    headers = gateway_headers(flow, client_response_headers(upstream.headers))
+    tap = flow.leader if upstream.status == 200 else None
+    await flow.client.open_stream(upstream.status, headers, tap)
 
     splitter = EventSplitter()
     finished = False  # the last completed event, or an error event, has been seen
@@ -194,8 +186,7 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
             name = event_name(raw) or ""
             if name == "error":
                 raw = bytearray(redact_bytes(raw))  # an error that echoes the upstream key
-            for sink in sinks:
-                await sink.event(raw)
+            await flow.client.write(raw)
             finished = await _inspect_event(flow, name, raw) or finished
 
     settings = flow.services.settings
@@ -208,7 +199,7 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
                 failure = _reason_to_stop(flow, splitter)
                 if failure is not None:
                     upstream.close()  # nothing more of it is read
-                    flow.bill.abandoned = failure is CLIENT_LEFT
+                    flow.answer.abandoned = failure is CLIENT_LEFT
                     break
     except UPSTREAM_BROKE as exc:
         if lifetime.expired():
@@ -223,13 +214,8 @@ async def relay_stream(flow: Flow, upstream: aiohttp.ClientResponse) -> web.Stre
         failure = "upstream ended the stream before its completed event"
     if failure is not None:
         log.warning("image stream cut: %s", failure)
-        flow.result.outcome = Outcome.STREAM_CUT
-
-    await record(flow)
-    trailer = b"" if failure is None else stream_cut_event(failure)
-    for sink in sinks:
-        await sink.ended(trailer)
-    return response
+        flow.answer.outcome = Outcome.STREAM_CUT
+        flow.answer.trailer = stream_cut_event(failure)
 
 
 CLIENT_LEFT = "the client left, and no one else waits for this stream"
@@ -242,7 +228,7 @@ def _reason_to_stop(flow: Flow, splitter: EventSplitter) -> str | None:
     limit = flow.services.settings.upstream_max_event_bytes
     if splitter.pending > limit:
         return f"an event grew past {limit} bytes (GATEWAY_UPSTREAM_MAX_EVENT_BYTES)"
-    if flow.result.client_gone and flow.leader is None:
+    if flow.client.gone and flow.leader is None:
         return CLIENT_LEFT
     return None
 
@@ -250,23 +236,24 @@ def _reason_to_stop(flow: Flow, splitter: EventSplitter) -> str | None:
 async def _inspect_event(flow: Flow, name: str, raw: bytearray) -> bool:
     """Count what the event `name` carries; True when it ends the stream: the completed event
     of the last of the n images, or an error."""
+    answer = flow.answer
     if name.endswith(".partial_image"):
-        flow.bill.partial_images_pending += 1
+        answer.partial_images_pending += 1
     elif name.endswith(".completed"):
-        flow.bill.images += 1
-        flow.bill.partial_images_pending = 0
+        answer.images += 1
+        answer.partial_images_pending = 0
         found = await _scan_event(raw)
         if (usage := read_usage(found.members.get("usage"))) is not None:
-            flow.bill.stream_usages.append(usage)
-            flow.bill.usage = stream_usage(flow.bill.stream_usages)
-        flow.bill.svg_usage = read_svg_usage(found.members.get("svg_usage")) or flow.bill.svg_usage
-        return flow.bill.images >= flow.n
+            answer.stream_usages.append(usage)
+            answer.usage = stream_usage(answer.stream_usages)
+        answer.svg_usage = read_svg_usage(found.members.get("svg_usage")) or answer.svg_usage
+        return answer.images >= flow.n
     elif name == "error":
-        flow.result.outcome = Outcome.UPSTREAM_ERROR
+        answer.outcome = Outcome.UPSTREAM_ERROR
         # An error event is charged what its own usage says, if it has one (else nothing more).
         if (usage := read_usage((await _scan_event(raw)).members.get("usage"))) is not None:
-            flow.bill.stream_usages.append(usage)
-            flow.bill.usage = stream_usage(flow.bill.stream_usages)
+            answer.stream_usages.append(usage)
+            answer.usage = stream_usage(answer.stream_usages)
         return True
     return False
 

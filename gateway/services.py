@@ -18,12 +18,14 @@ from gateway.admin_guard import AuthThrottle
 from gateway.cache.cache import ResponseCache
 from gateway.changes import Changes, changes_for
 from gateway.health import WriteHealth
-from gateway.journal import LedgerJournal
+from gateway.heartbeats import Heartbeats
+from gateway.journal import LedgerJournal, this_process
 from gateway.metrics import Metrics
 from gateway.pricing import PriceError, PriceTable, load_prices
 from gateway.quota import Limiter, RateLimiter
 from gateway.settings import Settings
 from gateway.store import Store, open_store
+from gateway.tasks import Tasks
 from gateway.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -59,6 +61,8 @@ class Services:
     health: WriteHealth  # whether the store and the journal take writes now
     redis: RedisLink | None  # the one Redis client, shared by limiter, cache and changes
     auth_throttle: AuthThrottle  # wrong admin credentials per client address
+    tasks: Tasks  # the one owner of background work (detached requests, cache stores, ...)
+    heartbeats: Heartbeats  # this process's, in the store: holds of silent ones are settled
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Services:
@@ -84,6 +88,8 @@ class Services:
             health=WriteHealth(),
             redis=redis,
             auth_throttle=AuthThrottle(metrics.admin_auth_failed),
+            tasks=Tasks(),
+            heartbeats=Heartbeats(store, this_process()),
         )
 
     def reload_prices(self) -> bool:

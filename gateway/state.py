@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
@@ -33,6 +32,3 @@ SERVICES = web.AppKey("services", Services)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 # True when this process is one of several workers serving the same port and data dir.
 WORKER = web.AppKey("worker", bool)
-# Requests that finish after their client left (to charge what upstream produced); the app waits
-# for them before it closes the store.
-DETACHED: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("detached")

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any, cast
 from unittest import mock
 
+from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.test_utils import make_mocked_request
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.auth import hash_key
+from gateway.client import Client
 from gateway.endpoints import endpoint_for
 from gateway.flow import Flow
 from gateway.services import Services
@@ -86,10 +88,89 @@ def make_flow(
     payload.feed_data(body)
     payload.feed_eof()
     request = make_mocked_request(method, path, headers=sent, payload=payload)
+    services = make_services(tmp, store, **settings)
     return Flow(
         request=request,
-        services=make_services(tmp, store, **settings),
+        services=services,
         endpoint=endpoint_for(path.removeprefix("/v1/images/")),
         upstream_path="",
         request_id="req_unit",
+        client=Client(request, services.metrics),
     )
+
+
+class FakeContent:
+    """What the relay reads of an upstream body: its chunks, then `fails` (an exception, such as
+    aiohttp.ClientPayloadError) or the end; `_buffer` as aiohttp's reader keeps it."""
+
+    def __init__(self, chunks: list[bytes], fails: BaseException | None = None) -> None:
+        self.chunks = chunks
+        self.fails = fails
+        self._buffer: Any = None
+        self._buffer_offset = 0
+
+    async def iter_any(self) -> Any:
+        for chunk in self.chunks:
+            yield chunk
+        if self.fails is not None:
+            raise self.fails
+
+
+class FakeUpstreamResponse:
+    """An upstream answer, as the relay sees an aiohttp.ClientResponse."""
+
+    def __init__(
+        self,
+        status: int = 200,
+        chunks: list[bytes] | None = None,
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        fails: BaseException | None = None,
+    ) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.headers = CIMultiDictProxy(
+            CIMultiDict({"Content-Type": content_type, "x-request-id": "req_up", **(headers or {})})
+        )
+        self.content = FakeContent(chunks or [], fails)
+        self.closed = self.released = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def release(self) -> None:
+        self.released = True
+
+
+class FakeUpstream:
+    """services.upstream: answers every `send` with the next of `answers` (and keeps what was
+    sent)."""
+
+    def __init__(self, *answers: FakeUpstreamResponse) -> None:
+        self.answers = list(answers)
+        self.sent: list[tuple[str, str]] = []
+
+    async def send(self, method: str, path: str, *_: Any, **__: Any) -> FakeUpstreamResponse:
+        self.sent.append((method, path))
+        return self.answers.pop(0)
+
+
+def event(name: str, data: dict[str, Any]) -> bytes:
+    """One SSE event as upstream sends it."""
+    return f"event: {name}\ndata: {jsonlib.dumps(data)}\n\n".encode()
+
+
+def sent_to_client(flow: Flow) -> tuple[str, dict[str, str], bytes]:
+    """What the writer sent on the flow's (mocked) connection: status line, headers, bytes;
+    or, for a response it left for aiohttp to send, the same read from that response."""
+    response = flow.client.response
+    writer: Any = flow.request._payload_writer  # make_mocked_request's recording writer
+    if response is not None and not response.prepared:
+        assert isinstance(response, web.Response)
+        body = response.body
+        assert isinstance(body, bytes)
+        return f"HTTP/1.1 {response.status}", dict(response.headers), body
+    (status_line, headers), _ = writer.write_headers.call_args
+    data = b"".join(bytes(call.args[0]) for call in writer.write.call_args_list)
+    return " ".join(status_line.split(" ")[:2]), dict(headers), data

@@ -1,77 +1,123 @@
-"""Writing to the client: the writer as a StreamSink (events, then trailer and cost comment, and
-nothing after the client left), and the headers and events every answer shares."""
+"""The one writer to the client: a stream as it arrives then its trailer and cost comment; a
+whole answer held until it is costed; the gateway's own errors; nothing written after the client
+left. No server: the connection is make_mocked_request's recording writer."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from aiohttp import web
-
-from gateway.client import (
-    ClientWriter,
-    cost_comment,
-    gateway_headers,
-    stream_cut_event,
-    stream_headers,
-)
+from gateway.client import Client, cost_comment, gateway_headers, stream_cut_event, stream_headers
+from gateway.errors import GatewayError
+from gateway.flow import Answer, Result
 from gateway.outcome import CacheStatus
 from gateway.sse import event_name
-from tests.factories import make_flow
+from tests.factories import make_flow, sent_to_client
 
 
-class FakeResponse:
-    """What the writer uses of a StreamResponse; `gone_after` writes, the client leaves."""
+class Tap:
+    """A cache leader's part: what it saw of the stream."""
 
-    def __init__(self, gone_after: int | None = None) -> None:
-        self.sent: list[bytes] = []
-        self.prepared = self.ended = False
-        self.gone_after = gone_after
+    def __init__(self) -> None:
+        self.headers: dict[str, str] | None = None
+        self.events: list[bytes] = []
 
-    async def prepare(self, request: Any) -> None:
-        self.prepared = True
+    async def started(self, headers: dict[str, str]) -> None:
+        self.headers = headers
 
-    async def write(self, data: bytes | bytearray) -> None:
-        if self.gone_after is not None and len(self.sent) >= self.gone_after:
-            raise ConnectionResetError("the client left")
-        self.sent.append(bytes(data))
+    async def event(self, raw: bytes | bytearray) -> None:
+        self.events.append(bytes(raw))
 
-    async def write_eof(self) -> None:
-        self.ended = True
+    async def finish(self, flow: Any, error: BaseException | None) -> None:
+        raise AssertionError("the writer never finishes a leader")
 
 
-async def test_a_stream_goes_out_whole_with_its_trailer_and_cost(tmp_path: Path) -> None:
+async def test_a_stream_goes_out_as_it_arrives_then_its_trailer_and_cost(tmp_path: Path) -> None:
     flow = make_flow(tmp_path)
-    flow.bill.cost_nanos = 1_500_000
-    response = FakeResponse()
-    writer = ClientWriter(flow, cast(web.StreamResponse, response))
-    await writer.started({})
-    await writer.event(b"event: image_generation.partial_image\ndata: {}\n\n")
-    trailer = stream_cut_event("upstream went away")
-    await writer.ended(trailer)
-    assert response.prepared and response.ended
-    assert response.sent[1] == trailer and event_name(trailer) == "error"
-    assert json.loads(trailer.split(b"data: ")[1])["error"]["code"] == "stream_cut"
-    assert response.sent[2] == cost_comment(flow) == b": gateway-cost-usd=0.0015\n\n"
-    assert flow.timings.first_event_at is not None and not flow.result.client_gone
+    tap = Tap()
+    await flow.client.open_stream(200, {"x-a": "1"}, tap)
+    event = b"event: image_generation.partial_image\ndata: {}\n\n"
+    await flow.client.write(event)
+    assert sent_to_client(flow)[2] == event and tap.events == [event]  # the client, then tap
+    flow.answer.trailer = stream_cut_event("upstream went away")
+    flow.result = Result(status=200, cost_nanos=1_500_000)
+    await flow.client.finish(flow, None)
+    _, headers, sent = sent_to_client(flow)
+    assert headers["x-a"] == "1" and headers["X-Accel-Buffering"] == "no"
+    trailer = sent[len(event) :]
+    assert trailer.startswith(flow.answer.trailer) and event_name(flow.answer.trailer) == "error"
+    assert json.loads(flow.answer.trailer.split(b"data: ")[1])["error"]["code"] == "stream_cut"
+    assert trailer.endswith(b": gateway-cost-usd=0.0015\n\n")
+    assert tap.events == [event]  # the tap never sees the trailer
+    assert flow.client.stream_open and flow.client.first_event_at is not None
+
+
+async def test_a_stream_that_failed_in_the_gateway_ends_with_a_cut_event(tmp_path: Path) -> None:
+    flow = make_flow(tmp_path)
+    await flow.client.open_stream(200, {})
+    await flow.client.finish(flow, RuntimeError("a bug"))
+    sent = sent_to_client(flow)[2]
+    assert event_name(sent) == "error" and b"the gateway failed" in sent
 
 
 async def test_after_the_client_leaves_writes_go_nowhere(tmp_path: Path) -> None:
     flow = make_flow(tmp_path)
-    response = FakeResponse(gone_after=1)
-    writer = ClientWriter(flow, cast(web.StreamResponse, response))
-    await writer.started({})
+    await flow.client.open_stream(200, {})
+    writer: Any = flow.request._payload_writer
+    writer.write.side_effect = ConnectionResetError("the client left")
     for _ in range(3):
-        await writer.event(b"data: x\n\n")
-    await writer.ended(b"")
-    assert flow.result.client_gone and len(response.sent) == 1 and not response.ended
+        await flow.client.write(b"data: x\n\n")
+    await flow.client.finish(flow, None)
+    assert flow.client.gone and writer.write.call_count == 1
+    assert not writer.write_eof.called
+
+
+async def test_a_whole_answer_waits_for_its_cost(tmp_path: Path) -> None:
+    flow = make_flow(tmp_path)
+    flow.client.send_whole(200, {"content-type": "application/json"}, b'{"data": []}', 12)
+    assert flow.client.response is None
+    flow.result = Result(status=200, cost_nanos=42_000_000)
+    await flow.client.finish(flow, None)
+    status, headers, body = sent_to_client(flow)
+    assert (status, body) == ("HTTP/1.1 200", b'{"data": []}')
+    assert headers["x-gateway-cost-usd"] == "0.042" and "x-gateway-saved-usd" not in headers
+
+
+async def test_a_stored_stream_is_replayed_with_its_cost_comment_counted_in_its_length(
+    tmp_path: Path,
+) -> None:
+    flow = make_flow(tmp_path)
+    stored = b"event: image_generation.completed\ndata: {}\n\n"
+    flow.client.send_whole(200, {}, stored, len(stored), events=True)
+    flow.result = Result(status=200, cache_status=CacheStatus.HIT, saved_nanos=5_000_000)
+    await flow.client.finish(flow, None)
+    _, headers, sent = sent_to_client(flow)
+    assert sent == stored + cost_comment(flow.result)
+    assert headers["Content-Length"] == str(len(sent))
+    assert (headers["x-gateway-cost-usd"], headers["x-gateway-saved-usd"]) == ("0.00", "0.005")
+    assert flow.client.stream_open
+
+
+async def test_the_gateways_own_error_is_answered_by_the_writer_but_not_a_408(
+    tmp_path: Path,
+) -> None:
+    flow = make_flow(tmp_path)
+    refused = GatewayError(429, "slow down", code="rate_limit_exceeded")
+    await flow.client.finish(flow, refused)
+    assert flow.client.response is not None and flow.client.response.status == 429
+    assert flow.client.response.headers["x-gateway-cache"] == "bypass"
+
+    slow = make_flow(tmp_path)
+    await slow.client.finish(slow, GatewayError(408, "too slow", code="request_timeout"))
+    assert slow.client.response is None  # the error middleware closes that connection
 
 
 async def test_every_answer_says_its_request_and_cache_status(tmp_path: Path) -> None:
     flow = make_flow(tmp_path)
-    flow.result.cache_status = CacheStatus.HIT
-    flow.result.response_headers["x-ratelimit-remaining-requests"] = "9"
+    flow.answer = dataclasses.replace(Answer(), served=CacheStatus.HIT)
+    flow.rate_headers["x-ratelimit-remaining-requests"] = "9"
     headers = gateway_headers(flow, {"content-type": "application/json"})
     assert headers == {
         "content-type": "application/json",
@@ -80,3 +126,4 @@ async def test_every_answer_says_its_request_and_cache_status(tmp_path: Path) ->
         "x-gateway-cache": "hit",
     }
     assert stream_headers()["X-Accel-Buffering"] == "no"
+    assert isinstance(flow.client, Client)

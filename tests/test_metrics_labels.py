@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.errors import GatewayError
+from gateway.flow import Result
 from gateway.metrics.labels import model_label, refusal_reason, status_class
 from gateway.outcome import Outcome
 from tests.factories import make_flow
@@ -20,9 +21,9 @@ async def test_refusal_reasons_follow_the_outcome(tmp_path: Path) -> None:
         Outcome.INVALID: "invalid",
     }
     for outcome in Outcome:
-        flow.result.outcome = outcome
+        flow.result = Result(outcome=outcome)
         assert refusal_reason(flow, None) == expected.get(outcome)
-    flow.result.outcome = Outcome.REFUSED_RATE
+    flow.result = Result(outcome=Outcome.REFUSED_RATE)
     images = GatewayError(429, "x", type="images", outcome=Outcome.REFUSED_RATE)
     assert refusal_reason(flow, images) == "ipm"
 

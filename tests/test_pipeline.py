@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from gateway import pipeline
-from gateway.accounting import reserve_budget
 from gateway.errors import GatewayError
 from gateway.flow import Caller, Flow
 from gateway.outcome import Outcome
@@ -61,27 +60,13 @@ async def test_a_body_is_read_and_inspected_into_params(tmp_path: Path) -> None:
     await pipeline.inspect_request(flow)
     assert flow.params == body and flow.model == "gpt-image-1"
     assert (flow.n, flow.stream) == (2, True)
-    await pipeline.remove_request_spool(flow, None)
+    await pipeline.remove_spools(flow, None)
 
     missing_model = make_flow(tmp_path, json={"prompt": "a kite"})
     await pipeline.read_request_body(missing_model)
     with pytest.raises(GatewayError) as refused:
         await pipeline.inspect_request(missing_model)
     assert (refused.value.code, refused.value.param) == ("missing_required_parameter", "model")
-
-
-async def test_a_budget_that_cannot_pay_refuses_with_its_outcome(tmp_path: Path) -> None:
-    budgeted = dataclasses.replace(KEY, budget_nanos=1)
-    flow = make_flow(tmp_path, store=FakeStore(fits=False))
-    flow.caller, flow.bill.estimate_nanos = Caller(budgeted, TEAM), 10
-    with pytest.raises(GatewayError) as refused:
-        await reserve_budget(flow)
-    assert refused.value.outcome is Outcome.REFUSED_BUDGET and refused.value.status == 429
-
-    paid = make_flow(tmp_path)
-    paid.caller, paid.bill.estimate_nanos = Caller(budgeted, TEAM), 10
-    await reserve_budget(paid)
-    assert paid.bill.reservation_id == 1
 
 
 def _revoked(key: ApiKey) -> ApiKey:

@@ -151,10 +151,20 @@ class ResponseCache:
         count, _ = self._hits.get(key, (0, 0.0))
         self._hits[key] = (count + 1, time.time())
 
-    def submit(self, pending: PendingStore) -> None:
-        """Store a body and its entry in the background (batched with others); `pending.done`
-        hears the entry once it is stored, or None."""
-        self._batches.submit(pending)
+    def put(
+        self, body: bytes | Written, entry: Callable[[Written], CacheEntry]
+    ) -> asyncio.Future[CacheEntry | None]:
+        """Store a body and its entry in the background (batched with others), queued at once;
+        the future is the entry once it is stored, or None. A failure there is logged and costs
+        only the entry."""
+        stored: asyncio.Future[CacheEntry | None] = asyncio.get_running_loop().create_future()
+
+        def done(entry: CacheEntry | None) -> None:
+            if not stored.done():
+                stored.set_result(entry)
+
+        self._batches.submit(PendingStore(body, entry, done))
+        return stored
 
     async def _store_batch(self, batch: list[PendingStore]) -> None:
         """Name every body file of the batch (one worker-thread call; small bodies need none,

@@ -1,11 +1,15 @@
-"""The request that goes upstream on a cache miss: it stores what it gets and shares it with the
-identical requests that wait on it (its followers).
+"""The request that goes upstream on a cache miss (the leader): it shares what it gets with the
+identical requests that wait on it (its followers) and stores it when it is complete.
 
-What holds: the leader's InFlight always ends with an outcome (`settle`, a step of the
-request's ending, sees to that, whatever happens), and only a complete 200 response is stored:
-a whole body, or a stream that reached its completed event and ended cleanly. The leader's own
-client never waits for the cache: a whole body is stored in the background, a stream after its
-last byte went out.
+Its life, in order: claimed (join_in_flight makes it), filled (the client's writer hands it each
+stream event after the client: `started`, `event`), then `finish`, a step of the request's ending
+once the result is known: publish to the followers, store in the background, release.
+
+What holds: the leader's InFlight always ends with an outcome (`finish` runs however the request
+ended), and only a complete 200 response is stored: a whole body, or a stream that reached its
+completed event and ended cleanly. The leader's own client never waits for the cache. Until the
+answer is stored, identical requests still join and are served what the leader published (the
+reply in memory, or the stream's tee, held open for them).
 """
 
 from __future__ import annotations
@@ -13,16 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from multidict import CIMultiDict
 
-from gateway.background import spawn
-from gateway.body import SpooledBody
-from gateway.cache.batch import PendingStore
 from gateway.cache.cache import ResponseCache
 from gateway.cache.files import Tee, Written
-from gateway.cache.inflight import Abandoned, Failed, InFlight, Reply, Stored, StreamEnd
+from gateway.cache.inflight import Abandoned, Ending, Failed, InFlight, Reply, Stored, StreamEnd
 from gateway.client import stream_cut_event
 from gateway.errors import GatewayError
 from gateway.flow import Flow
@@ -41,22 +42,18 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 class Leader:
-    """A StreamSink and a BodySink (client.py): the relay hands it what it hands the client."""
+    """A Lead (flow.py): the tap of the client's writer, finished by the request's ending."""
 
-    def __init__(self, cache: ResponseCache, flow: Flow, key: str, inflight: InFlight | None):
+    def __init__(self, cache: ResponseCache, key: str, inflight: InFlight | None):
         self.cache = cache
-        self.flow = flow
         self.key = key
         self.inflight = inflight  # None when twins may not join (a no-cache request)
         self.tee: Tee | None = None
-        self._storing = False  # a background store ends the InFlight's registration itself
         self._tee_failed = False
 
-    # A stream: each event goes to the tee (for the cache and for followers) after the client.
+    # Filled: a 200 stream's events go to the tee (for the cache and the followers).
 
     async def started(self, headers: dict[str, str]) -> None:
-        if self.flow.result.status != 200:
-            return
         try:
             self.tee = await self.cache.files.new_tee()
         except OSError:
@@ -82,89 +79,90 @@ class Leader:
         if self.inflight is not None:
             self.inflight.appended(bytes(raw))
 
-    async def ended(self, trailer: bytes) -> None:
-        """Followers finish with `trailer`; a complete stream is stored."""
-        flow = self.flow
-        if self.inflight is not None:
-            self.inflight.end(
-                StreamEnd(flow.result.outcome, trailer, flow.bill.images, flow.bill.cost_nanos)
-            )
-        complete = (
-            flow.result.outcome is Outcome.OK and flow.result.status == 200 and not self._tee_failed
-        )
-        if complete and self.tee is not None:
-            # Not awaited: the stream's last chunk goes out when the request ends. Until it is
-            # stored, identical requests still join and replay the tee, held open for them.
-            tee = self.tee
-            tee.retain()
-            self._storing = self.inflight is not None
-            stored = self._store(await tee.finish())
-            stored.add_done_callback(lambda _: spawn(flow.request.app, tee.release()))
+    # Finished: publish, store, release.
 
-    # A whole body: shared from memory at once, stored in the background.
-
-    async def body(self, headers: dict[str, str], body: SpooledBody) -> None:
-        flow = self.flow
-        complete = flow.result.status == 200 and flow.result.outcome is Outcome.OK
-        path = body.path
-        if path is not None:
-            # Too large to hold in memory for followers: they are served once it is stored.
-            if complete:
-                try:
-                    await self._store(await self.cache.files.copy_file(path))
-                except OSError:
-                    log.exception("could not copy a response into the cache")
+    async def finish(self, flow: Flow, error: BaseException | None) -> None:
+        """However the request ended (`error`, or None): followers have an outcome; a complete
+        answer is handed to the cache's store, and until it is in, new twins still join; then
+        (or at once, with nothing to store) the InFlight closes and the tee is released."""
+        published = self._published(flow, error)
+        if self.inflight is not None and published is not None:
+            self.inflight.end(published)
+        body = await self._body_to_store(flow, error)
+        if body is None:
+            await self._close(None)
             return
-        data = body.bytes_in_memory()
-        if self.inflight is not None:
-            reply = Reply(
-                flow.result.status,
-                kept_headers(headers),
-                data,
-                flow.bill.images,
-                flow.bill.cost_nanos,
-            )
-            self.inflight.end(reply)
-        if complete:
-            # Until it is stored, identical requests still join this one: the reply is here.
-            self._storing = self.inflight is not None
-            self._store(data, carries_urls=b'"url"' in data)
+        stored = self.cache.put(body, self._entry_maker(flow, body))
+        flow.services.tasks.spawn(f"cache-store {self.key[:12]}", self._close_when(stored))
 
-    def _store(
-        self, body: bytes | Written, carries_urls: bool = False
-    ) -> asyncio.Future[CacheEntry | None]:
-        """Hand the body to the cache's batched store; the future says when it is stored (or
-        not). A failure there is logged and costs only the cache entry: the response itself has
-        gone, or goes, out whole."""
-        flow = self.flow
-        assert flow.caller is not None and flow.upstream is not None
-        assert flow.cache is not None
-        settings = self.cache.settings
-        key, scope, team_id, key_id = (
-            self.key,
-            flow.cache.scope,
-            flow.caller.team.id,
-            flow.caller.key.id,
+    def _published(self, flow: Flow, error: BaseException | None) -> Ending | None:
+        """What the followers get now (None: nothing until the answer is stored)."""
+        result, answer = flow.result, flow.answer
+        if error is not None:
+            if isinstance(error, GatewayError) and error.type == "upstream_error":
+                return Failed(error)
+            return Abandoned()
+        body = flow.response_body
+        if body is not None:
+            if body.spooled:  # too large to hold for followers: they are served once stored
+                return None if self._complete(flow, error) else Abandoned()
+            reply_headers = kept_headers(flow.upstream.headers if flow.upstream else {})
+            data = body.bytes_in_memory()
+            return Reply(result.status, reply_headers, data, answer.images, result.cost_nanos)
+        if answer.status:  # a stream
+            trailer = answer.trailer
+            return StreamEnd(result.outcome, trailer, answer.images, result.cost_nanos)
+        return Abandoned()
+
+    def _complete(self, flow: Flow, error: BaseException | None) -> bool:
+        result = flow.result
+        return (
+            error is None
+            and result.status == 200
+            and result.outcome is Outcome.OK
+            and not self._tee_failed
         )
-        endpoint, model, stream = flow.endpoint.name, flow.model, flow.stream
-        content_type = flow.upstream.content_type
-        headers = kept_headers(flow.upstream.headers)
-        images, cost_nanos = flow.bill.images, flow.bill.cost_nanos
+
+    async def _body_to_store(
+        self, flow: Flow, error: BaseException | None
+    ) -> bytes | Written | None:
+        """The complete answer as the cache takes it, or None (not complete, or not readable)."""
+        if not self._complete(flow, error):
+            return None
+        body = flow.response_body
+        if body is None:
+            return None if self.tee is None else await self.tee.finish()
+        if body.path is None:
+            return body.bytes_in_memory()
+        try:
+            return await self.cache.files.copy_file(body.path)
+        except OSError:
+            log.exception("could not copy a response into the cache")
+            return None
+
+    def _entry_maker(self, flow: Flow, body: bytes | Written) -> Callable[[Written], CacheEntry]:
+        """The cache entry for the body once it has its name."""
+        assert flow.caller is not None and flow.upstream is not None and flow.cache is not None
+        settings = self.cache.settings
+        carries_urls = isinstance(body, bytes) and b'"url"' in body
         ttl = min(settings.cache_ttl_s, settings.cache_url_ttl_s if carries_urls else 1e18)
+        key, scope, caller, upstream = self.key, flow.cache.scope, flow.caller, flow.upstream
+        endpoint, model, stream = flow.endpoint.name, flow.model, flow.stream
+        images, cost_nanos = flow.answer.images, flow.result.cost_nanos
 
         def entry(written: Written) -> CacheEntry:
             now = time.time()
             return CacheEntry(
                 key=key,
                 scope=scope,
-                team_id=team_id,
-                key_id=key_id,
+                team_id=caller.team.id,
+                key_id=caller.key.id,
                 endpoint=endpoint,
                 model=model,
                 stream=stream,
                 body_sha256=written.sha256,
-                content_type=content_type,
-                headers=headers,
+                content_type=upstream.content_type,
+                headers=kept_headers(upstream.headers),
                 size=written.size,
                 images=images,
                 cost_nanos=cost_nanos,
@@ -172,32 +170,21 @@ class Leader:
                 expires_at=now + ttl,
             )
 
-        inflight, still_joinable = self.inflight, self._storing
-        finished: asyncio.Future[CacheEntry | None] = asyncio.get_running_loop().create_future()
+        return entry
 
-        def done(stored: CacheEntry | None) -> None:
-            if inflight is not None:
-                if stored is not None:
-                    inflight.end(Stored(stored))
-                if still_joinable:
-                    self.cache.in_flight.remove(inflight, stored)
-            finished.set_result(stored)
+    async def _close_when(self, stored: asyncio.Future[CacheEntry | None]) -> None:
+        entry: CacheEntry | None = None
+        try:
+            entry = await stored
+        finally:
+            await self._close(entry)
 
-        self.cache.submit(PendingStore(body, entry, done))
-        return finished
-
-    async def settle(self, error: BaseException | None) -> None:
-        """However the leader ended (`error`, or None): followers have an outcome, new twins no
-        longer join, and the tee closes once its readers are done. Run by the request's ending."""
+    async def _close(self, stored: CacheEntry | None) -> None:
+        """Followers still waiting are served from `stored` (or go on alone); new twins no
+        longer join; the tee closes once its readers are done."""
         inflight = self.inflight
         if inflight is not None:
-            if isinstance(error, GatewayError) and error.type == "upstream_error":
-                inflight.end(Failed(error))
-            else:
-                inflight.end(Abandoned())
-            if not self._storing:
-                outcome = inflight.outcome
-                stored = outcome.entry if isinstance(outcome, Stored) else None
-                self.cache.in_flight.remove(inflight, stored)
+            inflight.end(Stored(stored) if stored is not None else Abandoned())
+            self.cache.in_flight.remove(inflight, stored)
         if self.tee is not None:
             await self.tee.release()

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
-
 from gateway.cache.inflight import Abandoned, Ending, Failed, InFlight, Reply, Stored, StreamEnd
 from gateway.cache.key import KeyRequest, cache_key
 from gateway.cache.leader import Leader
@@ -46,26 +44,23 @@ async def plan_cache(flow: Flow) -> None:
     else:
         digest = cache_key(request, body, ignored)
     flow.cache = CachePlan(digest, scope, read="no-cache" not in asked)
-    flow.result.cache_status = CacheStatus.MISS
 
 
-async def serve_from_cache(flow: Flow) -> web.StreamResponse | None:
+async def serve_from_cache(flow: Flow) -> bool:
     """A hit is answered from its stored body, charged nothing."""
     plan = flow.cache
     if plan is None or not plan.read:
-        return None
+        return False
     hit = await flow.services.cache.lookup(plan.key)
-    if hit is None:
-        return None
-    return await serve_stored(flow, hit, CacheStatus.HIT)
+    return hit is not None and serve_stored(flow, hit, CacheStatus.HIT)
 
 
-async def join_in_flight(flow: Flow) -> web.StreamResponse | None:
+async def join_in_flight(flow: Flow) -> bool:
     """Follow an identical request already in flight, or become the leader that goes upstream
     (and that later identical requests follow)."""
     plan = flow.cache
     if plan is None:
-        return None
+        return False
     cache = flow.services.cache
     tried: InFlight | None = None
     while True:
@@ -76,11 +71,10 @@ async def join_in_flight(flow: Flow) -> web.StreamResponse | None:
         # Twins may not join a no-cache request, nor can a follower wait twice on one leader
         # whose outcome it could not use: those go upstream on their own.
         if leading or not plan.read or inflight is tried:
-            flow.leader = Leader(cache, flow, plan.key, inflight if leading else None)
-            return None
-        response = await _follow(flow, inflight)
-        if response is not None:
-            return response
+            flow.leader = Leader(cache, plan.key, inflight if leading else None)
+            return False
+        if await _follow(flow, inflight):
+            return True
         tried = inflight  # its leader gave up, or its outcome could not be used: try again
 
 
@@ -91,7 +85,8 @@ def _complete(ending: Ending | None) -> bool:
     return isinstance(ending, StreamEnd) and ending.outcome is Outcome.OK
 
 
-async def _follow(flow: Flow, inflight: InFlight) -> web.StreamResponse | None:
+async def _follow(flow: Flow, inflight: InFlight) -> bool:
+    """Answered from the leader's answer; False when it cannot be used (go on alone)."""
     # A twin that finished before this request arrived answers it as a hit: its response is
     # complete (and on its way into the store); only requests that waited are `coalesced`.
     status = CacheStatus.HIT if inflight.outcome is not None else CacheStatus.COALESCED
@@ -107,16 +102,16 @@ async def _follow(flow: Flow, inflight: InFlight) -> web.StreamResponse | None:
         await inflight.leave(ticket)
     outcome = inflight.outcome
     if isinstance(outcome, Reply):
-        return await serve_reply(flow, outcome, status)
+        return serve_reply(flow, outcome, status)
     if isinstance(outcome, Stored):
         hit = await flow.services.cache.open(outcome.entry)
-        return None if hit is None else await serve_stored(flow, hit, status)
+        return hit is not None and serve_stored(flow, hit, status)
     if isinstance(outcome, Failed):
-        flow.result.cache_status = status
+        flow.answer.served = status
         error = outcome.error
         raise GatewayError(
             error.status, error.message, type=error.type, code=error.code, headers=error.headers
         )
     # Abandoned, or a stream the leader could not share (it had no tee): go on alone.
     assert isinstance(outcome, Abandoned | StreamEnd)
-    return None
+    return False

@@ -251,11 +251,10 @@ class Metrics:
         """Requests in flight and streams open in this process now (what the console shows)."""
         return _now(self.in_flight), _now(self.streams_open)
 
-    def stream_opened(self, flow: Flow) -> None:
-        """Called once the stream's response has started; undone when the request ends."""
-        if not flow.result.stream_open:
-            flow.result.stream_open = True
-            self.streams_open.inc()
+    def stream_opened(self) -> None:
+        """Called once a stream's response has started (by the client's writer); undone when
+        the request is observed."""
+        self.streams_open.inc()
 
     def edge_turned_away(self, what: str) -> None:
         """A connection refused at the cap (`refused`) or cut for slowness (`header`)."""
@@ -271,7 +270,7 @@ class Metrics:
     def observe_request(self, flow: Flow, error: BaseException | None) -> None:
         """Count the request that has just ended: its status and outcome are final."""
         self.in_flight.dec()
-        if flow.result.stream_open:
+        if flow.client.stream_open:
             self.streams_open.dec()
         endpoint = flow.endpoint.name if flow.endpoint.known else "other"
         model = model_label(flow)
@@ -285,26 +284,27 @@ class Metrics:
         self.request_duration.labels(endpoint, cache, str(flow.stream).lower()).observe(
             now - flow.timings.started
         )
-        if flow.timings.first_event_at is not None:
+        if flow.client.first_event_at is not None:
             self.first_event.labels(endpoint, model, cache).observe(
-                flow.timings.first_event_at - flow.timings.started
+                flow.client.first_event_at - flow.timings.started
             )
         if flow.timings.upstream_started is not None:
             ended = flow.timings.upstream_ended or now
             self.upstream_duration.labels(endpoint, model).observe(
                 ended - flow.timings.upstream_started
             )
-        if flow.bill.images:
-            self.images.labels(endpoint, model, cache).inc(flow.bill.images)
-        if flow.bill.usage is not None and not flow.result.cache_status.served_by_cache:
+        result = flow.result
+        if result.images:
+            self.images.labels(endpoint, model, cache).inc(result.images)
+        if result.usage is not None and not result.cache_status.served_by_cache:
             for kind in TOKEN_KINDS:
-                count = getattr(flow.bill.usage, kind)
+                count = getattr(result.usage, kind)
                 if count:
                     self.tokens.labels(model, kind).inc(count)
-        if flow.bill.cost_nanos:
-            self.cost.labels(team, model, *key).inc(flow.bill.cost_nanos / NANOS_PER_USD)
-        if flow.bill.saved_nanos:
-            self.saved.labels(team, model, *key).inc(flow.bill.saved_nanos / NANOS_PER_USD)
+        if result.cost_nanos:
+            self.cost.labels(team, model, *key).inc(result.cost_nanos / NANOS_PER_USD)
+        if result.saved_nanos:
+            self.saved.labels(team, model, *key).inc(result.saved_nanos / NANOS_PER_USD)
         counted = {
             CacheStatus.HIT: self.cache_hits,
             CacheStatus.MISS: self.cache_misses,

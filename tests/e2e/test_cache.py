@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.state import DETACHED, SERVICES
+from gateway.state import SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
 from tests.images import png
 
@@ -38,11 +38,10 @@ def gateway_overrides() -> dict[str, Any]:
 
 async def stored(gateway: Any) -> None:
     """Wait for the cache's background stores (a whole body is stored after it was sent)."""
-    cache = gateway.app[SERVICES].cache
-    while (tasks := list(gateway.app[DETACHED])) or cache.storing:
-        if tasks:
-            await asyncio.wait(tasks)
-        await cache.drain()
+    services = gateway.app[SERVICES]
+    while services.tasks.pending() or services.cache.storing:
+        await services.tasks.settle()
+        await services.cache.drain()
 
 
 def sdk_for(gateway: Any, key: str, **options: Any) -> openai.AsyncOpenAI:
@@ -522,7 +521,7 @@ async def test_hits_are_sent_in_chunks_where_the_loop_has_no_sendfile(
         raise NotImplementedError
 
     monkeypatch.setattr(asyncio.get_running_loop(), "sendfile", no_sendfile)
-    monkeypatch.setattr("gateway.cache.serve.SEND_CHUNK", 1000)
+    monkeypatch.setattr("gateway.client.SEND_CHUNK", 1000)
     again = await generate_raw(sdk)
     assert again[0] == "hit" and again[2] == first[2]
 

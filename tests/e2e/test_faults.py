@@ -21,7 +21,6 @@ from aiohttp import web
 
 from gateway import accounts
 from gateway.app import create_app
-from gateway.heartbeats import Heartbeats
 from gateway.lifecycle import _settle_the_books
 from gateway.money import MAX_REQUEST_NANOS
 from gateway.settings import Settings
@@ -88,7 +87,7 @@ async def test_usage_past_the_bounds_is_charged_at_the_bound_and_flagged(
     metrics = client.app[SERVICES].metrics
     assert metrics.usage_out_of_range.labels("gpt-image-1.5")._value.get() == 1
     # The books settle as ever afterwards: nothing is retried, nothing blocks housekeeping.
-    await _settle_the_books(client.app, Heartbeats(client.app[SERVICES].store, "here:1:a"))
+    await _settle_the_books(client.app)
     await sdk.images.generate(**SDK_BODY)
     assert len(await ledger(client)) == 2
     await sdk.close()

@@ -99,10 +99,9 @@ async def test_a_full_data_disk_loses_no_row_and_recovers_by_itself(
     ready = await client.get("/readyz")
     assert ready.status == 200  # by itself: its probe write passed
     await sdk.images.generate(**{**request, "prompt": "after"})
-    from gateway.heartbeats import Heartbeats
     from gateway.lifecycle import _settle_the_books
 
-    await _settle_the_books(client.app, Heartbeats(store, "here:1:a"))  # the journal drains
+    await _settle_the_books(client.app)  # the journal drains
     await asyncio.sleep(0)
     upstream_ids = {
         r.headers["x-client-request-id"] for r in fake_upstream.requests if r.method == "POST"

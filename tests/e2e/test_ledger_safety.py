@@ -133,10 +133,9 @@ async def test_a_failed_ledger_write_is_journaled_and_replayed(
         holder.close()
     ready = await client.get("/readyz")  # recovers by itself: its probe write passes
     assert ready.status == 200 and "journal" in (await ready.json())["degraded"]
-    from gateway.heartbeats import Heartbeats
     from gateway.lifecycle import _settle_the_books
 
-    await _settle_the_books(client.app, Heartbeats(client.app[SERVICES].store, "here:1:a"))
+    await _settle_the_books(client.app)
     rows = await client.app[SERVICES].store._all(
         "SELECT outcome, error_code, cost_nanos FROM ledger ORDER BY id"
     )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gateway import accounts, pipeline
-from gateway.accounting import estimate_cost
+from gateway.accounting.stages import estimate_cost
 from gateway.app import create_app
 from gateway.ledger import usage_report
 from gateway.outcome import Outcome
