@@ -38,7 +38,7 @@ from common import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gateway.periods import Periods
+from gateway.accounting.periods import Periods
 from gateway.store import open_store
 from gateway.store.base import LedgerRow
 from tests.postgres_server import PostgresServer

@@ -101,7 +101,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-FLOW_WRITE = re.compile(r"\bflow\.(\w+)(?:\.(\w+))?\s*(?:\[[^\]]*\])?\s*(?:[+\-]?=(?!=)|\.(?:append|update|add)\()")
+FLOW_WRITE = re.compile(
+    r"\bflow\.(\w+)(?:\.(\w+))?\s*(?:\[[^\]]*\])?\s*(?:[+\-]?=(?!=)|\.(?:append|update|add)\()"
+)
 
 
 def flow_writers() -> dict[str, list[str]]:
@@ -166,10 +168,10 @@ async def trace_one(stream: bool) -> dict[str, int]:
     import aiohttp
     from aiohttp.test_utils import TestServer
 
-    from gateway import accounts
+    from gateway.admin import accounts
     from gateway.app import create_app
+    from gateway.runtime.state import SERVICES
     from gateway.settings import Settings
-    from gateway.state import SERVICES
     from simulator import SimulatorConfig, create_simulator_app
 
     with tempfile.TemporaryDirectory() as tmp:

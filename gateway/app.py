@@ -9,19 +9,23 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import accounts, errors, lifecycle, ops, pipeline
-from gateway.admin import create_admin_app
-from gateway.auth import authenticate
-from gateway.client import Client
+from gateway import errors
+from gateway.admin import accounts
+from gateway.admin.api import create_admin_app
 from gateway.console import create_console_app
-from gateway.endpoints import endpoint_for
+from gateway.edge.auth import authenticate
+from gateway.edge.endpoints import endpoint_for
+from gateway.edge.guard import watch_requests
 from gateway.errors import GatewayError, error_body, storage_unavailable
-from gateway.flow import Flow
-from gateway.guard import watch_requests
-from gateway.logs import redact_secret
-from gateway.services import Services
+from gateway.ops import routes as ops
+from gateway.ops.logs import redact_secret
+from gateway.proxy import pipeline
+from gateway.proxy.client import Client
+from gateway.proxy.flow import Flow
+from gateway.runtime import lifecycle
+from gateway.runtime.services import Services
+from gateway.runtime.state import LIFECYCLE, SERVICES, WORKER, Lifecycle
 from gateway.settings import Settings
-from gateway.state import LIFECYCLE, SERVICES, WORKER, Lifecycle
 from gateway.store.failures import describe, store_failure
 
 log = logging.getLogger(__name__)

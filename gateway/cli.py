@@ -1,7 +1,7 @@
 """The `gateway` command: serve, migrate, manage teams and keys, inspect the cache, run the
 simulator.
 
-Every subcommand calls the same functions the admin API uses (gateway.accounts), on the same
+Every subcommand calls the same functions the admin API uses (gateway.admin.accounts), on the same
 store the server uses, so the CLI and the web can never disagree.
 """
 
@@ -19,11 +19,11 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import TomlConfigSettingsSource
 
-from gateway import accounts
+from gateway.accounting.usage_report import GROUPS, usage_report
+from gateway.admin import accounts
 from gateway.errors import GatewayError
-from gateway.ledger import GROUPS, usage_report
 from gateway.pricing import PriceError, describe, load_prices
-from gateway.server import read_pid
+from gateway.runtime.server import read_pid
 from gateway.settings import SHIPPED_CONFIG_EXAMPLE, Settings, config_file
 from gateway.store import Conflict, Store, migrated_store, open_store
 from gateway.store.failures import safe_url
@@ -72,8 +72,8 @@ async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[int]
 
 
 async def _tell_the_replicas(redis_url: str, timeout_s: float) -> None:
-    from gateway.changes import KEYS, RedisChanges
-    from gateway.redis_link import RedisLink
+    from gateway.replicas.changes import KEYS, RedisChanges
+    from gateway.replicas.redis_link import RedisLink
 
     link = RedisLink(redis_url, max(timeout_s, 1.0))
     changes = RedisChanges(link)
@@ -511,7 +511,7 @@ def _missing_store(ns: argparse.Namespace, settings: Settings) -> str | None:
 def _serve(ns: argparse.Namespace, settings: Settings) -> int:
     from gateway.errors import CannotStart
     from gateway.quickstart import quickstart
-    from gateway.server import serve, serve_worker
+    from gateway.runtime.server import serve, serve_worker
 
     given = {
         name: getattr(ns, name, None) for name in ("host", "port", "workers", "simulator_port")
@@ -538,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     ns = build_parser().parse_args(argv)
     if ns.command == "openapi":
-        from gateway.openapi import rendered
+        from gateway.ops.openapi import rendered
 
         sys.stdout.write(rendered())
         return 0
@@ -555,7 +555,7 @@ def _main(argv: Sequence[str] | None) -> int:
         run_simulator(ns.host, ns.port, config_from_args(ns))
         return 0
 
-    from gateway.logs import configure_logging
+    from gateway.ops.logs import configure_logging
 
     if ns.command in ("serve", "quickstart"):
         # A server logs to stdout (where containers collect it), one JSON line per request.

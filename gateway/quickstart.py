@@ -17,10 +17,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import accounts
+from gateway.accounting.usage_report import usage_report
+from gateway.admin import accounts
 from gateway.app import create_app
-from gateway.ledger import usage_report
-from gateway.server import check_can_start, pid_file, serve_apps
+from gateway.runtime.server import check_can_start, pid_file, serve_apps
 from gateway.settings import Settings
 from gateway.store import migrated_store
 

@@ -20,10 +20,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.app import create_app
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from gateway.store import Store, open_store
 from simulator import SIMULATOR_STATE, SimulatorConfig, SimulatorState, create_simulator_app
 from tests.postgres_server import PostgresServer

@@ -19,11 +19,11 @@ from aiohttp.streams import StreamReader
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.auth import hash_key
-from gateway.client import Client
-from gateway.endpoints import endpoint_for
-from gateway.flow import Flow
-from gateway.services import Services
+from gateway.edge.auth import hash_key
+from gateway.edge.endpoints import endpoint_for
+from gateway.proxy.client import Client
+from gateway.proxy.flow import Flow
+from gateway.runtime.services import Services
 from gateway.settings import Settings
 from gateway.store import ApiKey, Store, Team
 from gateway.store.base import LedgerRow, Spend
@@ -174,3 +174,13 @@ def sent_to_client(flow: Flow) -> tuple[str, dict[str, str], bytes]:
     (status_line, headers), _ = writer.write_headers.call_args
     data = b"".join(bytes(call.args[0]) for call in writer.write.call_args_list)
     return " ".join(status_line.split(" ")[:2]), dict(headers), data
+
+
+async def with_cache(flow: Flow, store: Store) -> Flow:
+    """`flow` with a real store (a migrated SQLite file: no server) and a started cache on it."""
+    from gateway.cache.cache import ResponseCache
+
+    cache = ResponseCache(flow.services.settings, store)
+    await cache.start()
+    flow.services = dataclasses.replace(flow.services, store=store, cache=cache)
+    return flow

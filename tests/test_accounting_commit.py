@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.accounting.commit import storable, write_ledger_row
-from gateway.flow import Caller, Result
 from gateway.outcome import CacheStatus, Outcome
 from gateway.pricing import Usage
+from gateway.proxy.flow import Caller, Result
 from tests.factories import KEY, TEAM, FakeStore, make_flow
 
 

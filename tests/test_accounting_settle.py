@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway import pipeline
 from gateway.accounting.settle import close_the_books, outcome_of
 from gateway.accounting.stages import estimate_cost
 from gateway.errors import GatewayError, upstream_unreachable
-from gateway.flow import Flow
 from gateway.money import MAX_REQUEST_NANOS
 from gateway.outcome import CacheStatus, Outcome
 from gateway.pricing import Usage, usage_cost_nanos
+from gateway.proxy import pipeline
+from gateway.proxy.flow import Flow
 from tests.factories import make_flow
 
 BODY = {"model": "gpt-image-1", "prompt": "a kite", "size": "1024x1024", "quality": "low"}

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from gateway import pipeline
 from gateway.accounting.stages import check_rate_limits, estimate_cost, reserve_budget
 from gateway.errors import GatewayError
-from gateway.flow import Caller, Flow
 from gateway.outcome import Outcome
+from gateway.proxy import pipeline
+from gateway.proxy.flow import Caller, Flow
 from tests.factories import KEY, TEAM, FakeStore, make_flow
 
 

@@ -1,4 +1,4 @@
-"""The admin surfaces' guard (gateway/admin_guard.py): wrong credentials throttled per client
+"""The admin surfaces' guard (gateway/admin/guard.py): wrong credentials throttled per client
 address (the proxy's word believed only from a trusted proxy), slow bodies cut, and the
 console's sign-in and sign-out as an operator would meet them."""
 
@@ -12,7 +12,7 @@ from unittest import mock
 
 from aiohttp.test_utils import make_mocked_request
 
-from gateway.admin_guard import (
+from gateway.admin.guard import (
     MAX_FAILURES,
     AuthThrottle,
     client_address,
@@ -22,8 +22,8 @@ from gateway.admin_guard import (
 from gateway.app import create_app
 from gateway.console.session import COOKIE
 from gateway.errors import GatewayError
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import ADMIN_TOKEN
 from tests.test_console import sign_in
 

@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.body import SpooledBody, read_stream
 from gateway.cache.key import KeyRequest, cache_key
+from gateway.edge.body import SpooledBody, read_stream
 
 IGNORED = ("user", "safety_identifier")
 GPT = KeyRequest(

@@ -15,10 +15,10 @@ from typing import Any
 import openai
 from aiobotocore.session import get_session
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.app import create_app
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
 from tests.e2e.test_cache import stored as stored_on
 from tests.s3_server import BUCKET, S3Server

@@ -13,11 +13,11 @@ from typing import Any
 import openai
 import pytest
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.app import create_app
 from gateway.cache.remote import LEAD, LEAD_TTL_MS
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
 from tests.e2e.test_cache import stored
 from tests.redis_server import RedisServer

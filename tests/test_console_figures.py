@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from gateway.accounting.usage_report import Report
 from gateway.console.figures import Window, daily_series, hourly_series
-from gateway.ledger import Report
 
 
 def test_the_windows_are_utc_calendar_ones() -> None:

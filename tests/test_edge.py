@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.app import create_app
-from gateway.server import start_app
+from gateway.runtime.server import start_app
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
 from tests.e2e.test_shutdown import free_port
 
@@ -205,7 +205,7 @@ async def test_past_the_connection_cap_a_503_comes_at_once(
     status, _ = await served.exchange(request("GET", "/healthz", served.key))
     assert status == 200  # room again once the idle ones went
     assert served.app[SERVICES].metrics.connections_refused._value.get() == 20
-    edge_lines = [r for r in caplog.records if r.name == "gateway.guard"]
+    edge_lines = [r for r in caplog.records if r.name == "gateway.edge.guard"]
     assert len(edge_lines) <= 1  # summarised, never one line per connection
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from gateway import auth
+from gateway.edge import auth
 from gateway.settings import Settings
 from gateway.store import open_store
 from gateway.store.key_cache import Generation

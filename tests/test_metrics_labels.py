@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.errors import GatewayError
-from gateway.flow import Result
 from gateway.metrics.labels import model_label, refusal_reason, status_class
 from gateway.outcome import Outcome
+from gateway.proxy.flow import Result
 from tests.factories import make_flow
 
 

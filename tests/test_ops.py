@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.runtime.state import LIFECYCLE
 from gateway.settings import Settings
-from gateway.state import LIFECYCLE
 from tests.conftest import UPSTREAM_KEY, FakeUpstream
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.app import create_app
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import FakeUpstream, auth
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.quickstart import _issue_quickstart_key
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
 from tests.e2e.test_accounting import LOW, gateway_with_key
 from tests.test_cli import gateway as run_cli

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.imageinfo import image_dimensions, image_format
+from gateway.edge.imageinfo import image_dimensions, image_format
 from simulator import (
     SIMULATOR_STATE,
     SimulatorConfig,

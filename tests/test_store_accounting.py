@@ -8,7 +8,7 @@ import itertools
 import time
 from dataclasses import replace
 
-from gateway.periods import Periods, next_reset
+from gateway.accounting.periods import Periods, next_reset
 from gateway.store import Store
 from gateway.store.base import LedgerRow, UsageFilter
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.periods import Periods
+from gateway.accounting.periods import Periods
 from gateway.store import Conflict, Store, open_store
 from gateway.store.base import USAGE_COLUMNS, CacheEntry, LedgerRow, UsageFilter
 from gateway.store.migrations import MIGRATIONS_DIR, all_migrations

@@ -15,10 +15,10 @@ from typing import Any
 import openai
 import pytest
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.app import create_app
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from gateway.store.base import UsageFilter
 from gateway.store.copy import copy_store
 from tests.conftest import ADMIN_TOKEN, FakeUpstream

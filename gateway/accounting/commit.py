@@ -13,10 +13,10 @@ import datetime as dt
 import logging
 import time
 
-from gateway.flow import Flow
-from gateway.params import is_valid_unicode
-from gateway.periods import Periods
+from gateway.accounting.periods import Periods
+from gateway.edge.params import is_valid_unicode
 from gateway.pricing import Usage
+from gateway.proxy.flow import Flow
 from gateway.store.base import LedgerRow
 from gateway.store.failures import describe
 

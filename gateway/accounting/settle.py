@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass
 
 from gateway.errors import GatewayError
-from gateway.flow import Flow, Result
 from gateway.money import MAX_REQUEST_NANOS, nanos_to_usd
 from gateway.outcome import Outcome
 from gateway.pricing import (
@@ -27,6 +26,7 @@ from gateway.pricing import (
     per_image_cost_nanos,
     usage_cost_nanos,
 )
+from gateway.proxy.flow import Flow, Result
 
 log = logging.getLogger(__name__)
 NO_USAGE = Usage(0, 0, 0, 0, 0, 0)

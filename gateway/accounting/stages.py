@@ -14,13 +14,13 @@ import datetime as dt
 import logging
 from typing import Any
 
+from gateway.accounting.journal import this_process
+from gateway.accounting.periods import Periods
+from gateway.accounting.quota import budget_exhausted, limits_for
+from gateway.edge.imageinfo import image_dimensions
 from gateway.errors import GatewayError, invalid_request
-from gateway.flow import Flow
-from gateway.imageinfo import image_dimensions
-from gateway.journal import this_process
 from gateway.money import MAX_REQUEST_NANOS, nanos_to_usd
 from gateway.outcome import Outcome
-from gateway.periods import Periods
 from gateway.pricing import (
     EstimateRequest,
     ModelPrice,
@@ -28,7 +28,7 @@ from gateway.pricing import (
     Usage,
     estimate,
 )
-from gateway.quota import budget_exhausted, limits_for
+from gateway.proxy.flow import Flow
 
 log = logging.getLogger(__name__)
 NO_USAGE = Usage(0, 0, 0, 0, 0, 0)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.cache.batch import BatchStore, PendingStore
 from gateway.cache.files import BodyFiles, Written
 from gateway.cache.inflight import InFlightRegistry
@@ -33,7 +33,7 @@ from gateway.store.base import CacheEntry
 
 if TYPE_CHECKING:
     from gateway.cache.remote import RemoteFlights
-    from gateway.redis_link import RedisLink
+    from gateway.replicas.redis_link import RedisLink
 
 log = logging.getLogger(__name__)
 STRAY_AGE_S = 3600.0  # a body file no entry names, older than this, is left over: removed

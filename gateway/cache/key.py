@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.body import SpooledBody
+from gateway.edge.body import SpooledBody
 
 KEY_VERSION = "images-cache/1"  # change it whenever the canonical form changes
 

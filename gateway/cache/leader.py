@@ -24,10 +24,10 @@ from multidict import CIMultiDict
 from gateway.cache.cache import ResponseCache
 from gateway.cache.files import Tee, Written
 from gateway.cache.inflight import Abandoned, Ending, Failed, InFlight, Reply, Stored, StreamEnd
-from gateway.client import stream_cut_event
 from gateway.errors import GatewayError
-from gateway.flow import Flow
 from gateway.outcome import Outcome
+from gateway.proxy.client import stream_cut_event
+from gateway.proxy.flow import Flow
 from gateway.store.base import CacheEntry
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from gateway.cache.files import Tee
 from gateway.cache.inflight import Abandoned, Ending, Failed, InFlight, Reply, Stored, StreamEnd
 from gateway.errors import GatewayError
 from gateway.outcome import Outcome
-from gateway.redis_link import RedisLink, RedisUnavailable
+from gateway.replicas.redis_link import RedisLink, RedisUnavailable
 from gateway.store.base import CacheEntry
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 
 from gateway.cache.cache import Hit
 from gateway.cache.inflight import InFlight, Reply, StreamEnd
-from gateway.client import gateway_headers, stream_cut_event
-from gateway.flow import Flow
 from gateway.outcome import CacheStatus, Outcome
+from gateway.proxy.client import gateway_headers, stream_cut_event
+from gateway.proxy.flow import Flow
 
 EVENT_STREAM = "text/event-stream"
 

@@ -12,8 +12,8 @@ from gateway.cache.leader import Leader
 from gateway.cache.policy import CachePlan, caching_allowed, directives, scope_of
 from gateway.cache.serve import follow_stream, serve_reply, serve_stored
 from gateway.errors import GatewayError
-from gateway.flow import Flow
 from gateway.outcome import CacheStatus, Outcome
+from gateway.proxy.flow import Flow
 
 LARGE_BODY = 256 * 1024  # canonicalising a body this large is done on a thread
 

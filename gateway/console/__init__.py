@@ -20,7 +20,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from gateway.admin_guard import client_address, is_secure, read_small_body, trusted_networks
+from gateway.admin.guard import client_address, is_secure, read_small_body, trusted_networks
 from gateway.console import pages
 from gateway.console.session import (
     CSRF_FIELD,
@@ -33,7 +33,7 @@ from gateway.console.session import (
     start_session,
 )
 from gateway.console.thumbnails import Thumbnails
-from gateway.state import SERVICES
+from gateway.runtime.state import SERVICES
 
 STATIC = Path(__file__).parent / "static"
 SESSION = web.RequestKey("console_session", object)

@@ -1,5 +1,5 @@
 """What the console's overview shows, read through the usage report the admin API and the CLI
-give (gateway/ledger.py), so the figures here are theirs for the same filters.
+give (gateway/accounting/usage_report.py), so the figures here are theirs for the same filters.
 
 Times are UTC, as budget periods are: "today" starts at midnight UTC, "this month" on the 1st.
 """
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from gateway.accounting.usage_report import Report, usage_report
 from gateway.console.side_by_side import side_by_side
-from gateway.ledger import Report, usage_report
 from gateway.outcome import CacheStatus
 from gateway.store import Store
 

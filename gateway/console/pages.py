@@ -17,16 +17,16 @@ from aiohttp import web
 from PIL import UnidentifiedImageError
 from pydantic import BaseModel, ValidationError
 
-from gateway import accounts
-from gateway.auth import IssuedKey
+from gateway.accounting.usage_report import GROUPS, usage_report
+from gateway.admin import accounts
 from gateway.console import figures
 from gateway.console.side_by_side import side_by_side
 from gateway.console.thumbnails import CachedImage, first_image, media_type
+from gateway.edge.auth import IssuedKey
 from gateway.errors import GatewayError
-from gateway.ledger import GROUPS, usage_report
 from gateway.money import nanos_to_usd
 from gateway.pricing import describe
-from gateway.state import SERVICES
+from gateway.runtime.state import SERVICES
 from gateway.store.base import CacheEntry, Conflict
 
 IMAGES_PER_TEAM = 12

@@ -17,14 +17,14 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from gateway.endpoints import ENDPOINTS
+from gateway.edge.endpoints import ENDPOINTS
 from gateway.errors import GatewayError
-from gateway.flow import Flow
 from gateway.metrics.labels import model_label, refusal_reason, status_class, upstream_error
 from gateway.metrics.store_gauges import StoreSnapshot
 from gateway.money import NANOS_PER_USD
 from gateway.outcome import CacheStatus, Outcome
 from gateway.pricing import Usage
+from gateway.proxy.flow import Flow
 
 log = logging.getLogger(__name__)
 # `*_created` series double the page and tell nothing `process_start_time_seconds` would not.

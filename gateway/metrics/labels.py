@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gateway.errors import GatewayError
-from gateway.flow import Flow
 from gateway.outcome import Outcome
+from gateway.proxy.flow import Flow
 
 
 def model_label(flow: Flow) -> str:

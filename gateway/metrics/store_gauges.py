@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.accounting.periods import Periods
 from gateway.money import NANOS_PER_USD
-from gateway.periods import Periods
 from gateway.store.base import CacheStats, Spend, Store, Team
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gateway.accounting.periods import Periods
 from gateway.outcome import Outcome
-from gateway.periods import Periods
 
 if TYPE_CHECKING:
     from gateway.store.key_cache import KeyCache

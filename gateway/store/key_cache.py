@@ -71,7 +71,7 @@ class KeyCache:
         self.generation = generation
         self.max_age_s = max_age_s
         self._found: dict[str, tuple[Found, int, float]] = {}
-        # Tells other replicas (gateway/changes.py); the generation tells this machine's others.
+        # Tells other replicas (replicas/changes.py); the generation tells this machine's others.
         self.on_change: Callable[[], None] = _nobody_else
 
     def get(self, key_hash: str) -> Found | None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.periods import Periods
+from gateway.accounting.periods import Periods
 from gateway.store.base import (
     COPIED_TABLES,
     TOTALS_SQL,

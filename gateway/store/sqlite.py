@@ -13,7 +13,7 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.periods import Periods
+from gateway.accounting.periods import Periods
 from gateway.store.base import (
     COPIED_TABLES,
     TOTALS_SQL,

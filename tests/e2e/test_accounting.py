@@ -16,12 +16,12 @@ from typing import Any
 import openai
 import pytest
 
-from gateway import accounts
+from gateway.accounting.periods import Periods
+from gateway.admin import accounts
 from gateway.app import create_app
-from gateway.periods import Periods
-from gateway.server import reload_prices
+from gateway.runtime.server import reload_prices
+from gateway.runtime.state import SERVICES
 from gateway.settings import SHIPPED_PRICES, Settings
-from gateway.state import SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.state import SERVICES
+from gateway.runtime.state import SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
 from tests.images import png
 
@@ -215,7 +215,7 @@ async def test_scope_can_be_narrowed_to_the_key_or_widened_to_all(
     scope: str,
     calls: int,
 ) -> None:
-    from gateway import accounts
+    from gateway.admin import accounts
     from gateway.app import create_app
 
     settings = make_settings(upstream_url=fake_upstream.url, cache_enabled=True, cache_scope=scope)
@@ -252,7 +252,7 @@ async def test_cache_control_no_cache_refreshes_and_no_store_bypasses(
 async def test_caching_can_be_turned_off_for_a_team(
     aiohttp_client: Any, fake_upstream: FakeUpstream, make_settings: Callable[..., Any]
 ) -> None:
-    from gateway import accounts
+    from gateway.admin import accounts
     from gateway.app import create_app
 
     settings = make_settings(
@@ -308,7 +308,7 @@ async def test_a_failed_leader_fails_its_followers_and_nothing_is_cached(
 async def test_an_unreachable_upstream_fails_followers_with_the_same_error(
     aiohttp_client: Any, make_settings: Callable[..., Any], make_key: Callable[..., Any]
 ) -> None:
-    from gateway import accounts
+    from gateway.admin import accounts
     from gateway.app import create_app
 
     settings = make_settings(upstream_url="http://127.0.0.1:9/v1", cache_enabled=True)
@@ -374,7 +374,7 @@ async def test_a_corrupted_body_file_is_never_served_and_the_next_response_repai
 async def test_eviction_by_size_drops_the_least_recently_used(
     aiohttp_client: Any, fake_upstream: FakeUpstream, make_settings: Callable[..., Any]
 ) -> None:
-    from gateway import accounts
+    from gateway.admin import accounts
     from gateway.app import create_app
 
     async def one_body_size() -> int:
@@ -414,7 +414,7 @@ async def test_eviction_by_size_drops_the_least_recently_used(
 async def test_entries_expire_after_their_ttl(
     aiohttp_client: Any, fake_upstream: FakeUpstream, make_settings: Callable[..., Any]
 ) -> None:
-    from gateway import accounts
+    from gateway.admin import accounts
     from gateway.app import create_app
 
     settings = make_settings(upstream_url=fake_upstream.url, cache_enabled=True, cache_ttl_s=0.5)
@@ -521,7 +521,7 @@ async def test_hits_are_sent_in_chunks_where_the_loop_has_no_sendfile(
         raise NotImplementedError
 
     monkeypatch.setattr(asyncio.get_running_loop(), "sendfile", no_sendfile)
-    monkeypatch.setattr("gateway.client.SEND_CHUNK", 1000)
+    monkeypatch.setattr("gateway.proxy.client.SEND_CHUNK", 1000)
     again = await generate_raw(sdk)
     assert again[0] == "hit" and again[2] == first[2]
 
@@ -531,7 +531,7 @@ async def paced_gateway(
 ) -> tuple[Any, str, Any]:
     """A gateway (cache on) in front of a simulator that spaces stream events `interval_ms`
     apart; its client, a key, and the simulator's state."""
-    from gateway import accounts
+    from gateway.admin import accounts
     from gateway.app import create_app
     from simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 
@@ -582,7 +582,7 @@ async def test_followers_of_a_cut_stream_get_the_events_and_the_same_error(
 async def test_a_response_too_large_for_memory_is_shared_once_stored(
     aiohttp_client: Any, fake_upstream: FakeUpstream, make_settings: Callable[..., Any]
 ) -> None:
-    from gateway import accounts
+    from gateway.admin import accounts
     from gateway.app import create_app
 
     settings = make_settings(

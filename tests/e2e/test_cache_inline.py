@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.state import SERVICES
+from gateway.runtime.state import SERVICES
 from tests.conftest import FakeUpstream
 from tests.e2e.test_cache import PROMPT, generate_raw, stored
 

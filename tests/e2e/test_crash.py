@@ -19,7 +19,7 @@ import psutil
 import pytest
 from aiohttp import web
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.store import migrated_store
 from simulator import SIMULATOR_STATE, SimulatorConfig, create_simulator_app
 from tests.conftest import UPSTREAM_KEY

@@ -11,11 +11,11 @@ from typing import Any
 
 import aiohttp
 
-from gateway import accounts
+from gateway.accounting.periods import Periods
+from gateway.admin import accounts
 from gateway.app import create_app
-from gateway.periods import Periods
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from simulator import SimulatorConfig, create_simulator_app
 from tests.conftest import UPSTREAM_KEY
 

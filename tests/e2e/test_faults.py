@@ -19,12 +19,12 @@ import openai
 import pytest
 from aiohttp import web
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.app import create_app
-from gateway.lifecycle import _settle_the_books
 from gateway.money import MAX_REQUEST_NANOS
+from gateway.runtime.lifecycle import _settle_the_books
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from gateway.store.base import LedgerRow
 from tests.conftest import FakeUpstream, Reply, ScriptedUpstream, auth
 from tests.e2e.test_cache import sdk_for

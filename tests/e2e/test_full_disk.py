@@ -18,10 +18,10 @@ from typing import Any
 import openai
 import pytest
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.app import create_app
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
 from tests.e2e.test_cache import sdk_for
 
@@ -99,7 +99,7 @@ async def test_a_full_data_disk_loses_no_row_and_recovers_by_itself(
     ready = await client.get("/readyz")
     assert ready.status == 200  # by itself: its probe write passed
     await sdk.images.generate(**{**request, "prompt": "after"})
-    from gateway.lifecycle import _settle_the_books
+    from gateway.runtime.lifecycle import _settle_the_books
 
     await _settle_the_books(client.app)  # the journal drains
     await asyncio.sleep(0)

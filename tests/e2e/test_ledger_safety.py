@@ -14,8 +14,8 @@ from typing import Any
 import openai
 import pytest
 
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import FakeUpstream, auth
 from tests.e2e.test_accounting import gateway_with_key
 from tests.images import png
@@ -133,7 +133,7 @@ async def test_a_failed_ledger_write_is_journaled_and_replayed(
         holder.close()
     ready = await client.get("/readyz")  # recovers by itself: its probe write passes
     assert ready.status == 200 and "journal" in (await ready.json())["degraded"]
-    from gateway.lifecycle import _settle_the_books
+    from gateway.runtime.lifecycle import _settle_the_books
 
     await _settle_the_books(client.app)
     rows = await client.app[SERVICES].store._all(

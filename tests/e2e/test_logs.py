@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.logs import configure_logging
+from gateway.ops.logs import configure_logging
 from tests.conftest import UPSTREAM_KEY
 
 LOW: dict[str, Any] = {"model": "gpt-image-1", "quality": "low", "size": "1024x1024"}

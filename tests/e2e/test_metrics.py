@@ -14,8 +14,8 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import accounts
-from gateway.state import SERVICES
+from gateway.admin import accounts
+from gateway.runtime.state import SERVICES
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
 from tests.e2e.test_cache import stored
 

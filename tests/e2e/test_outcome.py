@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from gateway import accounts, pipeline
 from gateway.accounting.stages import estimate_cost
+from gateway.accounting.usage_report import usage_report
+from gateway.admin import accounts
 from gateway.app import create_app
-from gateway.ledger import usage_report
 from gateway.outcome import Outcome
+from gateway.proxy import pipeline
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import Reply, ScriptedUpstream, auth
 from tests.e2e.test_logs import log_lines, requests_logged
 from tests.e2e.test_metrics import scrape, value

@@ -10,9 +10,9 @@ from typing import Any
 import openai
 import pytest
 
-from gateway import accounts
+from gateway.admin import accounts
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
 from tests.e2e.test_accounting import LOW, gateway_with_key
 

@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai.types import ImagesResponse
 
-from gateway.imageinfo import image_dimensions
+from gateway.edge.imageinfo import image_dimensions
 from tests.conftest import UPSTREAM_KEY, FakeUpstream
 from tests.images import png
 

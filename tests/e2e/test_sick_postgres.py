@@ -15,10 +15,10 @@ import asyncpg
 import openai
 import pytest
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.app import create_app
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
 from tests.e2e.test_cache import sdk_for
 from tests.postgres_server import PostgresServer

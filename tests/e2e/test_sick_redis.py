@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.app import create_app
-from gateway.redis_link import PROBE_S
+from gateway.replicas.redis_link import PROBE_S
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
 from tests.e2e.test_cache import sdk_for
 from tests.redis_server import RedisServer

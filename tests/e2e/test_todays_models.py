@@ -15,8 +15,8 @@ import pytest
 from openai.types import ImageModel
 
 from gateway.app import create_app
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import FakeUpstream
 from tests.images import png
 
@@ -168,7 +168,7 @@ async def test_a_default_model_set_by_the_operator_is_charged_at_its_prices(
         upstream_url=fake_upstream.url, default_model_generations="gpt-image-1.5"
     )
     client = await aiohttp_client(create_app(settings))
-    from gateway import accounts
+    from gateway.admin import accounts
 
     store = client.app[SERVICES].store
     await accounts.create_team(store, accounts.TeamCreate(name="d"))

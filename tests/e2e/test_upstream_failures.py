@@ -9,11 +9,11 @@ from typing import Any
 import openai
 import pytest
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.app import create_app
+from gateway.proxy.upstream import client_response_headers, upstream_request_headers
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
-from gateway.upstream import client_response_headers, upstream_request_headers
 from tests.conftest import UPSTREAM_KEY, FakeUpstream
 
 

@@ -13,10 +13,10 @@ import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway import accounts
+from gateway.admin import accounts
 from gateway.app import create_app
+from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from gateway.state import SERVICES
 from tests.conftest import UPSTREAM_KEY, Reply, ScriptedUpstream, auth
 
 GEN = "/v1/images/generations"
@@ -226,7 +226,7 @@ async def test_salvage_takes_what_the_reader_holds_when_the_connection_broke() -
     import aiohttp
     from aiohttp.base_protocol import BaseProtocol
 
-    from gateway.relay import salvage_buffered
+    from gateway.proxy.relay import salvage_buffered
 
     loop = asyncio.get_running_loop()
     reader = aiohttp.StreamReader(BaseProtocol(loop), 2**16, loop=loop)

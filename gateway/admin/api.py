@@ -1,0 +1,203 @@
+"""The admin API under /admin, behind `Authorization: Bearer $GATEWAY_ADMIN_TOKEN`.
+
+With no token configured every admin route answers 403: the API is off, never open.
+Money in JSON is a decimal string; inputs take a string or a number, parsed without float.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from gateway.accounting.usage_report import usage_report
+from gateway.admin import accounts
+from gateway.admin.guard import client_address, read_small_body, trusted_networks
+from gateway.edge.auth import bearer_token
+from gateway.errors import GatewayError, invalid_request
+from gateway.runtime.state import SERVICES
+from gateway.store import Conflict
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Model = TypeVar("Model", bound=BaseModel)
+
+
+@web.middleware
+async def require_admin_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    settings = request.config_dict[SERVICES].settings
+    if settings.admin_token is None or not settings.admin_token.get_secret_value():
+        raise GatewayError(
+            403,
+            "The admin API is disabled: set GATEWAY_ADMIN_TOKEN to enable it.",
+            code="admin_disabled",
+        )
+    services = request.config_dict[SERVICES]
+    address = client_address(request, trusted_networks(settings.trusted_proxies))
+    services.auth_throttle.check(address)
+    token = bearer_token(request.headers.get("Authorization")) or ""
+    expected = settings.admin_token.get_secret_value()
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        services.auth_throttle.failed(address, "admin")
+        raise GatewayError(401, "Invalid or missing admin token.", code="invalid_admin_token")
+    if request.body_exists:  # small, and soon: a slow body holds no connection for long
+        await read_small_body(request, settings.header_timeout_s)
+    try:
+        return await handler(request)
+    except accounts.NotFound as exc:
+        raise GatewayError(404, str(exc), code="not_found") from exc
+    except Conflict as exc:
+        raise GatewayError(409, str(exc), code="conflict") from exc
+    except accounts.Revoked as exc:
+        raise GatewayError(409, str(exc), code="key_revoked") from exc
+    except accounts.HasLiveKeys as exc:
+        raise GatewayError(409, str(exc), code="team_has_live_keys") from exc
+
+
+async def _parse(request: web.Request, model: type[Model]) -> Model:
+    raw = await request.read()
+    try:
+        # model_validate_json reads JSON numbers into Decimal fields exactly, never via float.
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        raise invalid_request(
+            f"Invalid request: {first['msg']}" + (f" ({param})" if param else ""),
+            code="invalid_value",
+            param=param,
+        ) from exc
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+async def create_team(request: web.Request) -> web.Response:
+    store = request.config_dict[SERVICES].store
+    team = await accounts.create_team(store, await _parse(request, accounts.TeamCreate))
+    return _json(await accounts.team_view_now(store, team), status=201)
+
+
+async def list_teams(request: web.Request) -> web.Response:
+    store = request.config_dict[SERVICES].store
+    return _json(
+        {"data": [await accounts.team_view_now(store, t) for t in await store.list_teams()]}
+    )
+
+
+async def get_team(request: web.Request) -> web.Response:
+    store = request.config_dict[SERVICES].store
+    team = await accounts.get_team(store, request.match_info["name"])
+    return _json(await accounts.team_view_now(store, team))
+
+
+async def patch_team(request: web.Request) -> web.Response:
+    store = request.config_dict[SERVICES].store
+    changes = await _parse(request, accounts.Limits)
+    team = await accounts.update_team(store, request.match_info["name"], changes)
+    return _json(await accounts.team_view_now(store, team))
+
+
+async def delete_team(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    force = request.query.get("force", "").lower() in ("1", "true", "yes")
+    revoked = await accounts.delete_team(request.config_dict[SERVICES].store, name, force=force)
+    return _json({"deleted": name, "revoked_keys": revoked})
+
+
+async def create_key(request: web.Request) -> web.Response:
+    store = request.config_dict[SERVICES].store
+    issued = await accounts.create_key(store, await _parse(request, accounts.KeyCreate))
+    view = await accounts.key_view_now(store, issued.record)
+    return _json({**view, "key": issued.secret}, status=201)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    store = request.config_dict[SERVICES].store
+    keys = await accounts.list_keys(store, request.query.get("team"))
+    return _json({"data": [await accounts.key_view_now(store, key) for key in keys]})
+
+
+async def get_key(request: web.Request) -> web.Response:
+    store = request.config_dict[SERVICES].store
+    key = await accounts.get_key(store, request.match_info["id"])
+    return _json(await accounts.key_view_now(store, key))
+
+
+async def patch_key(request: web.Request) -> web.Response:
+    store = request.config_dict[SERVICES].store
+    changes = await _parse(request, accounts.KeyPatch)
+    key = await accounts.update_key(store, request.match_info["id"], changes)
+    return _json(await accounts.key_view_now(store, key))
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    store = request.config_dict[SERVICES].store
+    key = await accounts.revoke_key(store, request.match_info["id"])
+    return _json(await accounts.key_view_now(store, key))
+
+
+async def rotate_key(request: web.Request) -> web.Response:
+    store = request.config_dict[SERVICES].store
+    issued = await accounts.rotate_key(store, request.match_info["id"])
+    view = await accounts.key_view_now(store, issued.record)
+    return _json({**view, "key": issued.secret})
+
+
+async def usage(request: web.Request) -> web.Response:
+    query = request.query
+    output = query.get("format", "json")
+    if output not in ("json", "csv"):
+        raise invalid_request("'format' must be json or csv.", code="invalid_value", param="format")
+    report = await usage_report(
+        request.config_dict[SERVICES].store,
+        team=query.get("team"),
+        key=query.get("key"),
+        model=query.get("model"),
+        since=query.get("since"),
+        until=query.get("until"),
+        group_by=query.get("group_by", "team"),
+    )
+    if output == "csv":
+        return web.Response(text=report.as_csv(), content_type="text/csv")
+    return _json(report.as_json())
+
+
+class CachePurge(BaseModel):
+    """What to purge: a team's entries, a key's, or (neither given) every entry."""
+
+    model_config = ConfigDict(extra="forbid")
+    team: accounts.Text | None = None
+    key: accounts.Text | None = None
+
+
+async def cache_stats(request: web.Request) -> web.Response:
+    return _json(await request.config_dict[SERVICES].cache.stats())
+
+
+async def cache_purge(request: web.Request) -> web.Response:
+    spec = await _parse(request, CachePurge)
+    purged = await request.config_dict[SERVICES].cache.purge_for(team=spec.team, key=spec.key)
+    return _json({"purged": purged})
+
+
+def create_admin_app() -> web.Application:
+    admin = web.Application(middlewares=[require_admin_token])
+    admin.router.add_post("/teams", create_team)
+    admin.router.add_get("/teams", list_teams)
+    admin.router.add_get("/teams/{name}", get_team)
+    admin.router.add_patch("/teams/{name}", patch_team)
+    admin.router.add_delete("/teams/{name}", delete_team)
+    admin.router.add_post("/keys", create_key)
+    admin.router.add_get("/keys", list_keys)
+    admin.router.add_get("/keys/{id}", get_key)
+    admin.router.add_patch("/keys/{id}", patch_key)
+    admin.router.add_delete("/keys/{id}", revoke_key)
+    admin.router.add_post("/keys/{id}/rotate", rotate_key)
+    admin.router.add_get("/usage", usage)
+    admin.router.add_get("/cache/stats", cache_stats)
+    admin.router.add_post("/cache/purge", cache_purge)
+    return admin

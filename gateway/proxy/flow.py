@@ -1,0 +1,205 @@
+"""The per-request context that the pipeline's stages read and fill in, in order.
+
+Each part has one writer, so that reading a request's story never means searching for who changed
+what: `caller` (authenticate), `body`/`params`/`parsed` (the request stages), `bill` (the
+accounting stages: the estimate and the hold), `cache`/`leader` (the cache stages), `upstream` and
+`timings` (the relay), `answer` (the source that answered: the relay from upstream, or the cache),
+`client` (its own writer), and `result`, computed once by the ending from all of them. The metrics
+and the log line read the flow; they never write to it.
+
+This module holds data only: the services and the leader are named by protocols, so nothing here
+imports what runs a request.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeAlias
+
+import aiohttp
+from aiohttp import web
+
+from gateway.edge.body import SpooledBody
+from gateway.edge.endpoints import Endpoint
+from gateway.edge.params import ImageParams
+from gateway.outcome import CacheStatus, Outcome
+from gateway.pricing import ModelPrice, SvgUsage, Usage
+from gateway.store import ApiKey, Team
+
+if TYPE_CHECKING:
+    from gateway.cache.objects import ObjectBody
+    from gateway.cache.policy import CachePlan
+
+# What a whole answer's body can be: bytes in memory, a spooled upstream body, a cached body's
+# open file, or an object-store body read in chunks.
+WholeBody: TypeAlias = "bytes | SpooledBody | BinaryIO | ObjectBody"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks, once authenticate has run: the live key, and the team it spends for."""
+
+    key: ApiKey
+    team: Team
+
+
+@dataclass(slots=True)
+class Bill:
+    """What the request may cost, before upstream is asked: filled by estimate_cost and
+    reserve_budget, and settled by the request's one ledger row."""
+
+    price: ModelPrice | None = None
+    price_version: str | None = None
+    estimate_nanos: int = 0
+    # SVG output: the text model that authors it, and the part of the estimate that is its own.
+    svg_author: ModelPrice | None = None
+    svg_estimate_nanos: int = 0
+    reservation_id: int | None = None
+    # The input part of the estimate: what a stream cut before any usage came is charged.
+    estimate_input: Usage | None = None
+
+
+@dataclass(slots=True)
+class Answer:
+    """What the source that answered produced: upstream (read by the relay) or the cache (a hit,
+    or a twin's answer). Written by that source only; the ending's result is computed from it.
+    """
+
+    status: int = 0  # the status the source answered with (0: none answered)
+    # `hit` or `coalesced` when the cache answered; None when upstream did (or no one).
+    served: CacheStatus | None = None
+    # What the source says became of its answer: `stream_cut` for a stream that ended early,
+    # `upstream_error` for an error event; a follower takes its leader's.
+    outcome: Outcome = Outcome.OK
+    trailer: bytes = b""  # what a stream ends with before the cost comment (a cut's error event)
+    upstream_request_id: str | None = None
+    usage: Usage | None = None
+    # A stream's usage objects, one per completed (or error) event; `usage` is their sum.
+    stream_usages: list[Usage] = field(default_factory=list)
+    svg_usage: SvgUsage | None = None
+    images: int = 0
+    # Partial images streamed since the last completed event (what a cut stream still owes).
+    partial_images_pending: int = 0
+    # A stream no longer read because its client left and no one else waited for it: upstream
+    # may still make (and bill) its images, so it is charged the estimate.
+    abandoned: bool = False
+    saved_nanos: int = 0  # a cached answer: what it cost when it was bought
+
+
+@dataclass(slots=True)
+class Timings:
+    """perf_counter seconds, for the metrics: when the request arrived, and when its own upstream
+    call was sent and its answer fully read (the relay's)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    upstream_started: float | None = None
+    upstream_ended: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What the client was told and what became of the request (`outcome.py`), computed once
+    by the ending (`accounting.close_the_books`) and read by the ledger row, the writer's cost
+    header, the metrics and the log line alike."""
+
+    status: int = 0
+    outcome: Outcome = Outcome.OK
+    error_code: str | None = None  # the code of the gateway's own error response, if any
+    cache_status: CacheStatus = CacheStatus.BYPASS  # what `x-gateway-cache` says
+    cost_nanos: int = 0
+    saved_nanos: int = 0
+    usage: Usage | None = None  # as charged (bounded)
+    svg_usage: SvgUsage | None = None
+    images: int = 0
+
+
+class ClientSide(Protocol):
+    """The one writer to the client (client.py): the sources hand it what to send, the ending
+    has it send the rest; the metrics and the log read whether the client left."""
+
+    gone: bool
+    stream_open: bool
+    first_event_at: float | None
+    response: web.StreamResponse | None
+
+    def left(self) -> None: ...
+    async def open_stream(
+        self, status: int, headers: dict[str, str], tap: Lead | None = None
+    ) -> None: ...
+    async def write(self, data: bytes | bytearray) -> None: ...
+    def send_whole(
+        self,
+        status: int,
+        headers: dict[str, str],
+        body: WholeBody,
+        size: int,
+        *,
+        events: bool = False,
+    ) -> None: ...
+    async def finish(self, flow: Flow, error: BaseException | None) -> None: ...
+
+
+class Lead(Protocol):
+    """This request's part when it fills a cache miss (cache/leader.py): it sees the stream the
+    client sees, and once the request's result is known it publishes the answer."""
+
+    async def started(self, headers: dict[str, str]) -> None: ...
+    async def event(self, raw: bytes | bytearray) -> None: ...
+    async def finish(self, flow: Flow, error: BaseException | None) -> None: ...
+
+
+@dataclass(slots=True)
+class Flow:
+    """One request's way through the gateway.
+
+    Each field is None (or its default) until the stage that fills it has run: `caller` after
+    authenticate, `body` after read_request_body, `params`/`parsed` after inspect_request, the
+    `bill` after the accounting stages, `cache`/`leader` after the cache stages, `upstream` after
+    the upstream call, the `answer` once a source has answered, and the `result` in the ending.
+    The pipeline's ENDING reads what was filled in when the request ends, however it ends.
+    """
+
+    request: web.Request
+    services: Any  # gateway.runtime.services.Services (Any: the services hold what runs a request)
+    endpoint: Endpoint
+    upstream_path: str
+    request_id: str
+    client: ClientSide
+
+    caller: Caller | None = None
+    body: SpooledBody | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    parsed: ImageParams | None = None  # the checked fields of a known endpoint's request
+    bill: Bill = field(default_factory=Bill)
+    # Headers the gateway adds to whatever answers (the rate limits'), set by check_rate_limits.
+    rate_headers: dict[str, str] = field(default_factory=dict)
+    cache: CachePlan | None = None
+    leader: Lead | None = None
+    upstream: aiohttp.ClientResponse | None = None
+    response_body: SpooledBody | None = None  # a whole upstream body, read before it is sent
+    timings: Timings = field(default_factory=Timings)
+    answer: Answer = field(default_factory=Answer)
+    result: Result = field(default_factory=Result)
+
+    # The request as parsed once (by inspect_request); before that, or for a path that is not
+    # a known endpoint, what an unparsed request is taken to be.
+
+    @property
+    def model(self) -> str | None:
+        return None if self.parsed is None else self.parsed.model
+
+    @property
+    def stream(self) -> bool:
+        return False if self.parsed is None else self.parsed.stream
+
+    @property
+    def n(self) -> int:
+        return 1 if self.parsed is None else self.parsed.n
+
+    @property
+    def cache_status(self) -> CacheStatus:
+        """What `x-gateway-cache` says: how the cache took part, as far as it is known."""
+        if self.answer.served is not None:
+            return self.answer.served
+        return CacheStatus.BYPASS if self.cache is None else CacheStatus.MISS

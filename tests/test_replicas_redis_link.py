@@ -1,0 +1,72 @@
+"""The one Redis link: every call bounded, a breaker that opens after failures in a row and
+closes by itself when its probe finds Redis again; against a real redis-server, hung with
+SIGSTOP."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.replicas.redis_link import FAILURES_TO_OPEN, PROBE_S, RedisLink, RedisUnavailable
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture
+def hang(redis_server: RedisServer) -> Iterator[RedisServer]:
+    """The server, to be hung with `os.kill(pid, SIGSTOP)`; woken again before it is stopped."""
+    yield redis_server
+    assert redis_server.process is not None
+    redis_server.process.send_signal(signal.SIGCONT)
+
+
+async def test_a_hung_redis_costs_two_calls_their_timeout_and_the_rest_nothing(
+    hang: RedisServer,
+) -> None:
+    states: list[bool] = []
+    link = RedisLink(hang.url, timeout_s=0.25, on_state=states.append)
+    try:
+        assert await link.call(lambda: link.redis.set("k", "v")) is True
+        assert hang.process is not None
+        hang.process.send_signal(signal.SIGSTOP)
+
+        for _ in range(FAILURES_TO_OPEN):  # each pays the read timeout, not seconds
+            started = time.monotonic()
+            with pytest.raises(RedisUnavailable):
+                await link.call(lambda: link.redis.get("k"))
+            assert time.monotonic() - started < 0.6
+        assert not link.up and "redis unreachable" in (link.problem or "")
+
+        started = time.monotonic()
+        for _ in range(100):  # the breaker is open: no call is even tried
+            with pytest.raises(RedisUnavailable):
+                await link.call(lambda: link.redis.get("k"))
+        assert time.monotonic() - started < 0.05
+
+        hang.process.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + PROBE_S * 4
+        while not link.up and time.monotonic() < deadline:  # noqa: ASYNC110 - the probe's doing
+            await asyncio.sleep(0.05)
+        assert link.up  # closed by the probe, with no call needed
+        assert await link.call(lambda: link.redis.get("k")) == b"v"
+        assert states == [True, False, True]  # the gauge heard each change once
+    finally:
+        await link.close()
+
+
+async def test_a_redis_that_refuses_connections_fails_the_start_check(
+    redis_server: RedisServer,
+) -> None:
+    url = redis_server.url
+    redis_server.stop()
+    link = RedisLink(url, timeout_s=0.25)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailable):
+            await link.check()
+        assert time.monotonic() - started < 3
+    finally:
+        await link.close()
