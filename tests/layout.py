@@ -2,7 +2,9 @@
 
 A module `gateway/a/b.py` is covered by `tests/test_a_b.py`, `tests/a/test_b.py` or, for a
 package, by the package's file `tests/test_a.py`; `simulator/x.py` likewise by
-`tests/test_simulator_x.py` or `tests/test_simulator.py`. `make test` prints the modules that have
+`tests/test_simulator_x.py` or `tests/test_simulator.py`. A module whose honest test needs real
+servers or processes (Redis, PostgreSQL, S3, the CLI, a whole gateway) has its file, named the
+same, under `tests/e2e/` instead. `make test` prints the modules that have
 none; `test_layout.py` keeps that list from growing (a new module comes with its test file).
 
 Run: .venv/bin/python -m tests.layout
@@ -19,6 +21,11 @@ PACKAGES = ("gateway", "simulator")
 
 def candidates(module: Path) -> list[Path]:
     """The test files that would cover `module` (a path relative to the repository)."""
+    found = _unit_candidates(module)
+    return found + [TESTS / "e2e" / path.name for path in found if path.parent == TESTS]
+
+
+def _unit_candidates(module: Path) -> list[Path]:
     parts = list(module.with_suffix("").parts)
     top, inner = parts[0], [p for p in parts[1:] if p != "__init__"]
     if top == "gateway":

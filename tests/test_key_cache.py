@@ -19,7 +19,7 @@ from gateway.store import open_store
 from gateway.store.key_cache import Generation
 from gateway.store.sqlite import SqliteStore
 from tests.conftest import FakeUpstream
-from tests.test_cli import gateway as run_cli
+from tests.e2e.test_cli import gateway as run_cli
 
 HASH = "h" * 64
 

@@ -24,6 +24,13 @@ def test_a_module_is_covered_by_its_own_file_or_its_package_s() -> None:
         "tests/test_cache_files.py",
         "tests/test_cache.py",
         "tests/cache/test_files.py",
+        "tests/e2e/test_cache_files.py",
+        "tests/e2e/test_cache.py",
     }
     names = {str(c.relative_to(root)) for c in candidates(Path("simulator/wire.py"))}
-    assert names == {"tests/test_simulator_wire.py", "tests/test_simulator.py"}
+    assert names == {
+        "tests/test_simulator_wire.py",
+        "tests/test_simulator.py",
+        "tests/e2e/test_simulator_wire.py",
+        "tests/e2e/test_simulator.py",
+    }

@@ -21,9 +21,10 @@ async def test_an_unparsed_request_is_one_image_no_stream_no_model(tmp_path: Pat
 
 async def test_the_cache_status_follows_the_plan_and_whoever_answered(tmp_path: Path) -> None:
     flow = make_flow(tmp_path)
-    assert flow.cache_status is CacheStatus.BYPASS
+    seen = [flow.cache_status]
     flow.cache = CachePlan("k", "team:1", read=True)
-    assert flow.cache_status is CacheStatus.MISS
+    seen.append(flow.cache_status)
     flow.answer.served = CacheStatus.COALESCED
-    assert flow.cache_status is CacheStatus.COALESCED
+    seen.append(flow.cache_status)
+    assert seen == [CacheStatus.BYPASS, CacheStatus.MISS, CacheStatus.COALESCED]
     assert flow.result.cache_status is CacheStatus.BYPASS  # the result waits for the ending

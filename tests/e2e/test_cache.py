@@ -487,7 +487,7 @@ async def test_other_image_paths_bypass_the_cache(gateway: Any, key: str) -> Non
 async def test_cli_stats_verify_and_purge_on_the_servers_data_dir(
     sdk: openai.AsyncOpenAI, gateway: Any, tmp_path: Any
 ) -> None:
-    from tests.test_cli import gateway as run_cli
+    from tests.e2e.test_cli import gateway as run_cli
 
     await generate_raw(sdk, prompt="one")
     await generate_raw(sdk, prompt="two", quality="medium")

@@ -130,5 +130,6 @@ async def test_an_operator_runs_a_team_from_the_console(
 
         # Signing out ends the session: the pages are closed again.
         await page.get_by_role("button", name="Sign out").click()
+        await page.wait_for_url("**/console/login")  # signed out (on a busy machine, not at once)
         await page.goto(f"{base}/console/teams")
         assert page.url.endswith("/console/login")

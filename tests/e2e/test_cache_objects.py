@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import pytest
 from aiobotocore.session import get_session
 
 from gateway.admin import accounts
@@ -22,6 +23,10 @@ from gateway.settings import Settings
 from tests.conftest import FakeUpstream
 from tests.e2e.test_cache import stored as stored_on
 from tests.s3_server import BUCKET, S3Server
+
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
 
 REQUEST: dict[str, Any] = {"model": "gpt-image-1", "prompt": "a puffin", "quality": "low"}
 

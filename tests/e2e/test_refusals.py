@@ -13,6 +13,10 @@ from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
 from tests.conftest import FakeUpstream, auth
 
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
+
 
 def assert_openai_error(body: Any, code: str | None) -> None:
     assert set(body) == {"error"}

@@ -22,6 +22,10 @@ from tests.conftest import ADMIN_TOKEN, FakeUpstream
 from tests.e2e.test_cache import sdk_for
 from tests.redis_server import RedisServer
 
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
+
 REQUEST: dict[str, Any] = {"model": "gpt-image-1", "prompt": "a heron", "quality": "low"}
 
 

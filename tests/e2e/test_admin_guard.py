@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
+import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from gateway.admin.guard import (
@@ -25,7 +26,11 @@ from gateway.errors import GatewayError
 from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN
-from tests.test_console import sign_in
+from tests.e2e.test_console import sign_in
+
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
 
 PROXY = trusted_networks(["127.0.0.0/8"])
 

@@ -21,6 +21,10 @@ from gateway.settings import Settings
 from tests.conftest import FakeUpstream
 from tests.redis_server import RedisServer
 
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
+
 
 def gateway(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}

@@ -16,6 +16,10 @@ from gateway.console.session import COOKIE
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
+
 PAGES = ["/console/", "/console/teams", "/console/keys", "/console/usage", "/console/images",
          "/console/prices", "/console/cache", "/console/usage.csv"]  # fmt: skip
 

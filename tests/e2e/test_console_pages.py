@@ -20,7 +20,11 @@ from gateway.console.thumbnails import THUMBNAIL_PX
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, Reply, ScriptedUpstream
 from tests.e2e.test_cache import stored
-from tests.test_console import sign_in
+from tests.e2e.test_console import sign_in
+
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

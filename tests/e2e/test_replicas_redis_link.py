@@ -14,6 +14,10 @@ import pytest
 from gateway.replicas.redis_link import FAILURES_TO_OPEN, PROBE_S, RedisLink, RedisUnavailable
 from tests.redis_server import RedisServer
 
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
+
 
 @pytest.fixture
 def hang(redis_server: RedisServer) -> Iterator[RedisServer]:

@@ -25,6 +25,10 @@ from tests.conftest import ADMIN_TOKEN, FakeUpstream
 from tests.e2e.test_cache import stored
 from tests.postgres_server import PostgresServer
 
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
+
 REQUEST: dict[str, Any] = {"model": "gpt-image-1", "prompt": "a kingfisher", "quality": "low"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

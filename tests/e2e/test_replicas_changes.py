@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import pytest
 
 from gateway.admin import accounts
 from gateway.app import create_app
@@ -25,6 +26,10 @@ from gateway.settings import SHIPPED_PRICES, Settings
 from gateway.store.key_cache import KeyCache
 from tests.conftest import ADMIN_TOKEN, FakeUpstream
 from tests.redis_server import RedisServer
+
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
 
 REQUEST: dict[str, Any] = {"model": "gpt-image-1", "prompt": "a stork", "quality": "low"}
 

@@ -6,10 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN, FakeUpstream, auth
 from tests.e2e.test_accounting import LOW, gateway_with_key
-from tests.test_cli import gateway as run_cli
+from tests.e2e.test_cli import gateway as run_cli
+
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

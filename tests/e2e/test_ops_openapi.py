@@ -8,12 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.ops.openapi import rendered
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from fuzz import fuzz_gateway  # noqa: E402
+
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
 
 
 def test_the_repository_copy_is_what_the_gateway_serves(gateway: Any) -> None:

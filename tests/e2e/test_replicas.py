@@ -24,6 +24,10 @@ from tests.conftest import ADMIN_TOKEN, UPSTREAM_KEY, FakeUpstream
 from tests.redis_server import RedisServer
 from tests.replica_processes import Replicas, replica_environment
 
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
+
 REQUEST: dict[str, Any] = {"model": "gpt-image-1", "prompt": "a kestrel", "quality": "low"}
 StartReplicas = Callable[[FakeUpstream], Awaitable[Replicas]]
 

@@ -6,12 +6,17 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.runtime.state import LIFECYCLE
 from gateway.settings import Settings
 from tests.conftest import UPSTREAM_KEY, FakeUpstream
+
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
 
 
 def closed_port() -> int:

@@ -12,6 +12,10 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
+
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 

@@ -25,6 +25,10 @@ from gateway.settings import Settings
 from tests.conftest import FakeUpstream
 from tests.e2e.test_shutdown import free_port
 
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
+
 
 class Served:
     def __init__(self, app: web.Application, port: int, key: str) -> None:

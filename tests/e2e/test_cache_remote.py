@@ -22,6 +22,10 @@ from tests.conftest import FakeUpstream
 from tests.e2e.test_cache import stored
 from tests.redis_server import RedisServer
 
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
+
 REQUEST: dict[str, Any] = {"model": "gpt-image-1", "prompt": "a crane", "quality": "low"}
 
 
