@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,7 @@ class Tracer:
     def __init__(self) -> None:
         self.modules: set[str] = set()
         self.edges = 0
+        self.pairs: Counter[tuple[str, str]] = Counter()
         self.prefix = str(GATEWAY) + os.sep
         self._names: dict[str, str | None] = {}
 
@@ -158,13 +159,14 @@ class Tracer:
             if name is not None:
                 if name != callee:
                     self.edges += 1
+                    self.pairs[(name, callee)] += 1
                 return
             if caller.f_code.co_filename.startswith(str(ROOT / "simulator")):
                 return
             caller = caller.f_back
 
 
-async def trace_one(stream: bool) -> dict[str, int]:
+async def trace_one(stream: bool, show: bool = False) -> dict[str, int]:
     import aiohttp
     from aiohttp.test_utils import TestServer
 
@@ -203,6 +205,9 @@ async def trace_one(stream: bool) -> dict[str, int]:
                     await response.read()
                     assert response.headers["x-gateway-cache"] == "miss", response.headers
                 request_only = (len(tracer.modules), tracer.edges)
+                if show:
+                    for (caller, callee), count in sorted(tracer.pairs.items()):
+                        print(f"  {count:3} {caller} -> {callee}")
                 await gateway.app[SERVICES].cache.drain()
             finally:
                 sys.setprofile(None)
@@ -219,11 +224,12 @@ async def trace_one(stream: bool) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--calls", action="store_true", help="list the cross-module calls")
     args = parser.parse_args()
     found_cycles = cycles(import_graph())
     report = {
-        "generation_miss": asyncio.run(trace_one(stream=False)),
-        "streaming_miss": asyncio.run(trace_one(stream=True)),
+        "generation_miss": asyncio.run(trace_one(stream=False, show=args.calls)),
+        "streaming_miss": asyncio.run(trace_one(stream=True, show=args.calls)),
         "flow_writers": flow_writers(),
         "import_cycles": [len(c) for c in found_cycles],
         "cycle_members": found_cycles,

@@ -23,7 +23,7 @@ from gateway.accounting.usage_report import GROUPS, usage_report
 from gateway.admin import accounts
 from gateway.errors import GatewayError
 from gateway.pricing import PriceError, describe, load_prices
-from gateway.runtime.server import read_pid
+from gateway.runtime.pidfile import read_pid
 from gateway.settings import SHIPPED_CONFIG_EXAMPLE, Settings, config_file
 from gateway.store import Conflict, Store, migrated_store, open_store
 from gateway.store.failures import safe_url

@@ -20,7 +20,8 @@ from aiohttp import web
 from gateway.accounting.usage_report import usage_report
 from gateway.admin import accounts
 from gateway.app import create_app
-from gateway.runtime.server import check_can_start, pid_file, serve_apps
+from gateway.runtime.pidfile import pid_file
+from gateway.runtime.server import check_can_start, serve_apps
 from gateway.settings import Settings
 from gateway.store import migrated_store
 

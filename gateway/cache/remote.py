@@ -29,21 +29,41 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
-from gateway.cache.files import Tee
-from gateway.cache.inflight import Abandoned, Ending, Failed, InFlight, Reply, Stored, StreamEnd
+from gateway.cache.files import BodyFiles, Tee
+from gateway.cache.inflight import (
+    Abandoned,
+    Ending,
+    Failed,
+    InFlight,
+    InFlightRegistry,
+    Reply,
+    Stored,
+    StreamEnd,
+)
 from gateway.errors import GatewayError
 from gateway.outcome import Outcome
 from gateway.replicas.redis_link import RedisLink, RedisUnavailable
+from gateway.store import Store
 from gateway.store.base import CacheEntry
 
-if TYPE_CHECKING:
-    from gateway.cache.cache import ResponseCache
-
 log = logging.getLogger(__name__)
+
+
+class LocalCache(Protocol):
+    """What remote flights use of this process's cache (cache.py's ResponseCache)."""
+
+    @property
+    def files(self) -> BodyFiles: ...
+    @property
+    def in_flight(self) -> InFlightRegistry: ...
+    @property
+    def store(self) -> Store: ...
+
+
 LEAD = "gateway:lead:"
 FLIGHT = "gateway:flight:"
 WATCH = "gateway:watch:"  # + flight id: set by the replicas following it
@@ -77,7 +97,7 @@ return 1
 
 
 class RemoteFlights:
-    def __init__(self, link: RedisLink, cache: ResponseCache) -> None:
+    def __init__(self, link: RedisLink, cache: LocalCache) -> None:
         self.cache = cache
         self.link = link
         self.redis: Any = link.redis  # calls: each bounded by the link's timeout

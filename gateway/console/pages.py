@@ -17,9 +17,9 @@ from aiohttp import web
 from PIL import UnidentifiedImageError
 from pydantic import BaseModel, ValidationError
 
+import gateway.console.figures as figures
 from gateway.accounting.usage_report import GROUPS, usage_report
 from gateway.admin import accounts
-from gateway.console import figures
 from gateway.console.side_by_side import side_by_side
 from gateway.console.thumbnails import CachedImage, first_image, media_type
 from gateway.edge.auth import IssuedKey

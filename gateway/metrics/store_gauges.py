@@ -13,7 +13,8 @@ from prometheus_client.registry import Collector
 
 from gateway.accounting.periods import Periods
 from gateway.money import NANOS_PER_USD
-from gateway.store.base import CacheStats, Spend, Store, Team
+from gateway.store.base import CacheStats, Spend, Store
+from gateway.store.records import Team
 
 log = logging.getLogger(__name__)
 

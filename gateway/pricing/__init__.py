@@ -25,7 +25,7 @@ from gateway.pricing.estimate import (
     estimate,
     image_input_tokens,
 )
-from gateway.pricing.table import ModelPrice, PriceError, PriceTable, load_prices
+from gateway.pricing.table import ModelPrice, PriceBook, PriceError, PriceTable, load_prices
 from gateway.pricing.usage import PARTIAL_IMAGE_TOKENS, SvgUsage, Usage
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "Estimate",
     "EstimateRequest",
     "ModelPrice",
+    "PriceBook",
     "PriceError",
     "PriceTable",
     "SvgUsage",

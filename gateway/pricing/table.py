@@ -376,3 +376,16 @@ class _Loader:
 def _quote(key: str) -> str:
     """A TOML key as written in the file: bare if it can be, else in double quotes."""
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f'"{key}"'
+
+
+class PriceBook:
+    """The price table in force; `reload()` swaps in a new one only if it loads whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.table = load_prices(path)
+
+    def reload(self) -> PriceTable:
+        """Read the price file again; on any error the table in force stays (PriceError)."""
+        self.table = load_prices(self.path)
+        return self.table

@@ -25,11 +25,21 @@ from gateway.edge.endpoints import Endpoint
 from gateway.edge.params import ImageParams
 from gateway.outcome import CacheStatus, Outcome
 from gateway.pricing import ModelPrice, SvgUsage, Usage
-from gateway.store import ApiKey, Team
+from gateway.store import ApiKey, Store, Team
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter
+
+    from gateway.accounting.journal import LedgerJournal
+    from gateway.accounting.quota import Limiter
+    from gateway.cache.cache import ResponseCache
     from gateway.cache.objects import ObjectBody
     from gateway.cache.policy import CachePlan
+    from gateway.pricing import PriceBook
+    from gateway.proxy.upstream import Upstream
+    from gateway.runtime.tasks import Tasks
+    from gateway.settings import Settings
+    from gateway.store.health import WriteHealth
 
 # What a whole answer's body can be: bytes in memory, a spooled upstream body, a cached body's
 # open file, or an object-store body read in chunks.
@@ -114,6 +124,44 @@ class Result:
     images: int = 0
 
 
+class RequestMetrics(Protocol):
+    """What a request's stages and ending count (metrics/collectors.py's Metrics)."""
+
+    @property
+    def usage_out_of_range(self) -> Counter: ...
+    @property
+    def ledger_journaled(self) -> Counter: ...
+    def request_started(self) -> None: ...
+    def stream_opened(self) -> None: ...
+    def observe_request(self, flow: Flow, error: BaseException | None) -> None: ...
+
+
+class Reach(Protocol):
+    """What a request's stages and ending reach (runtime/services.py's Services): a test hands a
+    Flow one made of fakes."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def upstream(self) -> Upstream: ...
+    @property
+    def prices(self) -> PriceBook: ...
+    @property
+    def limiter(self) -> Limiter: ...
+    @property
+    def cache(self) -> ResponseCache: ...
+    @property
+    def metrics(self) -> RequestMetrics: ...
+    @property
+    def journal(self) -> LedgerJournal: ...
+    @property
+    def health(self) -> WriteHealth: ...
+    @property
+    def tasks(self) -> Tasks: ...
+
+
 class ClientSide(Protocol):
     """The one writer to the client (client.py): the sources hand it what to send, the ending
     has it send the rest; the metrics and the log read whether the client left."""
@@ -171,6 +219,11 @@ class Flow:
     body: SpooledBody | None = None
     params: dict[str, Any] = field(default_factory=dict)
     parsed: ImageParams | None = None  # the checked fields of a known endpoint's request
+    # Read from `parsed` by inspect_request; before that, or for a path that is not a known
+    # endpoint, what an unparsed request is taken to be: no model, no stream, one image.
+    model: str | None = None
+    stream: bool = False
+    n: int = 1
     bill: Bill = field(default_factory=Bill)
     # Headers the gateway adds to whatever answers (the rate limits'), set by check_rate_limits.
     rate_headers: dict[str, str] = field(default_factory=dict)
@@ -181,21 +234,6 @@ class Flow:
     timings: Timings = field(default_factory=Timings)
     answer: Answer = field(default_factory=Answer)
     result: Result = field(default_factory=Result)
-
-    # The request as parsed once (by inspect_request); before that, or for a path that is not
-    # a known endpoint, what an unparsed request is taken to be.
-
-    @property
-    def model(self) -> str | None:
-        return None if self.parsed is None else self.parsed.model
-
-    @property
-    def stream(self) -> bool:
-        return False if self.parsed is None else self.parsed.stream
-
-    @property
-    def n(self) -> int:
-        return 1 if self.parsed is None else self.parsed.n
 
     @property
     def cache_status(self) -> CacheStatus:

@@ -31,7 +31,7 @@ from gateway.edge.body import Pace, read_body
 from gateway.edge.endpoints import check_forwarded_method, upstream_path
 from gateway.edge.params import read_params, text
 from gateway.errors import GatewayError, invalid_request, storage_unavailable
-from gateway.ops.logs import log_request
+from gateway.ops.request_log import log_request
 from gateway.proxy.flow import Caller, Flow
 from gateway.proxy.relay import call_upstream, relay_response
 from gateway.store.failures import describe, store_failure
@@ -137,7 +137,8 @@ async def inspect_request(flow: Flow) -> None:
             code="missing_required_parameter",
             param="model",
         )
-    flow.parsed = read_params(flow.params, model)
+    flow.parsed = parsed = read_params(flow.params, model)
+    flow.model, flow.stream, flow.n = parsed.model, parsed.stream, parsed.n
 
 
 STAGES: tuple[Stage, ...] = (

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
 import socket
-from collections.abc import Iterator
 
 from aiohttp import web
 
@@ -16,23 +13,11 @@ from gateway.app import create_app
 from gateway.edge.guard import Guard, GuardedSite, default_connection_cap
 from gateway.errors import CannotStart
 from gateway.replicas.changes import PRICES
+from gateway.runtime.pidfile import pid_file, read_pid
 from gateway.runtime.state import ENDING_S, SERVICES
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-PID_FILE = "gateway.pid"
-
-
-def read_pid(settings: Settings) -> int | None:
-    """The pid of the gateway serving from this data dir, if one is running."""
-    try:
-        pid = int((settings.data_dir / PID_FILE).read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
 
 
 def reload_prices(apps: list[web.Application]) -> None:
@@ -132,22 +117,6 @@ def check_can_start(settings: Settings, ports: list[tuple[str, int, str]]) -> No
                     f"port {port} on {host} is in use ({exc.strerror}): stop what uses it, or set"
                     f" {setting} to another port"
                 ) from None
-
-
-@contextlib.contextmanager
-def pid_file(settings: Settings) -> Iterator[None]:
-    """`gateway prices reload` finds the server through this file in the data dir. It is removed
-    on the way out only if it is still this process's."""
-    path = settings.data_dir / PID_FILE
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    mine = f"{os.getpid()}\n"
-    path.write_text(mine)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            if path.read_text() == mine:
-                path.unlink()
 
 
 def serve(settings: Settings) -> int:

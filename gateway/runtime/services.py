@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.accounting.heartbeats import Heartbeats
@@ -20,7 +19,7 @@ from gateway.accounting.quota import Limiter, RateLimiter
 from gateway.admin.guard import AuthThrottle
 from gateway.cache.cache import ResponseCache
 from gateway.metrics import Metrics
-from gateway.pricing import PriceError, PriceTable, load_prices
+from gateway.pricing import PriceBook, PriceError
 from gateway.proxy.upstream import Upstream
 from gateway.replicas.changes import Changes, changes_for
 from gateway.runtime.tasks import Tasks
@@ -32,19 +31,6 @@ if TYPE_CHECKING:
     from gateway.replicas.redis_link import RedisLink
 
 log = logging.getLogger(__name__)
-
-
-class PriceBook:
-    """The price table in force; `reload()` swaps in a new one only if it loads whole."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.table = load_prices(path)
-
-    def reload(self) -> PriceTable:
-        """Read the price file again; on any error the table in force stays (PriceError)."""
-        self.table = load_prices(self.path)
-        return self.table
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from gateway.accounting.journal import LedgerJournal, settle_holds
 from gateway.cache.files import BodyFiles
 from gateway.runtime.lifecycle import empty_spool_dir, open_store_or_say_why
-from gateway.runtime.server import pid_file
+from gateway.runtime.pidfile import pid_file
 from gateway.settings import Settings
 from gateway.store import open_store
 

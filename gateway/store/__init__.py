@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from gateway.store.base import ApiKey, Conflict, Store, Team
+from gateway.store.base import Conflict, Store
+from gateway.store.records import ApiKey, Team
 from gateway.store.sqlite import SqliteStore
 
 

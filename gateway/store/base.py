@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.accounting.periods import Periods
 from gateway.outcome import Outcome
+from gateway.store.records import ApiKey, Team
 
 if TYPE_CHECKING:
     from gateway.store.key_cache import KeyCache
@@ -16,36 +17,6 @@ if TYPE_CHECKING:
 
 class Conflict(Exception):
     """A unique name or key is already taken."""
-
-
-@dataclass(frozen=True, slots=True)
-class Team:
-    id: int
-    name: str
-    budget_nanos: int | None
-    budget_period: str
-    rpm: int | None
-    ipm: int | None
-    created_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    id: str
-    team_id: int
-    team_name: str
-    name: str | None
-    prefix: str
-    budget_nanos: int | None
-    budget_period: str
-    rpm: int | None
-    ipm: int | None
-    created_at: str
-    revoked_at: str | None
-
-    @property
-    def revoked(self) -> bool:
-        return self.revoked_at is not None
 
 
 @dataclass(frozen=True, slots=True)

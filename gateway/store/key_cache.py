@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.store.base import ApiKey, Team
+from gateway.store.records import ApiKey, Team
 
 MAX_AGE_S = 10.0
 MAX_ENTRIES = 10_000

@@ -5,13 +5,27 @@ transaction."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gateway.outcome import CacheStatus
 from gateway.store.base import CacheEntry, CacheStats
 
-if TYPE_CHECKING:
-    from gateway.store.postgres import PostgresStore
+
+class Pool(Protocol):
+    """What the index uses of the PostgreSQL store's pool (postgres.py's BoundedPool)."""
+
+    def acquire(self) -> Any: ...
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+    async def execute(self, query: str, *args: Any) -> str: ...
+    async def executemany(self, query: str, args: Any) -> None: ...
+
+
+class Pooled(Protocol):
+    @property
+    def pool(self) -> Pool: ...
+
 
 _ENTRY_COLUMNS = tuple(CacheEntry.__dataclass_fields__)[:-1]  # without `body`, kept in bodies
 _PUT_BODY = (
@@ -57,7 +71,7 @@ def _entry(row: Any) -> CacheEntry:
 
 
 class PostgresCacheIndex:
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: Pooled) -> None:
         self._store = store
 
     async def get(self, key: str, now: float) -> CacheEntry | None:

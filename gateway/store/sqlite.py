@@ -17,16 +17,15 @@ from gateway.accounting.periods import Periods
 from gateway.store.base import (
     COPIED_TABLES,
     TOTALS_SQL,
-    ApiKey,
     Conflict,
     LedgerRow,
     Spend,
-    Team,
     UsageFilter,
     orphan_row,
 )
 from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
+from gateway.store.records import ApiKey, Team
 from gateway.store.sql import (
     CONSOLE_SESSION_ENDED,
     END_CONSOLE_SESSION,

@@ -4,13 +4,24 @@ never interleaves with another request's statements on the shared connection."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.outcome import CacheStatus
 from gateway.store.base import CacheEntry, CacheStats
 
 if TYPE_CHECKING:
-    from gateway.store.sqlite import SqliteStore
+    import aiosqlite
+
+
+class Queries(Protocol):
+    """What the index uses of the SQLite store (sqlite.py): its one connection and its
+    helpers that run one statement."""
+
+    @property
+    def db(self) -> aiosqlite.Connection: ...
+    async def _all(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Any]: ...
+    async def _one(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Any: ...
+
 
 _ENTRY_COLUMNS = tuple(CacheEntry.__dataclass_fields__)  # the last one, `body`, is the inline body
 # Through the view's trigger (migration 0008): each inline body registered, then the entry
@@ -48,7 +59,7 @@ def _entry(row: Any) -> CacheEntry:
 
 
 class SqliteCacheIndex:
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: Queries) -> None:
         self._store = store
 
     async def get(self, key: str, now: float) -> CacheEntry | None:

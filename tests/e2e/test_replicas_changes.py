@@ -19,8 +19,8 @@ import pytest
 from gateway.admin import accounts
 from gateway.app import create_app
 from gateway.edge.auth import hash_key
+from gateway.pricing import PriceBook
 from gateway.runtime.server import reload_prices
-from gateway.runtime.services import PriceBook
 from gateway.runtime.state import SERVICES
 from gateway.settings import SHIPPED_PRICES, Settings
 from gateway.store.key_cache import KeyCache
