@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from gateway.cache.cache import Hit
 from gateway.cache.inflight import InFlight, Reply, StreamEnd
+from gateway.errors import GatewayError
 from gateway.outcome import CacheStatus, Outcome
 from gateway.proxy.client import gateway_headers, stream_cut_event
 from gateway.proxy.flow import Flow
@@ -50,6 +51,15 @@ def serve_reply(flow: Flow, reply: Reply, status: CacheStatus) -> bool:
     headers = _headers(flow, reply.headers)
     flow.client.send_whole(reply.status, headers, reply.body, len(reply.body))
     return True
+
+
+def fail_as_leader_did(flow: Flow, error: GatewayError, status: CacheStatus) -> GatewayError:
+    """The error the leader's upstream call failed with, for this follower to raise as its own
+    (served by the cache: `status`), charged nothing."""
+    flow.answer.served = status
+    return GatewayError(
+        error.status, error.message, type=error.type, code=error.code, headers=error.headers
+    )
 
 
 async def follow_stream(flow: Flow, inflight: InFlight, status: CacheStatus) -> bool:

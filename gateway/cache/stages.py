@@ -10,8 +10,7 @@ from gateway.cache.inflight import Abandoned, Ending, Failed, InFlight, Reply, S
 from gateway.cache.key import KeyRequest, cache_key
 from gateway.cache.leader import Leader
 from gateway.cache.policy import CachePlan, caching_allowed, directives, scope_of
-from gateway.cache.serve import follow_stream, serve_reply, serve_stored
-from gateway.errors import GatewayError
+from gateway.cache.serve import fail_as_leader_did, follow_stream, serve_reply, serve_stored
 from gateway.outcome import CacheStatus, Outcome
 from gateway.proxy.flow import Flow
 
@@ -107,11 +106,7 @@ async def _follow(flow: Flow, inflight: InFlight) -> bool:
         hit = await flow.services.cache.open(outcome.entry)
         return hit is not None and serve_stored(flow, hit, status)
     if isinstance(outcome, Failed):
-        flow.answer.served = status
-        error = outcome.error
-        raise GatewayError(
-            error.status, error.message, type=error.type, code=error.code, headers=error.headers
-        )
+        raise fail_as_leader_did(flow, outcome.error, status)
     # Abandoned, or a stream the leader could not share (it had no tee): go on alone.
     assert isinstance(outcome, Abandoned | StreamEnd)
     return False
