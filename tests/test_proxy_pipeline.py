@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,64 @@ async def test_a_request_that_fails_after_authentication_has_its_ledger_row(
     (row,) = store.rows
     assert (row.key_id, row.status, row.outcome) == ("key_1", 500, "error")
     assert flow.body is not None and flow.body.path is None  # nothing left on disk
+
+
+def test_the_ending_tells_the_story_in_order() -> None:
+    """The result is computed once, then the one commit point, then the one writer; the leader,
+    the clean-up and the report after."""
+    assert [step.__name__ for step in pipeline.ENDING] == [
+        "close_the_books", "write_ledger_row", "answer_client", "finish_leader",
+        "release_upstream", "remove_spools", "report",
+    ]  # fmt: skip
+
+
+async def test_the_first_stage_that_answers_ends_the_chain_and_its_answer_is_sent(
+    tmp_path: Path,
+) -> None:
+    ran: list[str] = []
+
+    async def passes(flow: Flow) -> None:
+        ran.append("passes")
+
+    async def answers(flow: Flow) -> bool:
+        ran.append("answers")
+        flow.answer.status = 200
+        flow.client.send_whole(200, {"content-type": "application/json"}, b"{}", 2)
+        return True
+
+    async def never(flow: Flow) -> None:
+        ran.append("never")
+
+    flow = make_flow(tmp_path)
+    response = await pipeline.run(flow, (passes, answers, never))
+    assert ran == ["passes", "answers"]
+    assert response is flow.client.response and response.status == 200
+    assert response.headers["x-gateway-cost-usd"] == "0.00"
+    assert flow.result.status == 200 and flow.result.outcome is Outcome.OK
+
+
+async def test_a_refusal_is_answered_by_the_writer_with_its_ledger_row(tmp_path: Path) -> None:
+    flow = make_flow(tmp_path, json={"model": "gpt-image-1", "prompt": "p"})
+
+    async def refuses(flow: Flow) -> None:
+        raise GatewayError(429, "over budget", code="insufficient_quota",
+                           outcome=Outcome.REFUSED_BUDGET)  # fmt: skip
+
+    response = await pipeline.run(flow, (*pipeline.STAGES[:3], refuses))
+    assert response.status == 429 and flow.result.outcome is Outcome.REFUSED_BUDGET
+    store = flow.services.store
+    assert isinstance(store, FakeStore)
+    (row,) = store.rows
+    assert (row.status, row.outcome, row.cost_nanos) == (429, "refused_budget", 0)
+
+
+async def test_a_store_that_fails_before_upstream_refuses_with_a_503(tmp_path: Path) -> None:
+    flow = make_flow(tmp_path)
+
+    async def store_locked(flow: Flow) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    response = await pipeline.run(flow, (store_locked,))
+    assert response.status == 503 and response.headers["retry-after"] == "1"
+    assert flow.result.error_code == "storage_unavailable"
+    assert flow.services.health.store_problem is not None

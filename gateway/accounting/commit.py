@@ -15,13 +15,12 @@ import time
 
 from gateway.accounting.periods import Periods
 from gateway.edge.params import is_valid_unicode
-from gateway.pricing import Usage
+from gateway.pricing import NO_USAGE
 from gateway.proxy.flow import Flow
 from gateway.store.base import LedgerRow
 from gateway.store.failures import describe
 
 log = logging.getLogger(__name__)
-NO_USAGE = Usage(0, 0, 0, 0, 0, 0)
 
 
 def ledger_row(flow: Flow) -> LedgerRow:

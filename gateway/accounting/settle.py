@@ -18,6 +18,7 @@ from gateway.errors import GatewayError
 from gateway.money import MAX_REQUEST_NANOS, nanos_to_usd
 from gateway.outcome import Outcome
 from gateway.pricing import (
+    NO_USAGE,
     PARTIAL_IMAGE_TOKENS,
     ModelPrice,
     PriceTable,
@@ -29,7 +30,6 @@ from gateway.pricing import (
 from gateway.proxy.flow import Flow, Result
 
 log = logging.getLogger(__name__)
-NO_USAGE = Usage(0, 0, 0, 0, 0, 0)
 
 
 @dataclass(frozen=True, slots=True)

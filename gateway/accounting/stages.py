@@ -31,7 +31,6 @@ from gateway.pricing import (
 from gateway.proxy.flow import Flow
 
 log = logging.getLogger(__name__)
-NO_USAGE = Usage(0, 0, 0, 0, 0, 0)
 
 
 def _input_images(flow: Flow) -> list[tuple[int, int] | None]:

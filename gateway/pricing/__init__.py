@@ -26,10 +26,11 @@ from gateway.pricing.estimate import (
     image_input_tokens,
 )
 from gateway.pricing.table import ModelPrice, PriceBook, PriceError, PriceTable, load_prices
-from gateway.pricing.usage import PARTIAL_IMAGE_TOKENS, SvgUsage, Usage
+from gateway.pricing.usage import NO_USAGE, PARTIAL_IMAGE_TOKENS, SvgUsage, Usage
 
 __all__ = [
     "MAX_GIF_FRAMES",
+    "NO_USAGE",
     "PARTIAL_IMAGE_TOKENS",
     "Estimate",
     "EstimateRequest",

@@ -212,3 +212,6 @@ def _split(total: int | None, first: int | None, second: int | None) -> tuple[in
     if first is None:
         return max((total or 0) - second, 0), second
     return first + max((total or 0) - first - second, 0), second
+
+
+NO_USAGE = Usage(0, 0, 0, 0, 0, 0)  # what a request that reported nothing used
