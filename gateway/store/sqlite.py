@@ -17,31 +17,18 @@ from gateway.accounting.periods import Periods
 from gateway.store.base import (
     COPIED_TABLES,
     TOTALS_SQL,
-    Conflict,
     LedgerRow,
-    Spend,
     UsageFilter,
     orphan_row,
 )
 from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
-from gateway.store.records import ApiKey, Team
+from gateway.store.shared import SharedSql
 from gateway.store.sql import (
-    CONSOLE_SESSION_ENDED,
-    END_CONSOLE_SESSION,
-    FORGET_EXPIRED_SESSIONS,
-    FORGET_OLD_HEARTBEATS,
-    HEARTBEAT,
-    KEY_AND_TEAM,
-    KEY_COLUMNS,
     LEDGER_COLUMNS,
     ORPHAN_COLUMNS,
     RESERVED,
-    SILENT_HOLDERS,
-    SPEND,
     SPENT,
-    TEAM_COLUMNS,
-    limit_values,
     now_text,
     usage_query,
     usage_rows,
@@ -73,8 +60,10 @@ _RECORD = (
 )
 
 
-class SqliteStore:
+class SqliteStore(SharedSql):
     """The embedded default store. `path` may be `:memory:` for tests."""
+
+    _duplicate = (aiosqlite.IntegrityError,)
 
     def __init__(
         self, path: str, migrations_dir: Path = MIGRATIONS_DIR, *, timeout_s: float = 5.0
@@ -187,50 +176,6 @@ class SqliteStore:
 
     # Teams
 
-    async def create_team(self, name: str, **limits: Any) -> Team:
-        values = limit_values(limits)
-        try:
-            row = await self._one(
-                f"INSERT INTO teams (name, budget_nanos, budget_period, rpm, ipm, created_at)"
-                f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {TEAM_COLUMNS}",
-                (
-                    name,
-                    values["budget_nanos"],
-                    values["budget_period"],
-                    values["rpm"],
-                    values["ipm"],
-                    now_text(),
-                ),
-            )
-        except aiosqlite.IntegrityError as exc:
-            raise Conflict(f"team {name!r} exists already") from exc
-        return Team(*row)
-
-    async def get_team(self, name: str) -> Team | None:
-        row = await self._one(
-            f"SELECT {TEAM_COLUMNS} FROM teams WHERE name = ? AND deleted_at IS NULL", (name,)
-        )
-        return Team(*row) if row else None
-
-    async def list_teams(self) -> list[Team]:
-        rows = await self._all(
-            f"SELECT {TEAM_COLUMNS} FROM teams WHERE deleted_at IS NULL ORDER BY name"
-        )
-        return [Team(*row) for row in rows]
-
-    async def update_team(self, name: str, **changes: Any) -> Team | None:
-        if not changes:
-            return await self.get_team(name)
-        limit_values(changes)  # rejects unknown fields
-        assignments = ", ".join(f"{field} = ?" for field in changes)
-        row = await self._one(
-            f"UPDATE teams SET {assignments} WHERE name = ? AND deleted_at IS NULL"
-            f" RETURNING {TEAM_COLUMNS}",
-            (*changes.values(), name),
-        )
-        self._keys.changed()
-        return Team(*row) if row else None
-
     async def delete_team(self, name: str) -> int | None:
         team = await self.get_team(name)
         if team is None:
@@ -248,99 +193,7 @@ class SqliteStore:
         self._keys.changed()
         return len(revoked)
 
-    # Keys
-
-    async def create_key(
-        self,
-        *,
-        key_id: str,
-        team_id: int,
-        name: str | None,
-        key_hash: str,
-        prefix: str,
-        **limits: Any,
-    ) -> ApiKey:
-        values = limit_values(limits)
-        try:
-            await self._all(
-                "INSERT INTO api_keys (id, team_id, name, key_hash, prefix, budget_nanos,"
-                " budget_period, rpm, ipm, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key_id,
-                    team_id,
-                    name,
-                    key_hash,
-                    prefix,
-                    values["budget_nanos"],
-                    values["budget_period"],
-                    values["rpm"],
-                    values["ipm"],
-                    now_text(),
-                ),
-            )
-        except aiosqlite.IntegrityError as exc:
-            raise Conflict("key exists already") from exc
-        key = await self.get_key(key_id)
-        assert key is not None
-        return key
-
-    async def get_key(self, key_id: str) -> ApiKey | None:
-        row = await self._one(
-            f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.id = ?",
-            (key_id,),
-        )
-        return ApiKey(*row) if row else None
-
-    async def find_key_by_hash(self, key_hash: str) -> tuple[ApiKey, Team] | None:
-        """From memory while no key or team has changed since it was read (key_cache.py)."""
-        if (cached := self._keys.get(key_hash)) is not None:
-            return cached
-        generation = self._keys.generation.value()
-        row = await self._one(KEY_AND_TEAM, {"hash": key_hash})
-        if row is None:
-            return None
-        key = ApiKey(*row[:11])
-        team = Team(key.team_id, key.team_name, *row[11:])
-        self._keys.put(key_hash, (key, team), generation)
-        return key, team
-
-    async def list_keys(self, team_id: int | None = None) -> list[ApiKey]:
-        where, params = ("WHERE k.team_id = ?", (team_id,)) if team_id is not None else ("", ())
-        rows = await self._all(
-            f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id {where}"
-            " ORDER BY k.created_at, k.id",
-            params,
-        )
-        return [ApiKey(*row) for row in rows]
-
-    async def update_key(self, key_id: str, **changes: Any) -> ApiKey | None:
-        name_change = {"name": changes.pop("name")} if "name" in changes else {}
-        limit_values(changes)
-        changes.update(name_change)
-        if changes:
-            assignments = ", ".join(f"{field} = ?" for field in changes)
-            await self._all(
-                f"UPDATE api_keys SET {assignments} WHERE id = ?", (*changes.values(), key_id)
-            )
-            self._keys.changed()
-        return await self.get_key(key_id)
-
-    async def revoke_key(self, key_id: str) -> ApiKey | None:
-        await self._all(
-            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-            (now_text(), key_id),
-        )
-        self._keys.changed()
-        return await self.get_key(key_id)
-
-    async def rotate_key(self, key_id: str, *, key_hash: str, prefix: str) -> ApiKey | None:
-        rows = await self._all(
-            "UPDATE api_keys SET key_hash = ?, prefix = ? WHERE id = ? AND revoked_at IS NULL"
-            " RETURNING id",
-            (key_hash, prefix, key_id),
-        )
-        self._keys.changed()
-        return await self.get_key(key_id) if rows else None
+    # Keys, spend, heartbeats, console sessions: shared.py
 
     # Accounting
 
@@ -376,33 +229,9 @@ class SqliteStore:
         )
         return None if row is None else int(row[0])
 
-    async def spend(self, scope: str, scope_id: str, periods: Periods, now: float) -> Spend:
-        row = await self._one(SPEND[scope], {"id": scope_id, "now": now, **periods.sql_case()})
-        if row is None:
-            return Spend(None, "total", 0, 0)
-        return Spend(row[0], row[1], row[2], row[3])
-
     async def record(self, row: LedgerRow) -> None:
         values = {column: getattr(row, column) for column in LEDGER_COLUMNS}
         await self._all(_RECORD, values)
-
-    async def holders(self) -> list[str]:
-        rows = await self._all("SELECT DISTINCT owner FROM reservations WHERE owner IS NOT NULL")
-        return [row[0] for row in rows]
-
-    async def heartbeat(self, owner: str, now: float) -> None:
-        await self._all(HEARTBEAT, {"owner": owner, "now": now})
-        await self._all(FORGET_OLD_HEARTBEATS, {"now": now})
-
-    async def end_console_session(self, session_id: str, until: float, now: float) -> None:
-        await self._all(END_CONSOLE_SESSION, {"sid": session_id, "until": until})
-        await self._all(FORGET_EXPIRED_SESSIONS, {"now": now})
-
-    async def console_session_ended(self, session_id: str) -> bool:
-        return bool(await self._all(CONSOLE_SESSION_ENDED, {"sid": session_id}))
-
-    async def silent_holders(self, before: float) -> list[str]:
-        return [row[0] for row in await self._all(SILENT_HOLDERS, {"before": before})]
 
     async def settle_orphans(self, now: float, dead_owners: Collection[str] = ()) -> int:
         owners = sorted(dead_owners)
