@@ -1,7 +1,8 @@
 """A faithful fake of the OpenAI Images API upstream, for tests, benchmarks and `gateway simulator`.
 
 Routes: `POST /v1/images/generations` (JSON), `POST /v1/images/edits` (multipart or JSON),
-`POST /v1/images/variations` (multipart), `GET /files/<id>.png` for images answered as `url`.
+`POST /v1/images/variations` (multipart), `GET /files/<id>.png` for images answered as `url`, and
+the Files and Batches APIs for image lines (batches.py).
 Anything else under /v1 is a 404 in OpenAI's error shape.
 
 Every /v1 request is parsed (and, with `record`, kept in `state.requests`) before anything else
@@ -31,6 +32,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from simulator import batches
 from simulator.errors import ApiError, simulated_status_error
 from simulator.faults import ACCEPTED_FAULTS, FAULT_HEADER, Fault, parse_fault
 from simulator.params import parse_edit, parse_generation, parse_variation
@@ -42,7 +44,7 @@ from simulator.respond import (
     sleep_while_connected,
 )
 from simulator.state import SIMULATOR_STATE, SimulatorConfig, SimulatorState
-from simulator.wire import RecordedFile, RecordedRequest, read_request
+from simulator.wire import RECORDED, RecordedFile, RecordedRequest, read_request
 
 __all__ = [
     "SIMULATOR_STATE",
@@ -61,7 +63,6 @@ _TIMEOUT_S = 3600.0
 _OPENAI_VERSION = "2020-10-01"
 
 _STARTED = web.RequestKey("simulator_started", float)
-_RECORDED = web.RequestKey("simulator_recorded", RecordedRequest)
 _FAULT = web.RequestKey("simulator_fault", Fault)
 
 
@@ -73,6 +74,7 @@ def create_simulator_app(config: SimulatorConfig | None = None) -> web.Applicati
     app.router.add_post("/v1/images/generations", _generations)
     app.router.add_post("/v1/images/edits", _edits)
     app.router.add_post("/v1/images/variations", _variations)
+    batches.add_routes(app)
     app.router.add_route("*", "/v1/{tail:.*}", _not_found)
     app.router.add_route("*", "/v1", _not_found)
     app.router.add_get("/files/{file_id}.png", _get_file)
@@ -99,7 +101,7 @@ async def _handle_v1(
         recorded = await read_request(request)
     except web.HTTPRequestEntityTooLarge as exc:
         return ApiError(413, exc.text or "Request body too large.").response()
-    request[_RECORDED] = recorded
+    request[RECORDED] = recorded
     if state.config.record:
         state.requests.append(recorded)
 
@@ -175,15 +177,15 @@ def _check_api_key(request: web.Request, api_key: str | None) -> None:
 
 
 async def _generations(request: web.Request) -> web.StreamResponse:
-    return await answer(request, parse_generation(request[_RECORDED]), request.get(_FAULT))
+    return await answer(request, parse_generation(request[RECORDED]), request.get(_FAULT))
 
 
 async def _edits(request: web.Request) -> web.StreamResponse:
-    return await answer(request, parse_edit(request[_RECORDED]), request.get(_FAULT))
+    return await answer(request, parse_edit(request[RECORDED]), request.get(_FAULT))
 
 
 async def _variations(request: web.Request) -> web.StreamResponse:
-    return await answer(request, parse_variation(request[_RECORDED]), request.get(_FAULT))
+    return await answer(request, parse_variation(request[RECORDED]), request.get(_FAULT))
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:
@@ -222,6 +224,12 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", default=None, help="require this Bearer key")
     parser.add_argument("--image-px", type=_image_px, default=64, help="side of generated PNGs")
     parser.add_argument("--seed", type=int, default=0, help="seed for images and faults")
+    parser.add_argument(
+        "--batch-ms",
+        type=_non_negative,
+        default=0.0,
+        help="how long a batch takes to answer all its lines (0: at once)",
+    )
 
 
 def config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
@@ -240,6 +248,7 @@ def config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
         api_key=ns.api_key,
         image_px=ns.image_px,
         seed=ns.seed,
+        batch_ms=ns.batch_ms,
     )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "FOREVER_S",
     "answer",
     "drop_connection",
+    "image_body",
     "send_half_body",
     "send_headers_and_hang",
     "sleep_while_connected",
@@ -33,13 +34,19 @@ async def answer(request: web.Request, job: ImageJob, fault: Fault | None) -> we
     """Answer `job`: a JSON body, or an event stream (to which `fault` may apply)."""
     if job.stream:
         return await _stream(request, job, fault)
-    state = request.app[SIMULATOR_STATE]
+    body = image_body(request.app[SIMULATOR_STATE], job, f"{request.scheme}://{request.host}")
+    # The real API pretty-prints its JSON; so do we.
+    return web.Response(body=json.dumps(body, indent=2).encode(), content_type="application/json")
+
+
+def image_body(state: SimulatorState, job: ImageJob, base_url: str) -> dict[str, Any]:
+    """The JSON body of a whole (non-stream) answer to `job`; images answered as `url` are
+    served from `base_url`."""
     data: list[dict[str, str]] = []
     for index in range(job.n):
         png = state.image(job, index)
         if job.response_format == "url":
-            file_id = state.store_file(png)
-            item = {"url": f"{request.scheme}://{request.host}/files/{file_id}.png"}
+            item = {"url": f"{base_url}/files/{state.store_file(png)}.png"}
         else:
             item = {"b64_json": _b64(png)}
         if job.family == "dall-e-3" and job.prompt is not None:
@@ -58,8 +65,7 @@ async def answer(request: web.Request, job: ImageJob, fault: Fault | None) -> we
             body["svg_usage"] = svg_usage
     else:
         body["data"] = data
-    # The real API pretty-prints its JSON; so do we.
-    return web.Response(body=json.dumps(body, indent=2).encode(), content_type="application/json")
+    return body
 
 
 async def _stream(request: web.Request, job: ImageJob, fault: Fault | None) -> web.StreamResponse:

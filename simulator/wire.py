@@ -269,3 +269,7 @@ def _data_url_size(url: str) -> tuple[int, int] | None:
     else:
         head = unquote_to_bytes(payload)
     return image_dimensions(head)
+
+
+# The request as read, once, by the /v1 middleware (app.py), for every handler.
+RECORDED = web.RequestKey("simulator_recorded", RecordedRequest)
