@@ -803,3 +803,38 @@ def test_missing_price_file(tmp_path: Path) -> None:
     with pytest.raises(PriceError, match="cannot read the price file") as info:
         load_prices(path)
     assert str(path) in str(info.value)
+
+
+# --- Batch API lines ---------------------------------------------------------------------------
+
+
+def test_a_batch_line_costs_the_models_share_rounded_once(tmp_path: Path) -> None:
+    shared = MINIMAL.replace('source = "test"\n', 'source = "test"\nbatch = "0.5"\n')
+    loaded = load_prices(write(tmp_path, shared))
+    m = price(loaded, "m")
+    assert m.batch == Decimal("0.5")
+    odd = Usage(text_input=3, cached_text_input=0, image_input=0, cached_image_input=0,
+                image_output=1, text_output=0)  # fmt: skip
+    online = usage_cost_nanos(m, odd)  # 3 × $5/1M + 1 × $40/1M = 55_000 nano-dollars
+    assert online == 55_000 and usage_cost_nanos(m, odd, batch=True) == 27_500
+    cheap = price(load_prices(write(tmp_path, shared.replace('"5.00"', '"0.003"'))), "m")
+    one_token = Usage(1, 0, 0, 0, 0, 0)  # $0.003/1M = 3 nano-dollars; half is 1.5: rounded once
+    assert usage_cost_nanos(cheap, one_token, batch=True) == 2
+    assert usage_cost_nanos(cheap, Usage(3, 0, 0, 0, 0, 0), batch=True) == 5  # 4.5, not 3 × 2
+    unshared = price(load_prices(write(tmp_path, MINIMAL)), "m")
+    assert unshared.batch == 1 and usage_cost_nanos(unshared, odd, batch=True) == online
+
+
+def test_the_shipped_image_models_are_half_price_in_a_batch(table: PriceTable) -> None:
+    for name, model in table.models.items():
+        assert model.batch == (Decimal(1) if model.text_only else Decimal("0.5")), name
+    dalle = price(table, "dall-e-3")
+    online = per_image_cost_nanos(dalle, "1024x1024", "standard", 2)
+    assert per_image_cost_nanos(dalle, "1024x1024", "standard", 2, batch=True) * 2 == online
+
+
+@pytest.mark.parametrize("share", ['"0"', '"1.5"', '"-0.5"', "0.5"])
+def test_a_batch_share_outside_what_it_can_be_is_refused(tmp_path: Path, share: str) -> None:
+    text = MINIMAL.replace('source = "test"\n', f'source = "test"\nbatch = {share}\n')
+    with pytest.raises(PriceError, match=r"models\.m\.batch"):
+        load_prices(write(tmp_path, text))

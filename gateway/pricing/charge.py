@@ -54,8 +54,9 @@ _PER_IMAGE_DEFAULT_QUALITY = "standard"
 _PER_IMAGE_DEFAULT_SIZE = "1024x1024"
 
 
-def usage_cost_nanos(price: ModelPrice, usage: Usage) -> int:
-    """The cost of `usage` at `price`'s token rates, in nano-dollars.
+def usage_cost_nanos(price: ModelPrice, usage: Usage, *, batch: bool = False) -> int:
+    """The cost of `usage` at `price`'s token rates, in nano-dollars (with `batch`, at the
+    model's Batch API share of them).
 
     The sum over kinds of tokens × USD-per-1M is exact; it is rounded once, half up, to a whole
     nano-dollar. A kind with tokens but no rate of its own is charged at the nearest rate:
@@ -75,11 +76,16 @@ def usage_cost_nanos(price: ModelPrice, usage: Usage) -> int:
             if rate is None:
                 raise ValueError(f"model {price.name!r} has no rate for {kind} tokens")
             total += tokens * rate
+        if batch:
+            total *= price.batch
         return _round_nanos(total * _NANOS_PER_RATE_UNIT)
 
 
-def per_image_cost_nanos(price: ModelPrice, size: str | None, quality: str | None, n: int) -> int:
-    """The cost of `n` images of a per-image model, in nano-dollars.
+def per_image_cost_nanos(
+    price: ModelPrice, size: str | None, quality: str | None, n: int, *, batch: bool = False
+) -> int:
+    """The cost of `n` images of a per-image model, in nano-dollars (with `batch`, at the
+    model's Batch API share of its prices).
 
     The entry is chosen by quality, when the model's prices depend on it, and size:
 
@@ -111,7 +117,8 @@ def per_image_cost_nanos(price: ModelPrice, size: str | None, quality: str | Non
     sized = [e for e in entries if e[1] == wanted_size]
     each = max(usd for _, _, usd in (sized or entries))
     with localcontext(_EXACT):
-        return _round_nanos(each * n * NANOS_PER_USD)
+        share = price.batch if batch else Decimal(1)
+        return _round_nanos(each * n * share * NANOS_PER_USD)
 
 
 def _round_nanos(amount: Decimal) -> int:

@@ -34,6 +34,7 @@ _MODEL_KEYS = frozenset(
         "complexity_tokens",
         "max_output_tokens",
         "always_high_fidelity",
+        "batch",
     }
 )
 # A text model (one that authors SVG for an image model) has these rates and an output cap.
@@ -77,6 +78,8 @@ class ModelPrice:
     # The model reads every input image at high fidelity, asked or not (GPT Image 2: the API
     # says to omit `input_fidelity`): edits are estimated with high-fidelity input tokens.
     always_high_fidelity: bool = False
+    # What a line of a Batch API batch costs, as a share of the online price (OpenAI: 0.5).
+    batch: Decimal = Decimal(1)
 
     @property
     def per_image_billing(self) -> bool:
@@ -230,6 +233,15 @@ class _Loader:
         always_high_fidelity = data.get("always_high_fidelity", False)
         if not isinstance(always_high_fidelity, bool):
             raise self.fail(f"{where}.always_high_fidelity", "must be true or false")
+        batch = Decimal(1)
+        if "batch" in data:
+            batch = self.money(data["batch"], f"{where}.batch")
+            if not 0 < batch <= 1:
+                raise self.fail(
+                    f"{where}.batch",
+                    f"{data['batch']!r} is not a share of the online price: give one above 0"
+                    ' and at most 1, such as "0.5"',
+                )
         if "complexity_tokens" in data:
             table = self.mapping(data["complexity_tokens"], f"{where}.complexity_tokens")
             complexity_tokens = MappingProxyType(
@@ -294,6 +306,7 @@ class _Loader:
             complexity_tokens=complexity_tokens,
             max_output_tokens=max_output_tokens,
             always_high_fidelity=always_high_fidelity,
+            batch=batch,
         )
 
     def tokens(self, value: Any, where: str) -> int:
