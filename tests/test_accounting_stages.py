@@ -45,7 +45,7 @@ async def test_the_estimate_refuses_unpriced_text_and_unpayable_requests(
         ({"model": "gpt-image-1", "prompt": "p", "size": "1024x1024"}, "estimate_out_of_range"),
     ):
         if code == "estimate_out_of_range":  # past what one request may cost ($1M; here 1 nano)
-            monkeypatch.setattr("gateway.accounting.stages.MAX_REQUEST_NANOS", 1)
+            monkeypatch.setattr("gateway.accounting.quote.MAX_REQUEST_NANOS", 1)
         flow = await inspected(tmp_path, body)
         with pytest.raises(GatewayError) as refused:
             await estimate_cost(flow)

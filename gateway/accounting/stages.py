@@ -8,25 +8,18 @@ written even where no budget applies, so that a crash always leaves a record to 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import logging
-from typing import Any
 
 from gateway.accounting.journal import this_process
 from gateway.accounting.periods import Periods
 from gateway.accounting.quota import budget_exhausted, limits_for
+from gateway.accounting.quote import json_input_images, quote
 from gateway.edge.imageinfo import image_dimensions
-from gateway.errors import GatewayError, invalid_request
-from gateway.money import MAX_REQUEST_NANOS, nanos_to_usd
+from gateway.errors import GatewayError
 from gateway.outcome import Outcome
 from gateway.pricing import (
-    EstimateRequest,
-    ModelPrice,
-    PriceTable,
     Usage,
-    estimate,
 )
 from gateway.proxy.flow import Flow
 
@@ -39,102 +32,29 @@ def _input_images(flow: Flow) -> list[tuple[int, int] | None]:
     assert body is not None
     if body.json is None:
         return [image_dimensions(f.head) for f in body.files if f.field in ("image", "image[]")]
-    images = flow.params.get("images")
-    if not isinstance(images, list):
-        return []
-    return [_data_url_dimensions(item) for item in images]
-
-
-def _data_url_dimensions(item: Any) -> tuple[int, int] | None:
-    url = item.get("image_url") if isinstance(item, dict) else None
-    if not isinstance(url, str) or not url.startswith("data:") or "," not in url:
-        return None
-    encoded = url.split(",", 1)[1][:4096]
-    try:
-        return image_dimensions(base64.b64decode(encoded[: len(encoded) // 4 * 4]))
-    except (binascii.Error, ValueError):
-        return None
+    return json_input_images(flow.params)
 
 
 async def estimate_cost(flow: Flow) -> None:
     """`flow.bill.estimate_nanos` is an upper bound of the cost in the usual case, and
     `flow.bill.price` the model's prices (`flow.bill.svg_author` the SVG author's). A model with
     no price is refused unless the config allows it; an SVG author with no price is refused
-    always."""
+    always (quote.py: the same rules for every door)."""
     parsed = flow.parsed
     if not flow.endpoint.known or flow.model is None or parsed is None:
         return
     table = flow.services.prices.table
     flow.bill.price_version = table.version
-    flow.bill.price = table.lookup(flow.model)
-    if flow.bill.price is not None and flow.bill.price.text_only:
-        raise invalid_request(
-            f"The model {flow.model!r} is a text model: it can author SVG output (svg.model),"
-            " not make images.",
-            code="invalid_value",
-            param="model",
-        )
-    if flow.bill.price is None:
-        if not flow.services.settings.allow_unpriced_models:
-            raise model_not_priced(flow.model, "model")
+    images = _input_images(flow) if flow.endpoint.name != "generations" else []
+    allow_unpriced = flow.services.settings.allow_unpriced_models
+    quoted = quote(table, flow.endpoint.name, parsed, images, allow_unpriced=allow_unpriced)
+    if quoted is None:
         return
-    if parsed.output_format == "svg" and not flow.bill.price.per_image_billing:
-        flow.bill.svg_author = _svg_author(table, parsed.svg_model)
-    request = EstimateRequest(
-        model=flow.model,
-        endpoint=flow.endpoint.name,
-        size=parsed.size,
-        quality=parsed.quality,
-        n=flow.n,
-        partial_images=parsed.partial_images,
-        stream=flow.stream,
-        prompt=parsed.prompt,
-        input_images=_input_images(flow) if flow.endpoint.name != "generations" else [],
-        input_fidelity=parsed.input_fidelity,
-        output_format=parsed.output_format,
-        frame_count=parsed.frame_count,
-        complexity=parsed.complexity,
-    )
-    estimated = estimate(flow.bill.price, request, flow.bill.svg_author)
-    if estimated.nanos > MAX_REQUEST_NANOS:
-        raise invalid_request(
-            f"This request is estimated at ${nanos_to_usd(estimated.nanos)}, more than the"
-            f" ${nanos_to_usd(MAX_REQUEST_NANOS)} one request may cost here. Ask for a smaller"
-            " `size`, a lower `quality` or fewer images (`n`).",
-            code="estimate_out_of_range",
-        )
-    flow.bill.estimate_nanos = estimated.nanos
-    flow.bill.svg_estimate_nanos = estimated.svg_nanos
-    assumed = estimated.usage
+    flow.bill.price, flow.bill.svg_author = quoted.price, quoted.svg_author
+    flow.bill.estimate_nanos = quoted.estimate.nanos
+    flow.bill.svg_estimate_nanos = quoted.estimate.svg_nanos
+    assumed = quoted.estimate.usage
     flow.bill.estimate_input = Usage(assumed.text_input, 0, assumed.image_input, 0, 0, 0)
-
-
-def _svg_author(table: PriceTable, name: str | None) -> ModelPrice:
-    """The text model that will author an SVG: the one named, which must be priced; when none
-    is named (upstream picks), the dearest text model the table knows, for an upper bound."""
-    if name is not None:
-        author = table.lookup(name)
-        if author is None or not author.text_only:
-            raise model_not_priced(name, "svg.model")
-        return author
-    author = table.dearest_text_model()
-    if author is None:
-        raise invalid_request(
-            "SVG output is authored by a text model, and this gateway's price table has none, so"
-            " its cost cannot be charged. Ask the operator to add one to the price table.",
-            code="model_not_priced",
-            param="svg.model",
-        )
-    return author
-
-
-def model_not_priced(model: str, param: str) -> GatewayError:
-    return invalid_request(
-        f"The model {model!r} has no price in this gateway's price table, so its cost cannot be"
-        " charged. Ask the operator to add it to the price table.",
-        code="model_not_priced",
-        param=param,
-    )
 
 
 async def check_rate_limits(flow: Flow) -> None:

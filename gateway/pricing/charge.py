@@ -8,6 +8,7 @@ from decimal import (
     MAX_EMAX,
     MAX_PREC,
     MIN_EMIN,
+    ROUND_CEILING,
     ROUND_HALF_UP,
     Context,
     Decimal,
@@ -119,6 +120,12 @@ def per_image_cost_nanos(
     with localcontext(_EXACT):
         share = price.batch if batch else Decimal(1)
         return _round_nanos(each * n * share * NANOS_PER_USD)
+
+
+def batch_share_nanos(nanos: int, share: Decimal) -> int:
+    """`share` of an estimate of `nanos`, rounded up (an upper bound stays one)."""
+    with localcontext(_EXACT):
+        return int((nanos * share).to_integral_value(rounding=ROUND_CEILING))
 
 
 def _round_nanos(amount: Decimal) -> int:
