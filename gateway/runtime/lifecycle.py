@@ -54,8 +54,8 @@ async def redis(app: web.Application) -> AsyncIterator[None]:
     if link is None:
         yield
         return
-    await _check_redis(app)
     try:
+        await _check_redis(app)
         yield
     finally:
         await app[SERVICES].limiter.close()
