@@ -6,6 +6,7 @@ through it."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,14 +20,20 @@ import pytest
 from tests.e2e.test_shutdown import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
+# What a checkout holds that is no part of what `pip install .` builds from.
+NOT_SOURCE = (".git", ".venv", "build", "dist", "data", "*.egg-info", "__pycache__",
+              ".mypy_cache", ".ruff_cache", ".pytest_cache")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel `pip install .` would build and install."""
+    """The wheel `pip install .` would build and install, built from a copy of the tree: two
+    builds at once (tests in parallel) would share setuptools' `build/` directory and collide."""
     tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp), str(source)],
         capture_output=True,
         text=True,
         timeout=300,
