@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import json as jsonlib
 from pathlib import Path
 from typing import Any, cast
@@ -19,6 +20,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.accounting.periods import Periods
 from gateway.edge.auth import hash_key
 from gateway.edge.endpoints import endpoint_for
 from gateway.proxy.client import Client
@@ -184,3 +186,33 @@ async def with_cache(flow: Flow, store: Store) -> Flow:
     await cache.start()
     flow.services = dataclasses.replace(flow.services, store=store, cache=cache)
     return flow
+
+
+# A store's teams, keys and holds, for the store tests (on SQLite here, both engines in e2e).
+
+USD = 1_000_000_000
+
+
+async def team_and_key(store: Store, **team_limits: Any) -> tuple[int, str]:
+    team = await store.create_team("design", **team_limits)
+    await store.create_key(
+        key_id="key_1", team_id=team.id, name="ci", key_hash="h" * 64, prefix="sk-gw-abc"
+    )
+    return team.id, "key_1"
+
+
+async def reserve(
+    store: Store, team_id: int, key_id: str, amount: int, request_id: str, owner: str = "host:1"
+) -> Any:
+    return await store.reserve(
+        key_id=key_id,
+        team_id=team_id,
+        amount_nanos=amount,
+        periods=Periods.at(dt.datetime.now(dt.UTC)),
+        now=dt.datetime.now(dt.UTC).timestamp(),
+        ttl_s=600,
+        request_id=request_id,
+        owner=owner,
+        endpoint="generations",
+        model="gpt-image-1",
+    )

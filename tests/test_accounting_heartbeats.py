@@ -7,7 +7,7 @@ from __future__ import annotations
 from gateway.accounting.heartbeats import GAP_S, SILENT_S, Heartbeats
 from gateway.accounting.journal import settle_holds
 from gateway.store import Store
-from tests.test_store_backends import USD, reserve, team_and_key
+from tests.factories import USD, reserve, team_and_key
 
 
 class Clock:

@@ -14,7 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
+
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 METRIC_NAME = re.compile(r"(?<![A-Za-z0-9_:])gateway_[a-z0-9_]+")
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}

@@ -20,8 +20,11 @@ from gateway.store.base import USAGE_COLUMNS, CacheEntry, LedgerRow, UsageFilter
 from gateway.store.migrations import MIGRATIONS_DIR, all_migrations
 from gateway.store.postgres import POSTGRES_MIGRATIONS
 from gateway.store.sql import usage_query
+from tests.factories import USD, reserve, team_and_key
 
-USD = 1_000_000_000
+# Starts the servers it tests itself (or needs no fixture's database): run once, not again on
+# PostgreSQL.
+pytestmark = pytest.mark.one_pass
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -41,14 +44,6 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     await store.close()
 
 
-async def team_and_key(store: Store, **team_limits: Any) -> tuple[int, str]:
-    team = await store.create_team("design", **team_limits)
-    await store.create_key(
-        key_id="key_1", team_id=team.id, name="ci", key_hash="h" * 64, prefix="sk-gw-abc"
-    )
-    return team.id, "key_1"
-
-
 def ledger_row(request_id: str, team_id: int, key_id: str, cost: int, **more: Any) -> LedgerRow:
     periods = Periods.at(dt.datetime.now(dt.UTC))
     values: dict[str, Any] = dict(
@@ -64,23 +59,6 @@ def ledger_row(request_id: str, team_id: int, key_id: str, cost: int, **more: An
     )  # fmt: skip
     values.update(more)
     return LedgerRow(**values)
-
-
-async def reserve(
-    store: Store, team_id: int, key_id: str, amount: int, request_id: str, owner: str = "host:1"
-) -> Any:
-    return await store.reserve(
-        key_id=key_id,
-        team_id=team_id,
-        amount_nanos=amount,
-        periods=Periods.at(dt.datetime.now(dt.UTC)),
-        now=dt.datetime.now(dt.UTC).timestamp(),
-        ttl_s=600,
-        request_id=request_id,
-        owner=owner,
-        endpoint="generations",
-        model="gpt-image-1",
-    )
 
 
 async def test_replicas_starting_together_migrate_once(store_url: str) -> None:
