@@ -37,9 +37,10 @@ def gateway_overrides() -> dict[str, Any]:
 
 
 async def stored(gateway: Any) -> None:
-    """Wait for the cache's background stores (a whole body is stored after it was sent)."""
+    """Wait for the cache's background stores (a whole body is stored after it was sent), and
+    for their leaders to close (until then an identical request joins the leader's answer)."""
     services = gateway.app[SERVICES]
-    while services.tasks.pending() or services.cache.storing:
+    while services.tasks.pending() or services.cache.storing or len(services.cache.in_flight):
         await services.tasks.settle()
         await services.cache.drain()
 
