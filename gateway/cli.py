@@ -314,12 +314,16 @@ def cmd_prices(ns: argparse.Namespace, settings: Settings) -> int:
             "cached_text_input",
             "cached_image_input",
             "per_image",
+            "batch",
             "aliases",
             "source",
         )
     _print_rows(describe(table), columns)
     if not ns.wide:
-        print("(per-image prices, cached rates, aliases and sources: gateway prices --wide)")
+        print(
+            "(per-image prices, cached rates, batch shares, aliases and sources:"
+            " gateway prices --wide)"
+        )
     return 0
 
 

@@ -167,6 +167,7 @@ def test_describe_lists_every_rate_as_text(table: PriceTable) -> None:
     assert rows["dall-e-2"]["billing"] == "per image"
     assert rows["dall-e-2"]["per_image"] == "256x256=0.016 512x512=0.018 1024x1024=0.020"
     assert rows["dall-e-2"]["text_input"] == ""
+    assert rows["gpt-image-2"]["batch"] == "0.5" and rows["gpt-5"]["batch"] == "1"
 
 
 def test_describe_lists_aliases(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ def describe(table: PriceTable) -> list[dict[str, str]]:
 
     model, billing ("tokens" or "per image"), each token rate as a decimal string in USD per 1M
     tokens ("" when none), per_image ("KEY=USD" pairs, space-separated; "" for token models),
-    aliases (the names that resolve to the model, comma-separated) and source.
+    batch (the share of these prices a Batch API line costs), aliases (the names that resolve
+    to the model, comma-separated) and source.
     """
     rows: list[dict[str, str]] = []
     for name, price in table.models.items():
@@ -24,6 +25,7 @@ def describe(table: PriceTable) -> list[dict[str, str]]:
             value: Decimal | None = getattr(price, rate)
             row[rate] = "" if value is None else f"{value:f}"
         row["per_image"] = " ".join(f"{key}={usd:f}" for key, usd in price.per_image.items())
+        row["batch"] = f"{price.batch:f}"
         row["aliases"] = ", ".join(sorted(a for a, base in table.aliases.items() if base == name))
         row["source"] = price.source
         rows.append(row)

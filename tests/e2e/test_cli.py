@@ -152,7 +152,7 @@ def test_prices_fit_a_100_column_terminal_and_wide_shows_the_rest(tmp_path: Path
     assert max(len(line) for line in narrow.splitlines()) <= 100
     assert "gpt-image-2" in narrow and "--wide" in narrow
     wide = gateway(tmp_path, "prices", "--wide").stdout
-    assert "standard:1024x1024=0.040" in wide and "SOURCE" in wide
+    assert "standard:1024x1024=0.040" in wide and "SOURCE" in wide and "BATCH" in wide
 
 
 def test_a_bad_value_is_one_readable_line(tmp_path: Path) -> None:
