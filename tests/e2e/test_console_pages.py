@@ -122,6 +122,7 @@ async def test_the_prices_page_shows_the_table_in_force(console: Any) -> None:
     version = re.search(r'data-figure="price-version">([^<]+)<', page)
     assert version is not None
     assert "gpt-image-1" in page and "dall-e-3" in page
+    assert "Batch share" in page and '<td class="num">0.5</td>' in page
 
 
 async def test_a_truncated_cached_image_is_a_404_thumbnail_not_a_500(
