@@ -31,6 +31,10 @@ def jsonl(*lines: dict[str, Any]) -> io.BytesIO:
     return io.BytesIO(b"".join(json.dumps(item).encode() + b"\n" for item in lines))
 
 
+def four_lines() -> list[dict[str, Any]]:
+    return [line(str(i), f"a kite {i}") for i in range(4)]
+
+
 MakeSdk = Callable[..., Awaitable[openai.AsyncOpenAI]]
 
 
@@ -110,8 +114,7 @@ async def test_a_failing_line_goes_to_the_error_file_and_the_rest_complete(
 
 async def test_expiry_and_cancel_keep_only_the_lines_done_by_then(make_sdk: MakeSdk) -> None:
     sdk = await make_sdk(batch_ms=300)
-    four = jsonl(*(line(str(i), f"a kite {i}") for i in range(4)))
-    upload = await sdk.files.create(file=("x.jsonl", four), purpose="batch")
+    upload = await sdk.files.create(file=("x.jsonl", jsonl(*four_lines())), purpose="batch")
     expiring = await sdk.batches.create(
         input_file_id=upload.id, endpoint=GEN, completion_window="24h",
         metadata={"simulate": "expire"},
@@ -121,15 +124,19 @@ async def test_expiry_and_cancel_keep_only_the_lines_done_by_then(make_sdk: Make
     errors = await output_of(sdk, expired.error_file_id)
     assert [e["error"]["code"] for e in errors] == ["batch_expired", "batch_expired"]
 
-    cancelling = await sdk.batches.create(
+    slow = await make_sdk(batch_ms=3000)  # long enough that a busy machine cancels it midway
+    upload = await slow.files.create(file=("x.jsonl", jsonl(*four_lines())), purpose="batch")
+    cancelling = await slow.batches.create(
         input_file_id=upload.id, endpoint=GEN, completion_window="24h"
     )
-    await asyncio.sleep(0.16)  # about half of its 300 ms
-    assert (await sdk.batches.cancel(cancelling.id)).status == "cancelling"
-    cancelled = await ended(sdk, cancelling.id)
+    await asyncio.sleep(1.0)  # a third of its time: about one line of four done
+    assert (await slow.batches.cancel(cancelling.id)).status == "cancelling"
+    cancelled = await ended(slow, cancelling.id)
     assert cancelled.status == "cancelled"
     assert 1 <= cancelled.request_counts.completed <= 3
-    assert len(await output_of(sdk, cancelled.output_file_id)) == cancelled.request_counts.completed
+    assert (
+        len(await output_of(slow, cancelled.output_file_id)) == cancelled.request_counts.completed
+    )
 
 
 async def test_what_the_api_refuses_is_refused_alike(make_sdk: MakeSdk) -> None:
