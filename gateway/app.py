@@ -12,6 +12,8 @@ from aiohttp import web
 from gateway import errors
 from gateway.admin import accounts
 from gateway.admin.api import create_admin_app
+from gateway.batch import batches as batch_routes
+from gateway.batch import files as file_routes
 from gateway.console import create_console_app
 from gateway.edge.auth import authenticate
 from gateway.edge.endpoints import endpoint_for
@@ -122,7 +124,8 @@ async def to_console(request: web.Request) -> web.StreamResponse:
 async def not_images(request: web.Request) -> web.StreamResponse:
     raise GatewayError(
         404,
-        f"Invalid URL ({request.method} {request.path}): this gateway serves only /v1/images/*.",
+        f"Invalid URL ({request.method} {request.path}): this gateway serves /v1/images/* (and"
+        " image batches through /v1/files and /v1/batches).",
         code="unknown_url",
     )
 
@@ -142,5 +145,7 @@ def create_app(settings: Settings, *, worker: bool = False) -> web.Application:
     ops.add_routes(app)
     app.router.add_route("*", "/v1/images/{tail:.+}", proxy)
     app.router.add_get("/v1/gateway/key", own_key)
+    file_routes.add_routes(app)
+    batch_routes.add_routes(app)
     app.router.add_route("*", "/v1/{tail:.*}", not_images)
     return app

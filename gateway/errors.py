@@ -115,3 +115,9 @@ def upstream_timeout(seconds: float, phase: str = "answer") -> GatewayError:
         type="upstream_error",
         code="upstream_timeout",
     )
+
+
+def not_found(kind: str, object_id: str, param: str = "id") -> GatewayError:
+    """The same answer for an id that does not exist and for another team's: nothing tells
+    them apart."""
+    return GatewayError(404, f"No such {kind}: '{object_id[:100]}'.", code="not_found", param=param)

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     # running then are cancelled, and their ledger rows written).
     shutdown_grace_s: float = Field(default=30.0, ge=0)
 
+    # The Batch API. An input file may be this large (OpenAI's limit); batches in flight are
+    # polled upstream this often (by one replica each), and on a client's retrieve.
+    batch_max_file_bytes: int = Field(default=200 * MiB, gt=0)
+    batch_poll_s: float = Field(default=30.0, gt=0)
+
     # Response cache. Entries belong to a team by default ("key" narrows, "global" widens).
     cache_enabled: bool = True
     cache_scope: Literal["team", "key", "global"] = "team"

@@ -14,7 +14,7 @@ case, like an online request's (the online estimate at the batch share, rounded 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,9 @@ class CheckedLine:
     number: int  # from 1, as editors count lines
     custom_id: str
     model: str
+    size: str | None
+    quality: str | None
+    cache_key: str | None  # what an identical online request's key would be
     estimate_nanos: int  # at the model's batch share
 
 
@@ -45,21 +48,30 @@ class CheckedFile:
     estimate_nanos: int = 0  # the sum of the lines' estimates
 
 
-def check_file(path: Path, table: PriceTable) -> CheckedFile:
+# A line's cache key from its endpoint ("generations"), model and body; None: not cached.
+KeyOf = Callable[[str, str, dict[str, Any]], str | None]
+
+
+def _no_key(endpoint: str, model: str, body: dict[str, Any]) -> str | None:
+    return None
+
+
+def check_file(path: Path, table: PriceTable, key_of: KeyOf = _no_key) -> CheckedFile:
     """Check the JSONL file at `path` one line at a time (blocking: run it on a thread)."""
     with path.open("rb") as lines:
-        return check_lines(lines, table)
+        return check_lines(lines, table, key_of)
 
 
-def check_lines(lines: Iterable[bytes], table: PriceTable) -> CheckedFile:
-    """Check every line; the first bad one raises GatewayError 400 naming it."""
+def check_lines(lines: Iterable[bytes], table: PriceTable, key_of: KeyOf = _no_key) -> CheckedFile:
+    """Check every line; the first bad one raises GatewayError 400 naming it. `key_of` gives
+    each line its cache key."""
     checked = CheckedFile()
     seen: set[str] = set()
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
-            line = _check_line(number, raw, table, checked.url, seen)
+            line = _check_line(number, raw, table, checked.url, seen, key_of)
         except GatewayError as exc:
             raise _at_line(number, exc) from exc
         checked.url = checked.url or line.url
@@ -77,7 +89,7 @@ class _Line:
 
 
 def _check_line(
-    number: int, raw: bytes, table: PriceTable, url: str | None, seen: set[str]
+    number: int, raw: bytes, table: PriceTable, url: str | None, seen: set[str], key_of: KeyOf
 ) -> _Line:
     try:
         line = json.loads(raw)
@@ -114,11 +126,17 @@ def _check_line(
     body = line.get("body")
     if not isinstance(body, dict):
         raise invalid_request("'body' must be a JSON object.", code="invalid_value")
-    return _Line(line_url, _estimated(number, custom_id, IMAGE_URLS[line_url], body, table))
+    endpoint = IMAGE_URLS[line_url]
+    return _Line(line_url, _estimated(number, custom_id, endpoint, body, table, key_of))
 
 
 def _estimated(
-    number: int, custom_id: str, endpoint: str, body: dict[str, Any], table: PriceTable
+    number: int,
+    custom_id: str,
+    endpoint: str,
+    body: dict[str, Any],
+    table: PriceTable,
+    key_of: KeyOf,
 ) -> CheckedLine:
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -133,11 +151,18 @@ def _estimated(
     parsed = read_params(body, model)
     if parsed.stream:
         raise invalid_request("Batch lines cannot stream.", code="invalid_value", param="stream")
+    if parsed.output_format == "svg":
+        raise invalid_request(
+            "SVG output is not taken in a batch here: send it as an online request.",
+            code="invalid_value",
+            param="output_format",
+        )
     images = json_input_images(body) if endpoint == "edits" else []
     quoted = quote(table, endpoint, parsed, images)
     assert quoted is not None  # unpriced models are refused in a batch, allowed or not
     nanos = batch_share_nanos(quoted.estimate.nanos, quoted.price.batch)
-    return CheckedLine(number, custom_id, model, nanos)
+    key = key_of(endpoint, model, body)
+    return CheckedLine(number, custom_id, model, parsed.size, parsed.quality, key, nanos)
 
 
 def _at_line(number: int, error: GatewayError) -> GatewayError:

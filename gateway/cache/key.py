@@ -69,12 +69,19 @@ class KeyRequest:
 
 def cache_key(request: KeyRequest, body: SpooledBody, ignored: Iterable[str]) -> str:
     """The hex SHA-256 key of a JSON or multipart request (the body's summary must be complete)."""
-    skip = {*ignored, "model", "stream"}  # model and stream enter resolved, below
-    defaults = defaults_for(request.model)
     if body.json is not None:
-        form: Any = canonical_json(body.json, skip, defaults)
-    else:
-        form = canonical_multipart(body, skip, defaults)
+        return json_cache_key(request, body.json, ignored)
+    skip = {*ignored, "model", "stream"}  # model and stream enter resolved, below
+    return _digest(request, canonical_multipart(body, skip, defaults_for(request.model)))
+
+
+def json_cache_key(request: KeyRequest, params: Any, ignored: Iterable[str]) -> str:
+    """The key of a JSON request whose body is `params` (an online request's, a batch line's)."""
+    skip = {*ignored, "model", "stream"}
+    return _digest(request, canonical_json(params, skip, defaults_for(request.model)))
+
+
+def _digest(request: KeyRequest, form: Any) -> str:
     head = [KEY_VERSION, request.scope, request.endpoint, request.query, request.model]
     document = json.dumps(
         [*head, request.stream, form],

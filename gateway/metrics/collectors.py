@@ -106,6 +106,20 @@ class Metrics:
             ("team", "model", *key),
             registry=r,
         )
+        self.batches = Counter(
+            "gateway_batches",
+            "Batch API batches, by status: created, then the status each was settled with"
+            " (completed, failed, expired, cancelled).",
+            ("status",),
+            registry=r,
+        )
+        self.batch_lines = Counter(
+            "gateway_batch_lines",
+            "Batch API lines settled, by outcome and cache status (hit: answered from the"
+            " cache and left out of the batch sent upstream).",
+            ("outcome", "cache_status"),
+            registry=r,
+        )
         self.cache_hits = Counter(
             "gateway_cache_hits", "Requests answered from a stored entry.", ("team",), registry=r
         )
@@ -234,6 +248,8 @@ class Metrics:
                 self.upstream_errors.labels(endpoint, kind, "")
         for reason in ("size", "expired", "corrupt", "purge"):
             self.cache_evictions.labels(reason)
+        for status in ("created", "completed", "failed", "expired", "cancelled"):
+            self.batches.labels(status)
         for reason in ("budget", "rpm", "ipm", "auth", "invalid"):
             self.refusals.labels(reason, "")
         for phase in ("header", "body"):

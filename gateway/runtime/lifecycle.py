@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from gateway.accounting.journal import settle_holds
+from gateway.batch.poller import poll_batches
 from gateway.errors import CannotStart
 from gateway.replicas.changes import KEYS, PRICES
 from gateway.runtime.state import ENDING_S, LIFECYCLE, SERVICES, WORKER
@@ -162,6 +163,7 @@ async def _housekeeping(app: web.Application) -> None:
         ("settling the books", functools.partial(_settle_the_books, app)),
         ("forgetting idle rate windows", _as_coroutine(services.limiter.forget_idle)),
         ("cache housekeeping", services.cache.housekeeping),
+        ("polling batches", functools.partial(poll_batches, services)),
     )
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.accounting.periods import Periods
 from gateway.outcome import Outcome
-from gateway.store.records import ApiKey, Team
+from gateway.store.records import ApiKey, BatchFile, BatchLine, BatchRecord, Team
 
 if TYPE_CHECKING:
     from gateway.store.key_cache import KeyCache
@@ -54,6 +54,8 @@ class LedgerRow:
     price_version: str | None
     reservation_id: int | None
     error_code: str | None = None  # the code of the error the client was sent, if any
+    batch_id: str | None = None  # a Batch API line's batch (its request_id: batch_id/custom_id)
+    custom_id: str | None = None
 
 
 def orphan_row(
@@ -182,6 +184,9 @@ COPIED_TABLES = (
     "reservations",
     "cache_bodies",
     "cache_entries",
+    "batch_files",
+    "batch_lines",
+    "batches",
 )
 
 
@@ -338,6 +343,32 @@ class Store(Protocol):
         """Write the ledger row; its reservation (by id, or by its request) is released and
         spend counted in the same statement. A second row for the same request is ignored."""
         ...
+
+    async def record_many(self, rows: list[LedgerRow]) -> None:
+        """`record` for many rows, a few hundred to a transaction (a batch's lines)."""
+        ...
+
+    # The Batch API (batch_sql.py)
+
+    async def add_file(self, file: BatchFile, lines: list[BatchLine]) -> None: ...
+    async def get_file(self, file_id: str, team_id: int) -> BatchFile | None: ...
+    async def list_files(
+        self, team_id: int, purpose: str | None, limit: int, after: str | None
+    ) -> list[BatchFile]: ...
+    async def delete_file(self, file_id: str, team_id: int, now: int) -> bool: ...
+    async def file_lines(self, file_id: str) -> list[BatchLine]: ...
+    async def add_batch(self, batch: BatchRecord) -> None: ...
+    async def get_batch(self, batch_id: str, team_id: int | None) -> BatchRecord | None: ...
+    async def list_batches(
+        self, team_id: int | None, limit: int, after: str | None = None
+    ) -> list[BatchRecord]: ...
+    async def batches_to_poll(self, before: float, limit: int) -> list[str]: ...
+    async def lease_batch(self, batch_id: str, owner: str, now: float, lease_s: float) -> bool: ...
+    async def update_batch(self, batch_id: str, **changes: Any) -> None: ...
+    async def finish_batch(self, batch_id: str, now: int, **changes: Any) -> None: ...
+    async def drop_hold(self, reservation_id: int) -> None: ...
+    async def fresh_cache_keys(self, keys: list[str], now: float) -> set[str]: ...
+    async def orphaned_hold_charged(self, batch_id: str) -> bool: ...
 
     async def holders(self) -> list[str]:
         """The owners (`host:pid:start`) of the holds now in the store."""

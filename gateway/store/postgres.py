@@ -38,6 +38,7 @@ from gateway.store.base import (
     UsageFilter,
     orphan_row,
 )
+from gateway.store.batch_sql import BatchSql
 from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
 from gateway.store.postgres_cache import PostgresCacheIndex
@@ -82,6 +83,7 @@ WITH row AS (
 )
 SELECT COUNT(*) FROM row
 """
+BULK_ROWS = 500  # rows written in one transaction by _many
 _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")
 
 
@@ -163,7 +165,7 @@ class BoundedPool:
         await asyncio.wait_for(self._pool.close(), self.timeout_s * 2)
 
 
-class PostgresStore(SharedSql):
+class PostgresStore(SharedSql, BatchSql):
     """The store for `postgresql://` URLs; several replicas share one database."""
 
     _duplicate = (asyncpg.UniqueViolationError,)
@@ -231,6 +233,18 @@ class PostgresStore(SharedSql):
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
+
+    async def _many(self, sql: str, rows: list[dict[str, Any]]) -> None:
+        """`sql` for every row, BULK_ROWS to a transaction, each sent in one pipelined trip
+        (asyncpg's executemany), not a round trip per row."""
+        if not rows:
+            return
+        query, names = _numbered(sql)
+        async with self.pool.acquire() as conn:
+            for start in range(0, len(rows), BULK_ROWS):
+                chunk = [[row[name] for name in names] for row in rows[start : start + BULK_ROWS]]
+                async with conn.transaction():
+                    await conn.executemany(query, chunk, timeout=self.timeout_s * 4)
 
     async def migrate(self) -> list[str]:
         done = []
@@ -323,6 +337,9 @@ class PostgresStore(SharedSql):
 
     async def record(self, row: LedgerRow) -> None:
         await self._all(_RECORD, _ledger_values(row))
+
+    async def record_many(self, rows: list[LedgerRow]) -> None:
+        await self._many(_RECORD, [_ledger_values(row) for row in rows])
 
     async def settle_orphans(self, now: float, dead_owners: Collection[str] = ()) -> int:
         found = await self.pool.fetch(

@@ -21,6 +21,7 @@ from gateway.store.base import (
     UsageFilter,
     orphan_row,
 )
+from gateway.store.batch_sql import BatchSql
 from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
 from gateway.store.shared import SharedSql
@@ -51,6 +52,7 @@ WHERE k.id = :key_id
        + {RESERVED.format(column="team_id", value=":team_id")} + :amount <= t.budget_nanos)
 RETURNING id
 """
+BULK_ROWS = 500  # rows written in one transaction by _many
 # A request has one row: writing it again (a journal replay, an orphan settled twice) is a no-op;
 # a row written settles its hold and grows the spend counters by trigger (migration 0004).
 _RECORD = (
@@ -60,7 +62,7 @@ _RECORD = (
 )
 
 
-class SqliteStore(SharedSql):
+class SqliteStore(SharedSql, BatchSql):
     """The embedded default store. `path` may be `:memory:` for tests."""
 
     _duplicate = (aiosqlite.IntegrityError,)
@@ -73,6 +75,7 @@ class SqliteStore(SharedSql):
         self.migrations_dir = migrations_dir
         self._db: aiosqlite.Connection | None = None
         self._checkpointer: aiosqlite.Connection | None = None
+        self._bulk: aiosqlite.Connection | None = None
         self._cache = SqliteCacheIndex(self)
         self._keys = KeyCache(Generation(None))
 
@@ -113,9 +116,10 @@ class SqliteStore(SharedSql):
 
     async def close(self) -> None:
         self._keys.generation.close()
-        if self._checkpointer is not None:
-            await self._checkpointer.close()
-            self._checkpointer = None
+        for extra in (self._checkpointer, self._bulk):
+            if extra is not None:
+                await extra.close()
+        self._checkpointer = self._bulk = None
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -140,6 +144,28 @@ class SqliteStore(SharedSql):
 
     async def ping(self) -> None:
         await self._one("SELECT 1")
+
+    async def _many(self, sql: str, rows: list[dict[str, Any]]) -> None:
+        """`sql` for every row, BULK_ROWS to a transaction, on a connection of its own: its
+        transactions catch nothing else (the serving connection waits for each, as SQLite has
+        one writer, a few milliseconds at most)."""
+        if not rows:
+            return
+        if self.path == ":memory:":  # one database per connection: the serving one it is
+            await self.db.executemany(sql, rows)
+            return
+        if self._bulk is None:
+            self._bulk = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._bulk.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
+            await self._bulk.execute("PRAGMA foreign_keys = ON")
+        for start in range(0, len(rows), BULK_ROWS):
+            await self._bulk.execute("BEGIN IMMEDIATE")
+            try:
+                await self._bulk.executemany(sql, rows[start : start + BULK_ROWS])
+                await self._bulk.execute("COMMIT")
+            except BaseException:
+                await self._bulk.execute("ROLLBACK")
+                raise
 
     async def migrate(self) -> list[str]:
         await self.db.execute(
@@ -232,6 +258,9 @@ class SqliteStore(SharedSql):
     async def record(self, row: LedgerRow) -> None:
         values = {column: getattr(row, column) for column in LEDGER_COLUMNS}
         await self._all(_RECORD, values)
+
+    async def record_many(self, rows: list[LedgerRow]) -> None:
+        await self._many(_RECORD, [{c: getattr(r, c) for c in LEDGER_COLUMNS} for r in rows])
 
     async def settle_orphans(self, now: float, dead_owners: Collection[str] = ()) -> int:
         owners = sorted(dead_owners)
