@@ -202,7 +202,12 @@ async def team_and_key(store: Store, **team_limits: Any) -> tuple[int, str]:
 
 
 async def reserve(
-    store: Store, team_id: int, key_id: str, amount: int, request_id: str, owner: str = "host:1"
+    store: Store,
+    team_id: int,
+    key_id: str,
+    amount: int,
+    request_id: str,
+    owner: str | None = "host:1",
 ) -> Any:
     return await store.reserve(
         key_id=key_id,

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.accounting.periods import Periods
+from gateway.batch.settle import settle_batch
 from gateway.runtime.state import SERVICES
 from tests.conftest import FakeUpstream
 
@@ -338,3 +339,22 @@ async def test_no_cache_on_create_sends_every_line_upstream(
     )
     rows = {row["custom_id"]: row for row in await ledger_rows(gateway, batch.id)}
     assert rows["l0"]["cache"] == "miss" and rows["l0"]["cost"] > 0
+
+
+async def test_settling_again_after_a_crash_writes_nothing_twice(
+    gateway: Gateway, team_sdk: MakeSdk
+) -> None:
+    sdk = await team_sdk()
+    batch = await run_batch(sdk, line("a", "a moth"), line("b", "a wasp"))
+    services = gateway.app[SERVICES]
+    store: Any = services.store
+    team = await store.get_team("team-a")
+    now = dt.datetime.now(dt.UTC)
+    spent = (await store.spend("team", str(team.id), Periods.at(now), now.timestamp())).spent_nanos
+    # As if the process that settled it died before marking it so: another settles it again.
+    await store._all("UPDATE batches SET settled_at = NULL WHERE id = :id", {"id": batch.id})
+    assert await settle_batch(services, batch.id, "another-host:1:1")
+
+    assert len(await ledger_rows(gateway, batch.id)) == 2
+    again = await store.spend("team", str(team.id), Periods.at(now), now.timestamp())
+    assert again.spent_nanos == spent and again.reserved_nanos == 0
