@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +155,8 @@ def _key_of(services: Services, caller: Caller) -> KeyOf:
     return key_of
 
 
-def _lines(file_id: str, checked: CheckedFile) -> list[BatchLine]:
-    return [
+def _lines(file_id: str, checked: CheckedFile) -> Iterator[BatchLine]:
+    return (
         BatchLine(
             file_id,
             line.number,
@@ -167,7 +168,7 @@ def _lines(file_id: str, checked: CheckedFile) -> list[BatchLine]:
             line.estimate_nanos,
         )
         for line in checked.lines
-    ]
+    )
 
 
 async def owned_file(request: web.Request) -> tuple[Caller, BatchFile]:

@@ -11,6 +11,7 @@ charged as an orphan (it outlived the hold's lifetime unsettled) charges no line
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import json
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 LEASE_S = 300.0  # long enough to settle 50,000 lines; a dead holder's batch waits this long
+ROWS_AT_ONCE = 1000  # lines turned into ledger rows and written at a time
 CACHE_WINDOW = 16  # answers queued for the cache at once while filling it
 
 
@@ -120,16 +122,21 @@ class _Settlement:
         self.results = _Results()
 
     async def run(self) -> None:
+        """The rows go in ROWS_AT_ONCE lines at a time (each chunk's answers then fill the
+        cache), so memory stays flat however many lines the batch has; the metrics count the
+        lines once the batch is marked settled."""
         batch, store = self.batch, self.services.store
         lines = await store.file_lines(batch.input_file_id)
         await self._read_results()
-        rows, charges = self._rows(lines)
-        await store.record_many(rows)
-        if batch.cache_write:
-            await self._fill_cache(lines, charges)
+        tally = _Tally()
+        for start in range(0, len(lines), ROWS_AT_ONCE):
+            chunk = lines[start : start + ROWS_AT_ONCE]
+            rows, charges = self._rows(chunk)
+            await store.record_many(rows)
+            tally.add(rows)
+            if batch.cache_write:
+                await self._fill_cache(chunk, charges)
         output_id, error_id = await self._output_files(lines)
-        charged = sum(row.cost_nanos for row in rows)
-        saved = sum(row.saved_nanos for row in rows)
         succeeded = sum(1 for r in self.results.by_id.values() if r.succeeded)
         await store.finish_batch(
             batch.id,
@@ -139,14 +146,14 @@ class _Settlement:
             error_file_id=error_id,
             completed_lines=succeeded,
             failed_lines=len(lines) - succeeded,
-            charged_nanos=charged,
-            saved_nanos=saved,
+            charged_nanos=tally.charged,
+            saved_nanos=tally.saved,
         )
-        await self._count(rows)
+        await self._count(tally)
         log.info(
             "batch %s settled (%s): %d lines, %d succeeded, charged $%s, saved $%s",
-            batch.id, self.status, len(lines), succeeded, charged / NANOS_PER_USD,
-            saved / NANOS_PER_USD,
+            batch.id, self.status, len(lines), succeeded, tally.charged / NANOS_PER_USD,
+            tally.saved / NANOS_PER_USD,
         )  # fmt: skip
 
     async def _read_results(self) -> None:
@@ -298,23 +305,45 @@ class _Settlement:
         )
         await self.services.store.add_file(record, [])
 
-    async def _count(self, rows: list[LedgerRow]) -> None:
+    async def _count(self, tally: _Tally) -> None:
         """The metrics count the lines like requests: outcomes, images, cost and savings."""
         metrics = self.services.metrics
         key = await self.services.store.get_key(self.batch.key_id)
         team = key.team_name if key is not None else ""
         by_key = (self.batch.key_id,) if metrics.key_labels else ()
         metrics.batches.labels(self.status).inc()
+        for (outcome, cache), count in tally.lines.items():
+            metrics.batch_lines.labels(outcome, cache).inc(count)
+            metrics.outcomes.labels(outcome).inc(count)
+        for (endpoint, model, cache), images in tally.images.items():
+            metrics.images.labels(endpoint, model, cache).inc(images)
+        for model, (cost, saved) in tally.money.items():
+            if cost:
+                metrics.cost.labels(team, model, *by_key).inc(cost / NANOS_PER_USD)
+            if saved:
+                metrics.saved.labels(team, model, *by_key).inc(saved / NANOS_PER_USD)
+
+
+@dataclass
+class _Tally:
+    """What a batch's rows add up to, for its record and the metrics."""
+
+    charged: int = 0
+    saved: int = 0
+    lines: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    images: collections.Counter[tuple[str, str, str]] = field(default_factory=collections.Counter)
+    money: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def add(self, rows: list[LedgerRow]) -> None:
         for row in rows:
             model = row.model or ""
-            metrics.batch_lines.labels(row.outcome, row.cache_status).inc()
-            metrics.outcomes.labels(row.outcome).inc()
+            self.charged += row.cost_nanos
+            self.saved += row.saved_nanos
+            self.lines[row.outcome, row.cache_status] += 1
             if row.images:
-                metrics.images.labels(row.endpoint, model, row.cache_status).inc(row.images)
-            if row.cost_nanos:
-                metrics.cost.labels(team, model, *by_key).inc(row.cost_nanos / NANOS_PER_USD)
-            if row.saved_nanos:
-                metrics.saved.labels(team, model, *by_key).inc(row.saved_nanos / NANOS_PER_USD)
+                self.images[row.endpoint, model, row.cache_status] += row.images
+            cost, saved = self.money.get(model, (0, 0))
+            self.money[model] = (cost + row.cost_nanos, saved + row.saved_nanos)
 
 
 def _cache_status(batch: BatchRecord, line: BatchLine, cached: bool) -> CacheStatus:

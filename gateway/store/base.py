@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -350,7 +350,7 @@ class Store(Protocol):
 
     # The Batch API (batch_sql.py)
 
-    async def add_file(self, file: BatchFile, lines: list[BatchLine]) -> None: ...
+    async def add_file(self, file: BatchFile, lines: Iterable[BatchLine]) -> None: ...
     async def get_file(self, file_id: str, team_id: int) -> BatchFile | None: ...
     async def list_files(
         self, team_id: int, purpose: str | None, limit: int, after: str | None

@@ -9,6 +9,7 @@ lease runs out, so a dead one's batch passes to another); a settled batch is nev
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 from gateway.store.records import BatchFile, BatchLine, BatchRecord
@@ -30,6 +31,7 @@ _ADD_LINE = _insert("batch_lines", _LINE_COLUMNS)
 _ADD_BATCH = _insert("batches", _BATCH_COLUMNS)
 _FILE = f"SELECT {', '.join(_FILE_COLUMNS)} FROM batch_files"
 _BATCH = f"SELECT {', '.join(_BATCH_COLUMNS)} FROM batches"
+LINES_AT_ONCE = 1000  # a file's lines turned into rows and written at a time
 KEYS_AT_ONCE = 200  # cache keys looked up in one statement
 # What a settlement may change on a batch, besides its lease.
 BATCH_CHANGES = frozenset(
@@ -79,9 +81,16 @@ class BatchSql:
 
     # Files
 
-    async def add_file(self, file: BatchFile, lines: list[BatchLine]) -> None:
-        """The file's lines first, then the file: a file that is listed has all its lines."""
-        await self._many(_ADD_LINE, [dataclasses.asdict(line) for line in lines])
+    async def add_file(self, file: BatchFile, lines: Iterable[BatchLine]) -> None:
+        """The file's lines first, then the file: a file that is listed has all its lines.
+        Lines are taken LINES_AT_ONCE at a time (a large file's never all as rows at once)."""
+        chunk: list[dict[str, Any]] = []
+        for line in lines:
+            chunk.append(dataclasses.asdict(line))
+            if len(chunk) == LINES_AT_ONCE:
+                await self._many(_ADD_LINE, chunk)
+                chunk = []
+        await self._many(_ADD_LINE, chunk)
         await self._all(_ADD_FILE, dataclasses.asdict(file))
 
     async def get_file(self, file_id: str, team_id: int) -> BatchFile | None:

@@ -173,6 +173,9 @@ async def test_three_lines_are_charged_their_own_usage_at_batch_prices(
     by_batch = {row["batch"]: row for row in (await usage.json())["data"]}
     assert by_batch[batch.id]["requests"] == 3
     assert by_batch[batch.id]["cost_usd"] == str(Decimal(sum(expected.values())) / 10**9)
+    metrics = await (await gateway.get("/metrics")).text()
+    assert 'gateway_batches_total{status="completed"} 1.0' in metrics
+    assert 'gateway_batch_lines_total{cache_status="miss",outcome="ok"} 3.0' in metrics
     # Retrieving a settled batch again charges nothing more.
     await sdk.batches.retrieve(batch.id)
     assert len(await ledger_rows(gateway, batch.id)) == 3
