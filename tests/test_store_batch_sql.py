@@ -26,7 +26,7 @@ def a_file(team_id: int, file_id: str = "file-1", created_at: int = 100) -> Batc
 
 def a_batch(
     team_id: int, batch_id: str = "batch_gw_1", reservation: int | None = None
-) -> BatchRecord:  # noqa: E501
+) -> BatchRecord:
     return BatchRecord(
         id=batch_id, upstream_id="batch_up", team_id=team_id, key_id="key_1",
         input_file_id="file-1", endpoint="/v1/images/generations", created_at=100, lines=2,

@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -55,9 +56,11 @@ class _Results:
 
 
 async def settle_batch(services: Services, batch_id: str, owner: str) -> bool:
-    """Settle the batch if it has ended upstream and `owner` gets its lease; whether it is
-    settled now (by this call)."""
+    """Settle the batch if it has ended upstream and this attempt of `owner` (a process) gets
+    its lease; whether it is settled now (by this call). Each attempt leases under a name of
+    its own, so two attempts in one process exclude each other as two replicas do."""
     store = services.store
+    owner = f"{owner}:{secrets.token_hex(4)}"
     if not await store.lease_batch(batch_id, owner, time.time(), LEASE_S):
         return False
     try:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 import gateway.console.figures as figures
 from gateway.accounting.usage_report import GROUPS, usage_report
 from gateway.admin import accounts
+from gateway.batch.batches import present
 from gateway.console.side_by_side import side_by_side
 from gateway.console.thumbnails import CachedImage, first_image, media_type
 from gateway.edge.auth import IssuedKey
@@ -282,6 +283,28 @@ async def prices(request: web.Request) -> dict[str, Any]:
     table = _services(request).prices.table
     return {"page": "prices", "version": table.version, "path": table.path,
             "rows": describe(table)}  # fmt: skip
+
+
+async def batches(request: web.Request) -> dict[str, Any]:
+    """Every team's batches (or one team's), newest first: status, lines, held and charged."""
+    store = _services(request).store
+    teams = {t.id: t.name for t in await store.list_teams()}
+    wanted = request.query.get("team") or None
+    team_id = next((i for i, name in teams.items() if name == wanted), None)
+    found = [] if wanted and team_id is None else await store.list_batches(team_id, 200)
+    rows = [
+        {
+            "id": b.id, "team": teams.get(b.team_id, str(b.team_id)), "key": b.key_id,
+            "status": present(b)["status"], "endpoint": b.endpoint.rsplit("/", 1)[-1],
+            "lines": b.lines, "cached": b.cached_lines, "completed": b.completed_lines,
+            "failed": b.failed_lines, "held": nanos_to_usd(b.held_nanos),
+            "charged": nanos_to_usd(b.charged_nanos) if b.settled_at else "",
+            "saved": nanos_to_usd(b.saved_nanos) if b.settled_at else "",
+            "created": dt.datetime.fromtimestamp(b.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M"),
+        }
+        for b in found
+    ]  # fmt: skip
+    return {"page": "batches", "rows": rows, "teams": sorted(teams.values()), "team": wanted}
 
 
 async def cache(request: web.Request, error: str | None = None) -> dict[str, Any]:

@@ -283,6 +283,7 @@ async def test_cancel_charges_only_the_completed_lines(
     batch = await sdk.batches.create(
         input_file_id=uploaded.id, endpoint=GEN, completion_window="24h"
     )
+    await asyncio.sleep(1.3)  # two or so lines done
     cancelled = await sdk.batches.cancel(batch.id)
     assert cancelled.status in ("cancelling", "cancelled", "finalizing")
     done = await ended(sdk, batch.id)
@@ -292,7 +293,7 @@ async def test_cancel_charges_only_the_completed_lines(
     assert len(rows) == 6
     charged = {cid for cid, row in rows.items() if row["cost"] > 0}
     assert charged == {item["custom_id"] for item in output}
-    assert len(charged) < 6
+    assert 0 < len(charged) < 6
     assert await held(gateway, "team-a") == 0
 
 

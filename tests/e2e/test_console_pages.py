@@ -150,3 +150,31 @@ async def test_a_truncated_cached_image_is_a_404_thumbnail_not_a_500(
     (thumbnail,) = re.findall(r'src="(/console/images/[^"/]+/thumbnail.png)"', page)
     response = await console.get(thumbnail)
     assert response.status == 404  # not a 500: the image cannot be read, so there is none
+
+
+async def test_the_batches_page_lists_each_batch_with_its_lines_and_money(console: Any) -> None:
+    await console.post("/admin/teams", json={"name": "cataloguers"}, headers=ADMIN)
+    response = await console.post("/admin/keys", json={"team": "cataloguers"}, headers=ADMIN)
+    key = (await response.json())["key"]
+    sdk = openai.AsyncOpenAI(base_url=str(console.make_url("/v1")), api_key=key, max_retries=0)
+    line = {"custom_id": "1", "method": "POST", "url": "/v1/images/generations",
+            "body": {"model": "gpt-image-1-mini", "prompt": "a mug", "quality": "low"}}  # fmt: skip
+    uploaded = await sdk.files.create(
+        file=("in.jsonl", io.BytesIO(json.dumps(line).encode())), purpose="batch"
+    )
+    batch = await sdk.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/images/generations", completion_window="24h"
+    )
+    for _ in range(100):
+        if (await sdk.batches.retrieve(batch.id)).status == "completed":
+            break
+    await sdk.close()
+    await sign_in(console)
+    page = await (await console.get("/console/batches")).text()
+    row = re.search(rf"<code>{batch.id}</code></th>(.*?)</tr>", page)
+    assert row is not None
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1))
+    assert cells[0] == "cataloguers" and cells[2] == "completed" and cells[4] == "1"
+    assert cells[9] not in ("", "0.00")  # charged
+    other = await (await console.get("/console/batches?team=nobody")).text()
+    assert batch.id not in other and "No batches yet." in other
