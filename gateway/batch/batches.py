@@ -11,8 +11,10 @@ ends upstream until its lines are in the ledger: `completed` means charged.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import logging
 import secrets
 import tempfile
 import time
@@ -36,6 +38,7 @@ from gateway.runtime.services import Services
 from gateway.runtime.state import SERVICES
 from gateway.store.records import BatchFile, BatchLine, BatchRecord
 
+log = logging.getLogger(__name__)
 # A batch's hold outlives its 24 h window by a week: a gateway down for longer than that has
 # its batches' holds charged as orphans (and their lines then not charged again).
 HOLD_TTL_S = 8 * 86400.0
@@ -69,7 +72,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     held = _estimate(lines, wanted)
     reservation = await _hold(services, caller, batch_id, file, lines, held)
     try:
-        with tempfile.TemporaryDirectory(dir=_spool(services), prefix="batch-") as directory:
+        with tempfile.TemporaryDirectory(dir=await _spool(services), prefix="batch-") as directory:
             split = await split_by_cache(services, file, lines, wanted, Path(directory))
         if _estimate(lines, split.cached) > held:  # the split came out smaller: hold the rest
             await services.store.drop_hold(reservation)
@@ -159,9 +162,9 @@ def _estimate(lines: list[BatchLine], cached: set[str]) -> int:
     return sum(line.estimate_nanos for line in lines if line.custom_id not in cached)
 
 
-def _spool(services: Services) -> Path:
+async def _spool(services: Services) -> Path:
     spool = services.settings.spool_dir
-    spool.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(spool.mkdir, parents=True, exist_ok=True)
     return spool
 
 
@@ -284,7 +287,10 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     batch = await owned_batch(request)
     if batch.settled_at is None and batch.upstream_id is not None:
-        await refresh(services, batch)
+        try:
+            await refresh(services, batch)
+        except GatewayError as exc:  # upstream is sick: what the gateway knows is still true
+            log.warning("batch %s: upstream not asked (%s)", batch.id, exc.message)
     return web.json_response(await _shown(services, batch.id))
 
 

@@ -8,7 +8,7 @@ import asyncio
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import openai
@@ -19,7 +19,7 @@ from tests.replica_processes import Replicas, replica_environment
 
 pytestmark = pytest.mark.one_pass
 
-GEN = "/v1/images/generations"
+GEN: Final = "/v1/images/generations"
 
 
 def jsonl(count: int) -> io.BytesIO:
