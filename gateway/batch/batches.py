@@ -12,6 +12,7 @@ ends upstream until its lines are in the ledger: `completed` means charged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -28,7 +29,7 @@ from gateway.accounting.periods import Periods
 from gateway.accounting.quota import budget_exhausted
 from gateway.batch.caller import Caller, caller_of, page_size
 from gateway.batch.lines import IMAGE_URLS
-from gateway.batch.settle import ENDED, settle_batch
+from gateway.batch.settle import CREATING, ENDED, settle_batch
 from gateway.batch.split import Split, cached_in_index, split_by_cache
 from gateway.batch.upstream_api import UpstreamBatches
 from gateway.cache.policy import caching_allowed, directives
@@ -74,35 +75,40 @@ async def create(request: web.Request) -> web.StreamResponse:
     try:
         with tempfile.TemporaryDirectory(dir=await _spool(services), prefix="batch-") as directory:
             split = await split_by_cache(services, file, lines, wanted, Path(directory))
-        if _estimate(lines, split.cached) > held:  # the split came out smaller: hold the rest
-            await services.store.drop_hold(reservation)
+        if _estimate(lines, split.cached) > held:  # the cache gave fewer answers than its index
+            await services.store.drop_hold(reservation)  # promised: hold the rest too
             held = _estimate(lines, split.cached)
             reservation = await _hold(services, caller, batch_id, file, lines, held)
-        upstream = await _start_upstream(services, split, file, metadata)
+        goes_upstream = split.upstream_file_id is not None
+        record = BatchRecord(
+            id=batch_id,
+            upstream_id=None,
+            team_id=caller.team.id,
+            key_id=caller.key.id,
+            input_file_id=file.id,
+            endpoint=file.endpoint or asked["endpoint"],
+            created_at=int(time.time()),
+            lines=len(lines),
+            cached_lines=len(split.cached),
+            cached_file_id=split.cached_file_id,
+            cache_write=write,
+            held_nanos=held,
+            reservation_id=reservation,
+            metadata=json.dumps(metadata) if metadata is not None else None,
+            status=CREATING if goes_upstream else "completed",
+            upstream=None,
+        )
+        # Recorded before upstream hears of it: a batch upstream runs is always one the
+        # gateway knows, and holds for.
+        await services.store.add_batch(record)
     except BaseException:
-        await services.store.drop_hold(reservation)
+        with contextlib.suppress(Exception):
+            await services.store.drop_hold(reservation)
         raise
-    record = BatchRecord(
-        id=batch_id,
-        upstream_id=None if upstream is None else str(upstream["id"]),
-        team_id=caller.team.id,
-        key_id=caller.key.id,
-        input_file_id=file.id,
-        endpoint=file.endpoint or asked["endpoint"],
-        created_at=int(time.time()),
-        lines=len(lines),
-        cached_lines=len(split.cached),
-        cached_file_id=split.cached_file_id,
-        cache_write=write,
-        held_nanos=held,
-        reservation_id=reservation,
-        metadata=json.dumps(metadata) if metadata is not None else None,
-        status="completed" if upstream is None else str(upstream.get("status")),
-        upstream=None if upstream is None else json.dumps(upstream),
-    )
-    await services.store.add_batch(record)
     services.metrics.batches.labels("created").inc()
-    if upstream is None:  # every line came from the cache: settled now
+    if goes_upstream:
+        await _start_upstream(services, record, split, metadata)
+    else:  # every line came from the cache: settled now
         await settle_batch(services, batch_id, this_process())
     return web.json_response(await _shown(services, batch_id))
 
@@ -213,14 +219,28 @@ async def _hold(
 
 
 async def _start_upstream(
-    services: Services, split: Split, file: BatchFile, metadata: dict[str, str] | None
-) -> dict[str, Any] | None:
-    """The batch created upstream on what the cache could not answer (None: nothing to send)."""
-    if split.upstream_file_id is None:
-        return None
-    assert file.endpoint is not None
+    services: Services, batch: BatchRecord, split: Split, metadata: dict[str, str] | None
+) -> None:
+    """The batch created upstream on what the cache could not answer. Refused, it is forgotten
+    and its hold goes; when upstream's answer is unknown (a timeout, the client gone), it stays
+    `creating` with its hold, which is charged as orphaned should upstream have run it
+    unseen."""
+    assert split.upstream_file_id is not None
     api = UpstreamBatches(services.upstream)
-    return await api.create_batch(split.upstream_file_id, file.endpoint, metadata)
+    try:
+        upstream = await api.create_batch(split.upstream_file_id, batch.endpoint, metadata)
+    except GatewayError as exc:
+        if exc.status != 504:
+            await services.store.forget_batch(batch.id)
+            if batch.reservation_id is not None:
+                await services.store.drop_hold(batch.reservation_id)
+        raise
+    await services.store.update_batch(
+        batch.id,
+        upstream_id=str(upstream["id"]),
+        status=str(upstream.get("status")),
+        upstream=json.dumps(upstream),
+    )
 
 
 def present(batch: BatchRecord) -> dict[str, Any]:
@@ -244,6 +264,7 @@ def present(batch: BatchRecord) -> dict[str, Any]:
     counts = upstream.get("request_counts") or {}
     settled = batch.settled_at is not None
     status = batch.status if settled or batch.status not in ENDED else "finalizing"
+    status = "validating" if status == CREATING else status
     if settled and batch.upstream_id is None:
         shown["completed_at"] = shown["finalizing_at"] = batch.settled_at
     shown.update(

@@ -36,6 +36,7 @@ from gateway.store.records import BatchFile, BatchLine, BatchRecord
 
 log = logging.getLogger(__name__)
 
+CREATING = "creating"  # recorded, not yet (or not known to be) created upstream
 ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 LEASE_S = 300.0  # long enough to settle 50,000 lines; a dead holder's batch waits this long
 ROWS_AT_ONCE = 1000  # lines turned into ledger rows and written at a time
@@ -75,8 +76,8 @@ async def settle_batch(services: Services, batch_id: str, owner: str) -> bool:
 async def _settle_leased(services: Services, batch_id: str) -> bool:
     store = services.store
     batch = await store.get_batch(batch_id, None)
-    if batch is None or batch.settled_at is not None:
-        return False
+    if batch is None or batch.settled_at is not None or batch.status == CREATING:
+        return False  # settled; or not (known to be) upstream: its hold stands
     api = UpstreamBatches(services.upstream)
     upstream: dict[str, Any] | None = None
     if batch.upstream_id is not None:

@@ -46,6 +46,7 @@ BATCH_CHANGES = frozenset(
         "saved_nanos",
         "polled_at",
         "lease_owner",
+        "upstream_id",
     }
 )
 
@@ -171,9 +172,11 @@ class BatchSql:
         return [_batch(row) for row in rows]
 
     async def batches_to_poll(self, before: float, limit: int) -> list[str]:
-        """Unsettled batches last polled before `before`, the longest waiting first."""
+        """Unsettled batches running upstream, last polled before `before`, the longest
+        waiting first."""
         rows = await self._all(
-            "SELECT id FROM batches WHERE settled_at IS NULL AND polled_at < :before"
+            "SELECT id FROM batches WHERE settled_at IS NULL AND upstream_id IS NOT NULL"
+            " AND polled_at < :before"
             " ORDER BY polled_at LIMIT :limit",
             {"before": before, "limit": limit},
         )
@@ -214,6 +217,10 @@ class BatchSql:
             "UPDATE batches SET settled_at = :now, lease_owner = NULL WHERE id = :id",
             {"id": batch_id, "now": now},
         )
+
+    async def forget_batch(self, batch_id: str) -> None:
+        """A batch upstream refused to create: it never was."""
+        await self._all("DELETE FROM batches WHERE id = :id", {"id": batch_id})
 
     async def drop_hold(self, reservation_id: int) -> None:
         """A batch's hold goes without a row: upstream refused the batch, nothing was made."""

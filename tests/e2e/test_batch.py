@@ -362,3 +362,15 @@ async def test_settling_again_after_a_crash_writes_nothing_twice(
     assert len(await ledger_rows(gateway, batch.id)) == 2
     again = await store.spend("team", str(team.id), Periods.at(now), now.timestamp())
     assert again.spent_nanos == spent and again.reserved_nanos == 0
+
+
+async def test_a_batch_upstream_refuses_is_forgotten_and_its_hold_released(
+    gateway: Gateway, team_sdk: MakeSdk, fake_upstream: FakeUpstream
+) -> None:
+    sdk = await team_sdk()
+    uploaded = await sdk.files.create(file=("in.jsonl", jsonl(line("a", "a yak"))), purpose="batch")
+    del fake_upstream.state.uploads[uploaded.id]  # upstream lost it: it refuses the batch
+    with pytest.raises(openai.NotFoundError):
+        await sdk.batches.create(input_file_id=uploaded.id, endpoint=GEN, completion_window="24h")
+    assert [b.id async for b in sdk.batches.list()] == []
+    assert await held(gateway, "team-a") == 0
