@@ -6,6 +6,7 @@ budgets enforced before upstream, the cache answering lines it holds."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import io
 import json
@@ -22,6 +23,7 @@ from gateway.accounting.periods import Periods
 from gateway.batch.settle import settle_batch
 from gateway.runtime.state import SERVICES
 from tests.conftest import FakeUpstream
+from tests.images import png
 
 GEN: Final = "/v1/images/generations"
 MODEL: Final = "gpt-image-1-mini"
@@ -374,3 +376,31 @@ async def test_a_batch_upstream_refuses_is_forgotten_and_its_hold_released(
         await sdk.batches.create(input_file_id=uploaded.id, endpoint=GEN, completion_window="24h")
     assert [b.id async for b in sdk.batches.list()] == []
     assert await held(gateway, "team-a") == 0
+
+
+async def test_an_edits_batch_is_charged_its_lines_usage(
+    gateway: Gateway, team_sdk: MakeSdk
+) -> None:
+    sdk = await team_sdk()
+    image = "data:image/png;base64," + base64.b64encode(png(64, 64)).decode()
+    edit = {
+        "custom_id": "e1",
+        "method": "POST",
+        "url": "/v1/images/edits",
+        "body": {"model": MODEL, "prompt": "make it blue", "quality": "low",
+                 "images": [{"image_url": image}]},
+    }  # fmt: skip
+    uploaded = await sdk.files.create(file=("in.jsonl", jsonl(edit)), purpose="batch")
+    batch = await ended(
+        sdk,
+        (
+            await sdk.batches.create(
+                input_file_id=uploaded.id, endpoint="/v1/images/edits", completion_window="24h"
+            )
+        ).id,
+    )
+    (item,) = await output_lines(sdk, batch.output_file_id)
+    usage = item["response"]["body"]["usage"]
+    assert usage["input_tokens_details"]["image_tokens"] > 0
+    (row,) = await ledger_rows(gateway, batch.id)
+    assert row["cost"] == expected_nanos(usage)
