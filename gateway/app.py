@@ -24,6 +24,7 @@ from gateway.ops.logs import redact_secret
 from gateway.proxy import pipeline
 from gateway.proxy.client import Client
 from gateway.proxy.flow import Flow
+from gateway.responses import routes as response_routes
 from gateway.runtime import lifecycle
 from gateway.runtime.services import Services
 from gateway.runtime.state import LIFECYCLE, SERVICES, WORKER, Lifecycle
@@ -110,6 +111,11 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     return await pipeline.run(flow)
 
 
+async def create_response(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/responses`: a response that can make images, through the pipeline."""
+    return await response_routes.create(request, request[REQUEST_ID])
+
+
 async def own_key(request: web.Request) -> web.StreamResponse:
     """`GET /v1/gateway/key`: the caller's own key and team standing, with its gateway key."""
     store = request.app[SERVICES].store
@@ -147,5 +153,7 @@ def create_app(settings: Settings, *, worker: bool = False) -> web.Application:
     app.router.add_get("/v1/gateway/key", own_key)
     file_routes.add_routes(app)
     batch_routes.add_routes(app)
+    app.router.add_post("/v1/responses", create_response)
+    response_routes.add_routes(app)
     app.router.add_route("*", "/v1/{tail:.*}", not_images)
     return app

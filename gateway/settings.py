@@ -140,6 +140,13 @@ class Settings(BaseSettings):
     batch_max_file_bytes: int = Field(default=200 * MiB, gt=0)
     batch_poll_s: float = Field(default=30.0, gt=0)
 
+    # The Responses API's image tool. The image model a tool that names none uses (the API's
+    # documented default); how many images one response is held for, unless it says
+    # (`max_tool_calls`); how long a background response's hold may wait to be charged.
+    default_image_tool_model: str = "gpt-image-2.6-sunburst"
+    responses_max_images: int = Field(default=1, ge=1, le=16)
+    background_hold_s: float = Field(default=7 * 86400.0, gt=0)
+
     # Response cache. Entries belong to a team by default ("key" narrows, "global" widens).
     cache_enabled: bool = True
     cache_scope: Literal["team", "key", "global"] = "team"

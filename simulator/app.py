@@ -32,9 +32,9 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from simulator import batches
+from simulator import batches, responses
 from simulator.errors import ApiError, simulated_status_error
-from simulator.faults import ACCEPTED_FAULTS, FAULT_HEADER, Fault, parse_fault
+from simulator.faults import ACCEPTED_FAULTS, FAULT, FAULT_HEADER, parse_fault
 from simulator.params import parse_edit, parse_generation, parse_variation
 from simulator.respond import (
     answer,
@@ -63,7 +63,6 @@ _TIMEOUT_S = 3600.0
 _OPENAI_VERSION = "2020-10-01"
 
 _STARTED = web.RequestKey("simulator_started", float)
-_FAULT = web.RequestKey("simulator_fault", Fault)
 
 
 def create_simulator_app(config: SimulatorConfig | None = None) -> web.Application:
@@ -75,6 +74,7 @@ def create_simulator_app(config: SimulatorConfig | None = None) -> web.Applicati
     app.router.add_post("/v1/images/edits", _edits)
     app.router.add_post("/v1/images/variations", _variations)
     batches.add_routes(app)
+    responses.add_routes(app)
     app.router.add_route("*", "/v1/{tail:.*}", _not_found)
     app.router.add_route("*", "/v1", _not_found)
     app.router.add_get("/files/{file_id}.png", _get_file)
@@ -116,7 +116,7 @@ async def _handle_v1(
             message = f"Unknown {FAULT_HEADER} {header!r}. Accepted: {accepted}."
             return ApiError(400, message, param=FAULT_HEADER, code="invalid_value").response()
     if fault is not None:
-        request[_FAULT] = fault
+        request[FAULT] = fault
     kind = fault.kind if fault is not None else None
     if kind == "disconnect":
         drop_connection(request)
@@ -177,15 +177,15 @@ def _check_api_key(request: web.Request, api_key: str | None) -> None:
 
 
 async def _generations(request: web.Request) -> web.StreamResponse:
-    return await answer(request, parse_generation(request[RECORDED]), request.get(_FAULT))
+    return await answer(request, parse_generation(request[RECORDED]), request.get(FAULT))
 
 
 async def _edits(request: web.Request) -> web.StreamResponse:
-    return await answer(request, parse_edit(request[RECORDED]), request.get(_FAULT))
+    return await answer(request, parse_edit(request[RECORDED]), request.get(FAULT))
 
 
 async def _variations(request: web.Request) -> web.StreamResponse:
-    return await answer(request, parse_variation(request[RECORDED]), request.get(_FAULT))
+    return await answer(request, parse_variation(request[RECORDED]), request.get(FAULT))
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:
@@ -230,6 +230,12 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="how long a batch takes to answer all its lines (0: at once)",
     )
+    parser.add_argument(
+        "--background-ms",
+        type=_non_negative,
+        default=0.0,
+        help="how long a background response takes (0: done when first asked about)",
+    )
 
 
 def config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
@@ -249,6 +255,7 @@ def config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
         image_px=ns.image_px,
         seed=ns.seed,
         batch_ms=ns.batch_ms,
+        background_ms=ns.background_ms,
     )
 
 

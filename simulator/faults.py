@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ACCEPTED_FAULTS", "FAULT_HEADER", "Fault", "parse_fault"]
+from aiohttp import web
+
+__all__ = ["ACCEPTED_FAULTS", "FAULT", "FAULT_HEADER", "Fault", "parse_fault"]
 
 FAULT_HEADER = "x-simulator-fault"
 ACCEPTED_FAULTS = (
@@ -37,6 +39,10 @@ class Fault:
 
     kind: str
     value: float = 0
+
+
+# The fault that applies to a request, kept on it for the endpoint that answers.
+FAULT = web.RequestKey("simulator_fault", Fault)
 
 
 def parse_fault(text: str) -> Fault:

@@ -19,11 +19,14 @@ from simulator.state import SIMULATOR_STATE, SimulatorState
 __all__ = [
     "FOREVER_S",
     "answer",
+    "b64",
     "drop_connection",
     "image_body",
     "send_half_body",
     "send_headers_and_hang",
     "sleep_while_connected",
+    "sse",
+    "write_stream",
 ]
 
 FOREVER_S = 365 * 86400.0
@@ -33,7 +36,7 @@ _POLL_S = 0.05  # how often a sleeping handler checks that its client is still t
 async def answer(request: web.Request, job: ImageJob, fault: Fault | None) -> web.StreamResponse:
     """Answer `job`: a JSON body, or an event stream (to which `fault` may apply)."""
     if job.stream:
-        return await _stream(request, job, fault)
+        return await write_stream(request, _events(request.app[SIMULATOR_STATE], job), fault)
     body = image_body(request.app[SIMULATOR_STATE], job, f"{request.scheme}://{request.host}")
     # The real API pretty-prints its JSON; so do we.
     return web.Response(body=json.dumps(body, indent=2).encode(), content_type="application/json")
@@ -48,7 +51,7 @@ def image_body(state: SimulatorState, job: ImageJob, base_url: str) -> dict[str,
         if job.response_format == "url":
             item = {"url": f"{base_url}/files/{state.store_file(png)}.png"}
         else:
-            item = {"b64_json": _b64(png)}
+            item = {"b64_json": b64(png)}
         if job.family == "dall-e-3" and job.prompt is not None:
             item["revised_prompt"] = _revised_prompt(job.prompt)
         data.append(item)
@@ -68,7 +71,11 @@ def image_body(state: SimulatorState, job: ImageJob, base_url: str) -> dict[str,
     return body
 
 
-async def _stream(request: web.Request, job: ImageJob, fault: Fault | None) -> web.StreamResponse:
+async def write_stream(
+    request: web.Request, events: Iterator[bytes], fault: Fault | None
+) -> web.StreamResponse:
+    """Send `events` as an event stream, `partial_interval_ms` apart, with a `cut` or
+    `hang-stream` fault applied."""
     config = request.app[SIMULATOR_STATE].config
     cut_at = int(fault.value) if fault is not None and fault.kind == "cut" else None
     hang = fault is not None and fault.kind == "hang-stream"
@@ -78,7 +85,7 @@ async def _stream(request: web.Request, job: ImageJob, fault: Fault | None) -> w
     interval = config.partial_interval_ms / 1000
     try:
         await response.prepare(request)
-        for index, event in enumerate(_events(request.app[SIMULATOR_STATE], job)):
+        for index, event in enumerate(events):
             if index and not await sleep_while_connected(request, interval):
                 return response
             if index == cut_at:
@@ -116,21 +123,21 @@ def _events(state: SimulatorState, job: ImageJob) -> Iterator[bytes]:
     )
     for index in range(job.n):
         for partial in range(job.partial_images):
-            yield _sse(
+            yield sse(
                 partial_type,
                 {
                     "type": partial_type,
-                    "b64_json": _b64(state.image(job, index, partial)),
+                    "b64_json": b64(state.image(job, index, partial)),
                     "partial_image_index": partial,
                     **common,
                 },
             )
         usage = whole if index == job.n - 1 else share
-        payload = {"type": completed_type, "b64_json": _b64(state.image(job, index)), **common}
-        yield _sse(completed_type, {**payload, "usage": usage})
+        payload = {"type": completed_type, "b64_json": b64(state.image(job, index)), **common}
+        yield sse(completed_type, {**payload, "usage": usage})
 
 
-def _sse(event_type: str, payload: dict[str, Any]) -> bytes:
+def sse(event_type: str, payload: dict[str, Any]) -> bytes:
     data = json.dumps(payload, separators=(",", ":"))
     return f"event: {event_type}\ndata: {data}\n\n".encode()
 
@@ -189,7 +196,7 @@ def drop_connection(request: web.Request) -> None:
         request.transport.close()
 
 
-def _b64(png: bytes) -> str:
+def b64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
 
 

@@ -34,13 +34,19 @@ class SimulatorConfig:
     image_px: int = 64  # side of the generated PNGs
     seed: int = 0
     batch_ms: float = 0.0  # how long a batch takes to answer all its lines (batches.py)
+    background_ms: float = 0.0  # how long a background response takes (responses.py)
 
     def __post_init__(self) -> None:
         if self.fault is not None:
             parse_fault(self.fault)
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError(f"fault_rate must be within 0..1, got {self.fault_rate}")
-        if self.latency_ms < 0 or self.partial_interval_ms < 0 or self.batch_ms < 0:
+        if (
+            self.latency_ms < 0
+            or self.partial_interval_ms < 0
+            or self.batch_ms < 0
+            or self.background_ms < 0
+        ):
             raise ValueError("latencies must not be negative")
         if not 1 <= self.image_px <= 4096:
             raise ValueError(f"image_px must be within 1..4096, got {self.image_px}")
@@ -57,6 +63,7 @@ class SimulatorState:
         # The Files and Batches APIs' objects (batches.py's Upload and Batch), by id.
         self.uploads: dict[str, Any] = {}
         self.batches: dict[str, Any] = {}
+        self.responses: dict[str, Any] = {}  # the Responses API's stored responses, by id
         self._images: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
         self._fault = parse_fault(config.fault) if config.fault else None
         self._rng = random.Random(config.seed)

@@ -39,7 +39,7 @@ def ledger_row(flow: Flow) -> LedgerRow:
         key_id=caller.key.id,
         team_id=caller.team.id,
         endpoint=flow.endpoint.name,
-        model=flow.model,
+        model=flow.ask.image_model if flow.ask else flow.model,  # a response's: its image model
         size=flow.parsed.size if flow.parsed else None,
         quality=flow.parsed.quality if flow.parsed else None,
         n=flow.n,
@@ -63,6 +63,10 @@ def ledger_row(flow: Flow) -> LedgerRow:
         price_version=flow.bill.price_version,
         reservation_id=flow.bill.reservation_id,
         error_code=result.error_code,
+        response_id=flow.answer.response_id if flow.ask else None,
+        text_model=flow.ask.model if flow.ask else None,
+        text_cost_nanos=result.text_cost_nanos,
+        image_cost_nanos=result.image_cost_nanos,
     )
 
 
@@ -71,6 +75,8 @@ async def write_ledger_row(flow: Flow, error: BaseException | None) -> None:
     where there is no key to charge."""
     if flow.caller is None:
         return
+    if flow.answer.pending:  # a background response still running: written when it ends
+        return  # (responses/background.py), its hold handed over to the store meanwhile
     row = ledger_row(flow)
     services = flow.services
     try:

@@ -28,6 +28,7 @@ from gateway.pricing import (
     usage_cost_nanos,
 )
 from gateway.proxy.flow import Flow, Result
+from gateway.responses.charge import response_charge
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ class Charge:
 
     nanos: int
     usage_missing: bool = False
+    # A response's two parts (they add up to nanos): the text model's, the image tool's.
+    text_nanos: int | None = None
+    image_nanos: int | None = None
 
 
 def outcome_of(flow: Flow, error: BaseException | None) -> tuple[int, Outcome]:
@@ -104,6 +108,12 @@ def charge_for(
     return Charge(nanos, usage_missing=missing)
 
 
+def _response_charge(flow: Flow, status: int, outcome: Outcome) -> Charge:
+    """A Responses request's charge: its text model's part and its image tool's."""
+    parts = response_charge(flow, status, outcome)
+    return Charge(parts.nanos, parts.usage_missing, parts.text_nanos, parts.image_nanos)
+
+
 def _svg_cost(table: PriceTable, svg: SvgUsage | None) -> int | None:
     """The SVG author's charge from `svg_usage`, or None when it cannot be read or priced."""
     if svg is None:
@@ -126,9 +136,15 @@ async def close_the_books(flow: Flow, error: BaseException | None) -> None:
     if svg is not None:
         svg, svg_cut = svg.bounded()
         out_of_range = out_of_range or svg_cut
-    charge = charge_for(flow, status, outcome, usage, svg)
+    if flow.ask is not None:
+        charge = _response_charge(flow, status, outcome)
+    else:
+        charge = charge_for(flow, status, outcome, usage, svg)
     if charge.nanos > MAX_REQUEST_NANOS:
         charge, out_of_range = Charge(MAX_REQUEST_NANOS, charge.usage_missing), True
+        if flow.ask is not None:  # the image part takes what the bound leaves
+            text = min(charge.text_nanos or 0, MAX_REQUEST_NANOS)
+            charge = Charge(MAX_REQUEST_NANOS, charge.usage_missing, text, MAX_REQUEST_NANOS - text)
     if out_of_range:
         error_code = error_code or "usage_out_of_range"
         flow.services.metrics.usage_out_of_range.labels(flow.model or "").inc()
@@ -157,4 +173,6 @@ async def close_the_books(flow: Flow, error: BaseException | None) -> None:
         usage=usage,
         svg_usage=svg,
         images=answer.images,
+        text_cost_nanos=charge.text_nanos,
+        image_cost_nanos=charge.image_nanos,
     )

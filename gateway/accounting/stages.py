@@ -118,6 +118,12 @@ def lowering_hint(flow: Flow) -> str:
     parsed = flow.parsed
     if parsed is None:
         return ""
+    if flow.ask is not None:
+        unset = " (unset: the model's most)" if flow.ask.max_output_tokens is None else ""
+        return (
+            f" The estimate is lower with a smaller `max_output_tokens`{unset}, fewer images"
+            " (`max_tool_calls`), or a smaller image `size` or `quality`."
+        )
     ways = [
         "naming a `size` (unset or auto is estimated at the largest auto can pick)"
         if parsed.size in (None, "auto")

@@ -26,6 +26,8 @@ async def plan_cache(flow: Flow) -> None:
     key, team = caller.key, caller.team
     if not flow.endpoint.known or flow.model is None:
         return
+    if flow.ask is not None and not flow.ask.self_contained:
+        return  # its answer depends on what upstream keeps (a previous response, a background run)
     asked = directives(flow.request.headers)
     if not caching_allowed(settings, team, asked):
         return

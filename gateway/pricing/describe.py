@@ -20,7 +20,10 @@ def describe(table: PriceTable) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     for name, price in table.models.items():
         billing = "per image" if price.per_image_billing else "tokens"
-        row = {"model": name, "billing": "text (SVG author)" if price.text_only else billing}
+        row = {
+            "model": name,
+            "billing": "text (Responses, SVG author)" if price.text_only else billing,
+        }
         for rate in TOKEN_RATES:
             value: Decimal | None = getattr(price, rate)
             row[rate] = "" if value is None else f"{value:f}"

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from gateway.cache.policy import CachePlan
     from gateway.pricing import PriceBook
     from gateway.proxy.upstream import Upstream
+    from gateway.responses.request import ResponseAsk
     from gateway.runtime.tasks import Tasks
     from gateway.settings import Settings
     from gateway.store.health import WriteHealth
@@ -68,6 +69,11 @@ class Bill:
     reservation_id: int | None = None
     # The input part of the estimate: what a stream cut before any usage came is charged.
     estimate_input: Usage | None = None
+    # A Responses request (responses/estimate.py): the text model's prices, and the parts of the
+    # estimate a cut stream is charged (the text input; one image of the tool's).
+    text_price: ModelPrice | None = None
+    text_input_nanos: int = 0
+    image_each_nanos: int = 0
 
 
 @dataclass(slots=True)
@@ -95,6 +101,13 @@ class Answer:
     # may still make (and bill) its images, so it is charged the estimate.
     abandoned: bool = False
     saved_nanos: int = 0  # a cached answer: what it cost when it was bought
+    # A Responses answer: its id and status, and its text model's own usage (`usage` is then the
+    # image tool's, from `tool_usage.image_gen`). `pending`: a background response still
+    # running, charged when it ends (responses/background.py).
+    response_id: str | None = None
+    response_status: str | None = None
+    text_usage: Usage | None = None
+    pending: bool = False
 
 
 @dataclass(slots=True)
@@ -122,6 +135,9 @@ class Result:
     usage: Usage | None = None  # as charged (bounded)
     svg_usage: SvgUsage | None = None
     images: int = 0
+    # A response's two parts (they add up to cost_nanos); None for an images request.
+    text_cost_nanos: int | None = None
+    image_cost_nanos: int | None = None
 
 
 class RequestMetrics(Protocol):
@@ -219,6 +235,7 @@ class Flow:
     body: SpooledBody | None = None
     params: dict[str, Any] = field(default_factory=dict)
     parsed: ImageParams | None = None  # the checked fields of a known endpoint's request
+    ask: ResponseAsk | None = None  # a Responses request's (responses/stages.py)
     # Read from `parsed` by inspect_request; before that, or for a path that is not a known
     # endpoint, what an unparsed request is taken to be: no model, no stream, one image.
     model: str | None = None

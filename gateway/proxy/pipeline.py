@@ -34,6 +34,7 @@ from gateway.errors import GatewayError, invalid_request, storage_unavailable
 from gateway.ops.request_log import log_request
 from gateway.proxy.flow import Caller, Flow
 from gateway.proxy.relay import call_upstream, relay_response
+from gateway.responses.background import record_response
 from gateway.store.failures import describe, store_failure
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ async def report(flow: Flow, error: BaseException | None) -> None:
 ENDING: tuple[Ending, ...] = (
     close_the_books,
     write_ledger_row,
+    record_response,
     answer_client,
     finish_leader,
     release_upstream,

@@ -34,6 +34,8 @@ from gateway.proxy.flow import Flow
 from gateway.proxy.sse import EventSplitter, event_name
 from gateway.proxy.upstream import client_response_headers
 from gateway.proxy.usage_scan import ScannedObject, event_data, scan_file, scan_object
+from gateway.responses.reading import inspect_event as inspect_response_event
+from gateway.responses.reading import read_response_body
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +159,9 @@ async def read_body(flow: Flow, upstream: aiohttp.ClientResponse) -> None:
     flow.timings.upstream_ended = time.perf_counter()
     flow.response_body = body  # removed by the request's ending
     answer = flow.answer
-    if upstream.status == 200:
+    if upstream.status == 200 and flow.ask is not None:
+        await read_response_body(flow, body)
+    elif upstream.status == 200:
         found = await scan_body(body)
         answer.usage = read_usage(found.members.get("usage"))
         answer.svg_usage = read_svg_usage(found.members.get("svg_usage"))
@@ -236,6 +240,8 @@ def _reason_to_stop(flow: Flow, splitter: EventSplitter) -> str | None:
 async def _inspect_event(flow: Flow, name: str, raw: bytearray) -> bool:
     """Count what the event `name` carries; True when it ends the stream: the completed event
     of the last of the n images, or an error."""
+    if flow.ask is not None:
+        return await inspect_response_event(flow, name, raw)
     answer = flow.answer
     if name.endswith(".partial_image"):
         answer.partial_images_pending += 1

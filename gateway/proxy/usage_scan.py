@@ -43,6 +43,9 @@ class ScannedObject:
 
     members: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    # Where the members asked for by `span` lie (start, end): to scan inside one without
+    # decoding it (a Responses event's large `response` object).
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     complete: bool = False
 
 
@@ -51,6 +54,7 @@ def scan_object(
     *,
     decode: frozenset[str],
     count: frozenset[str] = frozenset(),
+    span: frozenset[str] = frozenset(),
     start: int = 0,
     end: int | None = None,
 ) -> ScannedObject:
@@ -60,7 +64,7 @@ def scan_object(
     found = ScannedObject()
     scanner = _Scanner(buf, start, len(buf) if end is None else end)
     with contextlib.suppress(_Malformed, IndexError, ValueError, RecursionError):
-        scanner.walk(found, decode, count)
+        scanner.walk(found, decode, count, span)
     return found
 
 
@@ -102,7 +106,13 @@ class _Scanner:
         self.pos = start
         self.end = end
 
-    def walk(self, found: ScannedObject, decode: frozenset[str], count: frozenset[str]) -> None:
+    def walk(
+        self,
+        found: ScannedObject,
+        decode: frozenset[str],
+        count: frozenset[str],
+        span: frozenset[str] = frozenset(),
+    ) -> None:
         self.expect(b"{")
         self.skip_whitespace()
         if self.peek() == b"}":
@@ -121,6 +131,8 @@ class _Scanner:
                 found.counts[key] = self.count_array()
             else:
                 self.skip_value()
+                if key in span:
+                    found.spans[key] = (value_start, self.pos)
                 if key in decode and self.pos - value_start <= SMALL_MEMBER_BYTES:
                     found.members[key] = json.loads(bytes(self.buf[value_start : self.pos]))
             self.skip_whitespace()

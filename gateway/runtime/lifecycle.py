@@ -21,6 +21,7 @@ from gateway.accounting.journal import settle_holds
 from gateway.batch.poller import poll_batches
 from gateway.errors import CannotStart
 from gateway.replicas.changes import KEYS, PRICES
+from gateway.responses.background import poll_responses
 from gateway.runtime.state import ENDING_S, LIFECYCLE, SERVICES, WORKER
 from gateway.settings import Settings
 from gateway.store import Store
@@ -164,6 +165,7 @@ async def _housekeeping(app: web.Application) -> None:
         ("forgetting idle rate windows", _as_coroutine(services.limiter.forget_idle)),
         ("cache housekeeping", services.cache.housekeeping),
         ("polling batches", functools.partial(poll_batches, services)),
+        ("polling background responses", functools.partial(poll_responses, services)),
     )
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)

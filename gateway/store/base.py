@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.accounting.periods import Periods
 from gateway.outcome import Outcome
-from gateway.store.records import ApiKey, BatchFile, BatchLine, BatchRecord, Team
+from gateway.store.records import (
+    ApiKey,
+    BatchFile,
+    BatchLine,
+    BatchRecord,
+    ResponseRecord,
+    Team,
+)
 
 if TYPE_CHECKING:
     from gateway.store.key_cache import KeyCache
@@ -56,6 +63,12 @@ class LedgerRow:
     error_code: str | None = None  # the code of the error the client was sent, if any
     batch_id: str | None = None  # a Batch API line's batch (its request_id: batch_id/custom_id)
     custom_id: str | None = None
+    # A Responses API response: its id, its text model, and the two parts of its cost (the
+    # text model's tokens; the image tool's), which add up to cost_nanos.
+    response_id: str | None = None
+    text_model: str | None = None
+    text_cost_nanos: int | None = None
+    image_cost_nanos: int | None = None
 
 
 def orphan_row(
@@ -187,6 +200,7 @@ COPIED_TABLES = (
     "batch_files",
     "batch_lines",
     "batches",
+    "responses",
 )
 
 
@@ -370,6 +384,20 @@ class Store(Protocol):
     async def drop_hold(self, reservation_id: int) -> None: ...
     async def fresh_cache_keys(self, keys: list[str], now: float) -> set[str]: ...
     async def orphaned_hold_charged(self, batch_id: str) -> bool: ...
+
+    # The Responses API (response_sql.py)
+
+    async def add_response(self, record: ResponseRecord) -> None: ...
+    async def get_response(
+        self, response_id: str, team_id: int | None
+    ) -> ResponseRecord | None: ...
+    async def delete_response(self, response_id: str, team_id: int, now: int) -> None: ...
+    async def hand_over_hold(self, reservation_id: int, expires_at: float) -> None: ...
+    async def responses_to_poll(self, before: float, limit: int) -> list[str]: ...
+    async def lease_response(
+        self, response_id: str, owner: str, now: float, lease_s: float
+    ) -> bool: ...
+    async def update_response(self, response_id: str, **changes: Any) -> None: ...
 
     async def holders(self) -> list[str]:
         """The owners (`host:pid:start`) of the holds now in the store."""

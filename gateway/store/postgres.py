@@ -42,6 +42,7 @@ from gateway.store.batch_sql import BatchSql
 from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
 from gateway.store.postgres_cache import PostgresCacheIndex
+from gateway.store.response_sql import ResponseSql
 from gateway.store.shared import SharedSql
 from gateway.store.sql import (
     ADD_TO_DAILY,
@@ -165,7 +166,7 @@ class BoundedPool:
         await asyncio.wait_for(self._pool.close(), self.timeout_s * 2)
 
 
-class PostgresStore(SharedSql, BatchSql):
+class PostgresStore(SharedSql, BatchSql, ResponseSql):
     """The store for `postgresql://` URLs; several replicas share one database."""
 
     _duplicate = (asyncpg.UniqueViolationError,)

@@ -96,3 +96,25 @@ class BatchRecord:
     saved_nanos: int = 0
     settled_at: int | None = None
     polled_at: float = 0.0  # when upstream was last asked about it (unix seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseRecord:
+    """A response made through the gateway (`id` is upstream's), owned by its team; a background
+    one is tracked here until it ends and is charged (`settled_at`)."""
+
+    id: str
+    team_id: int
+    key_id: str
+    request_id: str  # the gateway request that made it: its hold and its ledger row's name
+    created_at: int
+    background: bool
+    status: str
+    model: str  # the text model
+    image_model: str
+    estimate_nanos: int = 0
+    text_estimate_nanos: int = 0  # the text model's part of it
+    image_each_nanos: int = 0  # one image's part of it
+    reservation_id: int | None = None
+    deleted_at: int | None = None
+    settled_at: int | None = None

@@ -24,6 +24,7 @@ from gateway.store.base import (
 from gateway.store.batch_sql import BatchSql
 from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
+from gateway.store.response_sql import ResponseSql
 from gateway.store.shared import SharedSql
 from gateway.store.sql import (
     LEDGER_COLUMNS,
@@ -62,7 +63,7 @@ _RECORD = (
 )
 
 
-class SqliteStore(SharedSql, BatchSql):
+class SqliteStore(SharedSql, BatchSql, ResponseSql):
     """The embedded default store. `path` may be `:memory:` for tests."""
 
     _duplicate = (aiosqlite.IntegrityError,)
