@@ -73,9 +73,19 @@ README_TOKEN_PRICES = {
     "gpt-image-2.6-flare": ("5.00", "1.25", "8.00", "2.00", "30.00", "10.00"),
 }
 # Text models that author SVG output: (text in, cached text in, text out) per 1M tokens.
+# The official pricing page's published text prices (2025): input, cached input, output.
 OFFICIAL_TEXT_PRICES = {
     "gpt-5": ("1.25", "0.125", "10.00"),
     "gpt-5-mini": ("0.25", "0.025", "2.00"),
+    "gpt-5-nano": ("0.05", "0.005", "0.40"),
+    "gpt-5.1": ("1.25", "0.125", "10.00"),
+    "gpt-4.1": ("2.00", "0.50", "8.00"),
+    "gpt-4.1-mini": ("0.40", "0.10", "1.60"),
+    "gpt-4.1-nano": ("0.10", "0.025", "0.40"),
+    "gpt-4o": ("2.50", "1.25", "10.00"),
+    "gpt-4o-mini": ("0.15", "0.075", "0.60"),
+    "o3": ("2.00", "0.50", "8.00"),
+    "o4-mini": ("1.10", "0.275", "4.40"),
 }
 README_PER_IMAGE = {
     "dall-e-2": {"256x256": "0.016", "512x512": "0.018", "1024x1024": "0.020"},
@@ -103,6 +113,14 @@ def test_shipped_file_has_version_and_every_model(table: PriceTable) -> None:
     )
     for model in table.models.values():
         assert model.source
+
+
+@pytest.mark.parametrize("model", sorted(OFFICIAL_TEXT_PRICES))
+def test_shipped_text_prices_are_the_published_ones(table: PriceTable, model: str) -> None:
+    p = table.models[model]
+    expected = tuple(Decimal(v) for v in OFFICIAL_TEXT_PRICES[model])
+    assert (p.text_input, p.cached_text_input, p.text_output) == expected
+    assert p.text_only and p.max_output_tokens
 
 
 @pytest.mark.parametrize("model", sorted(README_TOKEN_PRICES))

@@ -16,7 +16,7 @@ from gateway.money import nanos_to_usd
 from gateway.store import Store
 from gateway.store.base import USAGE_COLUMNS, UsageFilter
 
-GROUPS = ("team", "key", "model", "day", "hour", "outcome", "cache", "batch")
+GROUPS = ("team", "key", "model", "endpoint", "day", "hour", "outcome", "cache", "batch")
 COUNT_COLUMNS = USAGE_COLUMNS[:-2]  # all but cost and saved, which are shown in USD
 
 

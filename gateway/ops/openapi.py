@@ -14,6 +14,7 @@ from typing import Any
 from gateway.accounting.usage_report import GROUPS
 from gateway.edge.params import FRAME_COUNT_RANGE, MAX_TEXT_CHARS, N_RANGE, PARTIAL_IMAGES_RANGE
 from gateway.ops.openapi_batch import batch_paths
+from gateway.ops.openapi_responses import response_paths
 from gateway.pricing import load_prices
 from gateway.settings import SHIPPED_PRICES
 
@@ -278,6 +279,7 @@ def description() -> dict[str, Any]:
                 _form(["image"], ["image"], ["model", "n", "size"]),
             ),
             **batch_paths(),
+            **response_paths(),
             "/v1/gateway/key": {
                 "get": {
                     "summary": "The caller's own key and team: budgets, spend, limits, renewals",

@@ -22,7 +22,7 @@ def describe(table: PriceTable) -> list[dict[str, str]]:
         billing = "per image" if price.per_image_billing else "tokens"
         row = {
             "model": name,
-            "billing": "text (Responses, SVG author)" if price.text_only else billing,
+            "billing": "text" if price.text_only else billing,
         }
         for rate in TOKEN_RATES:
             value: Decimal | None = getattr(price, rate)

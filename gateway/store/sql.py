@@ -60,6 +60,7 @@ _GROUPS = {
     "hour": "SUBSTR(l.created_at, 1, 13)",  # ISO text: '2026-12-02T21'
     "outcome": "l.outcome",
     "cache": "l.cache_status",
+    "endpoint": "l.endpoint",  # generations, edits, variations, responses
     "batch": "COALESCE(l.batch_id, '(online)')",  # a Batch API line's batch; online requests
 }
 _SUMMED = USAGE_COLUMNS[2:]  # what a row adds up: images, tokens, cost, saved
@@ -97,9 +98,9 @@ _MIDNIGHT = "T00:00:00.000+00:00"  # how parse_time writes the start of a day
 
 
 def _whole_days(where: UsageFilter, group_by: str) -> bool:
-    """Whether the daily summary answers: no hours nor batches asked for (it has neither), and
-    each bound at a midnight."""
-    return group_by not in ("hour", "batch") and all(
+    """Whether the daily summary answers: no hours, batches nor endpoints asked for (it has
+    none of them), and each bound at a midnight."""
+    return group_by not in ("hour", "batch", "endpoint") and all(
         bound is None or bound.endswith(_MIDNIGHT) for bound in (where.since, where.until)
     )
 
