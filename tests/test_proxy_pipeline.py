@@ -107,10 +107,10 @@ async def test_a_request_that_fails_after_authentication_has_its_ledger_row(
 
 
 def test_the_ending_tells_the_story_in_order() -> None:
-    """The result is computed once, then the one commit point, then the one writer; the leader,
-    the clean-up and the report after."""
+    """The result is computed once, then the one commit point (and a response's record), then
+    the one writer; the leader, the clean-up and the report after."""
     assert [step.__name__ for step in pipeline.ENDING] == [
-        "close_the_books", "write_ledger_row", "answer_client", "finish_leader",
+        "close_the_books", "write_ledger_row", "record_response", "answer_client", "finish_leader",
         "release_upstream", "remove_spools", "report",
     ]  # fmt: skip
 
