@@ -34,6 +34,7 @@ class Outcome(StrEnum):
     REFUSED_AUTH = "refused_auth"
     REFUSED_BUDGET = "refused_budget"
     REFUSED_RATE = "refused_rate"
+    REFUSED_POLICY = "refused_policy"  # outside its key's or team's policy (accounting/policy.py)
     INVALID = "invalid"  # the gateway's own 4xx refusal of a malformed or unpriced request
     UPSTREAM_ERROR = "upstream_error"
     STREAM_CUT = "stream_cut"
@@ -47,7 +48,13 @@ class Outcome(StrEnum):
 
 
 REFUSALS = frozenset(
-    {Outcome.REFUSED_AUTH, Outcome.REFUSED_BUDGET, Outcome.REFUSED_RATE, Outcome.INVALID}
+    {
+        Outcome.REFUSED_AUTH,
+        Outcome.REFUSED_BUDGET,
+        Outcome.REFUSED_RATE,
+        Outcome.REFUSED_POLICY,
+        Outcome.INVALID,
+    }
 )
 
 

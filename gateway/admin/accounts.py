@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from gateway.accounting.periods import Periods, next_reset
+from gateway.accounting.policy import FIELDS as POLICY
+from gateway.accounting.policy import merged, read_policy
 from gateway.edge.auth import IssuedKey, issue_key
 from gateway.edge.auth import rotate_key as rotate_secret
 from gateway.edge.params import is_valid_unicode
@@ -51,6 +53,13 @@ class Limits(BaseModel):
     budget_period: BudgetPeriod | None = None
     rpm: int | None = Field(default=None, ge=0, le=MAX_RATE)
     ipm: int | None = Field(default=None, ge=0, le=MAX_RATE)
+    # Policy (accounting/policy.py): what the key's or team's requests may ask for.
+    allowed_models: list[Text] | None = Field(default=None, max_length=200)
+    allowed_qualities: list[Text] | None = Field(default=None, max_length=20)
+    max_n: int | None = Field(default=None, ge=1, le=MAX_RATE)
+    max_pixels: int | None = Field(default=None, ge=1, le=MAX_RATE)
+    max_frame_count: int | None = Field(default=None, ge=1, le=MAX_RATE)
+    max_partial_images: int | None = Field(default=None, ge=0, le=MAX_RATE)
 
     @field_validator("budget_usd")
     @classmethod
@@ -59,9 +68,13 @@ class Limits(BaseModel):
             raise ValueError("budget_usd has more than 9 decimal places")
         return value
 
-    def store_changes(self) -> dict[str, Any]:
-        """The fields that were given, as store columns."""
+    def store_changes(self, policy: str | None = None) -> dict[str, Any]:
+        """The fields that were given, as store columns; policy fields merged into `policy`
+        (the current one)."""
         changes: dict[str, Any] = {}
+        given = {name: getattr(self, name) for name in self.model_fields_set & set(POLICY)}
+        if given:
+            changes["policy"] = merged(policy, given)
         for name in self.model_fields_set & {"budget_usd", "budget_period", "rpm", "ipm"}:
             value = getattr(self, name)
             if name == "budget_usd":
@@ -85,8 +98,8 @@ class KeyCreate(Limits):
 class KeyPatch(Limits):
     name: Text | None = Field(default=None, max_length=200)
 
-    def store_changes(self) -> dict[str, Any]:
-        changes = super().store_changes()
+    def store_changes(self, policy: str | None = None) -> dict[str, Any]:
+        changes = super().store_changes(policy)
         if "name" in self.model_fields_set:
             changes["name"] = self.name
         return changes
@@ -117,6 +130,7 @@ def team_view(team: Team, spend: Spend) -> dict[str, Any]:
         "budget_period": team.budget_period,
         "rpm": team.rpm,
         "ipm": team.ipm,
+        "policy": read_policy(team.policy),
         "created_at": team.created_at,
         **spend_view(spend),
     }
@@ -140,6 +154,7 @@ def key_view(key: ApiKey, spend: Spend) -> dict[str, Any]:
         "budget_period": key.budget_period,
         "rpm": key.rpm,
         "ipm": key.ipm,
+        "policy": read_policy(key.policy),
         "created_at": key.created_at,
         "revoked": key.revoked,
         "revoked_at": key.revoked_at,
@@ -171,7 +186,7 @@ async def own_standing(store: Store, key: ApiKey, team: Team) -> dict[str, Any]:
 def _standing(view: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     fields = ("budget_usd", "budget_period", "spent_usd", "reserved_usd", "remaining_usd")
     return {
-        **{k: view[k] for k in (*fields, "rpm", "ipm")},
+        **{k: view[k] for k in (*fields, "rpm", "ipm", "policy")},
         "renews_at": renews_at(view["budget_period"], now) if view["budget_usd"] else None,
     }
 
@@ -188,7 +203,8 @@ async def get_team(store: Store, name: str) -> Team:
 
 
 async def update_team(store: Store, name: str, changes: Limits) -> Team:
-    team = await store.update_team(name, **changes.store_changes())
+    current = await get_team(store, name)
+    team = await store.update_team(name, **changes.store_changes(current.policy))
     if team is None:
         raise NotFound(f"No team named {name!r}.")
     return team
@@ -212,8 +228,8 @@ async def list_keys(store: Store, team_name: str | None = None) -> list[ApiKey]:
 
 
 async def update_key(store: Store, key_id: str, changes: KeyPatch) -> ApiKey:
-    await get_key(store, key_id)
-    key = await store.update_key(key_id, **changes.store_changes())
+    current = await get_key(store, key_id)
+    key = await store.update_key(key_id, **changes.store_changes(current.policy))
     assert key is not None
     return key
 

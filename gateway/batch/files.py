@@ -19,11 +19,13 @@ from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, web
 
+from gateway.accounting.policy import check, read_policy
 from gateway.batch.caller import Caller, caller_of, page_size
-from gateway.batch.lines import CheckedFile, KeyOf, check_file
+from gateway.batch.lines import Allow, CheckedFile, KeyOf, check_file
 from gateway.batch.upstream_api import UpstreamBatches
 from gateway.cache.key import KeyRequest, json_cache_key
 from gateway.cache.policy import caching_allowed, scope_of
+from gateway.edge.params import ImageParams
 from gateway.errors import GatewayError, invalid_request, not_found, request_too_large
 from gateway.runtime.services import Services
 from gateway.runtime.state import SERVICES
@@ -66,7 +68,8 @@ async def upload(request: web.Request) -> web.StreamResponse:
                 param="purpose",
             )
         table = services.prices.table
-        checked = await asyncio.to_thread(check_file, path, table, _key_of(services, caller))
+        key_of, allow = _key_of(services, caller), _allow(caller)
+        checked = await asyncio.to_thread(check_file, path, table, key_of, allow)
         uploaded = await UpstreamBatches(services.upstream).upload(path, filename, purpose)
         size = await asyncio.to_thread(lambda: path.stat().st_size)
     record = BatchFile(
@@ -153,6 +156,21 @@ def _key_of(services: Services, caller: Caller) -> KeyOf:
         return json_cache_key(request, body, ignored)
 
     return key_of
+
+
+def _allow(caller: Caller) -> Allow:
+    """Each line against the caller's key's and team's policy (accounting/policy.py)."""
+    policies = [
+        (whose, read_policy(text))
+        for whose, text in (("key", caller.key.policy), ("team", caller.team.policy))
+        if text
+    ]
+
+    def allow(model: str, params: ImageParams) -> None:
+        for whose, policy in policies:
+            check(policy, whose, [(model, "model")], params, params.n)
+
+    return allow
 
 
 def _lines(file_id: str, checked: CheckedFile) -> Iterator[BatchLine]:

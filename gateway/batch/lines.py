@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.accounting.quote import json_input_images, quote
-from gateway.edge.params import read_params, text
+from gateway.edge.params import ImageParams, read_params, text
 from gateway.errors import GatewayError, invalid_request
 from gateway.pricing import PriceTable
 from gateway.pricing.charge import batch_share_nanos
@@ -52,26 +52,38 @@ class CheckedFile:
 KeyOf = Callable[[str, str, dict[str, Any]], str | None]
 
 
+# A line's fields against its caller's policy: raises 403 for what it may not ask for.
+Allow = Callable[[str, ImageParams], None]
+
+
 def _no_key(endpoint: str, model: str, body: dict[str, Any]) -> str | None:
     return None
 
 
-def check_file(path: Path, table: PriceTable, key_of: KeyOf = _no_key) -> CheckedFile:
+def _anything(model: str, params: ImageParams) -> None:
+    return None
+
+
+def check_file(
+    path: Path, table: PriceTable, key_of: KeyOf = _no_key, allow: Allow = _anything
+) -> CheckedFile:
     """Check the JSONL file at `path` one line at a time (blocking: run it on a thread)."""
     with path.open("rb") as lines:
-        return check_lines(lines, table, key_of)
+        return check_lines(lines, table, key_of, allow)
 
 
-def check_lines(lines: Iterable[bytes], table: PriceTable, key_of: KeyOf = _no_key) -> CheckedFile:
-    """Check every line; the first bad one raises GatewayError 400 naming it. `key_of` gives
-    each line its cache key."""
+def check_lines(
+    lines: Iterable[bytes], table: PriceTable, key_of: KeyOf = _no_key, allow: Allow = _anything
+) -> CheckedFile:
+    """Check every line; the first bad one raises GatewayError (400, or 403 outside the
+    caller's policy) naming it. `key_of` gives each line its cache key."""
     checked = CheckedFile()
     seen: set[str] = set()
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
-            line = _check_line(number, raw, table, checked.url, seen, key_of)
+            line = _check_line(number, raw, table, checked.url, seen, key_of, allow)
         except GatewayError as exc:
             raise _at_line(number, exc) from exc
         checked.url = checked.url or line.url
@@ -89,7 +101,13 @@ class _Line:
 
 
 def _check_line(
-    number: int, raw: bytes, table: PriceTable, url: str | None, seen: set[str], key_of: KeyOf
+    number: int,
+    raw: bytes,
+    table: PriceTable,
+    url: str | None,
+    seen: set[str],
+    key_of: KeyOf,
+    allow: Allow,
 ) -> _Line:
     try:
         line = json.loads(raw)
@@ -127,7 +145,7 @@ def _check_line(
     if not isinstance(body, dict):
         raise invalid_request("'body' must be a JSON object.", code="invalid_value")
     endpoint = IMAGE_URLS[line_url]
-    return _Line(line_url, _estimated(number, custom_id, endpoint, body, table, key_of))
+    return _Line(line_url, _estimated(number, custom_id, endpoint, body, table, key_of, allow))
 
 
 def _estimated(
@@ -137,6 +155,7 @@ def _estimated(
     body: dict[str, Any],
     table: PriceTable,
     key_of: KeyOf,
+    allow: Allow,
 ) -> CheckedLine:
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -149,6 +168,7 @@ def _estimated(
             "Missing required parameter: 'model'.", code="missing_required_parameter", param="model"
         )
     parsed = read_params(body, model)
+    allow(model, parsed)
     if parsed.stream:
         raise invalid_request("Batch lines cannot stream.", code="invalid_value", param="stream")
     if parsed.output_format == "svg":

@@ -22,12 +22,14 @@ _REFUSAL_REASONS = {
     Outcome.REFUSED_AUTH: "auth",
     Outcome.REFUSED_BUDGET: "budget",
     Outcome.REFUSED_RATE: "rpm",
+    Outcome.REFUSED_POLICY: "policy",
     Outcome.INVALID: "invalid",
 }
 
 
 def refusal_reason(flow: Flow, error: BaseException | None) -> str | None:
-    """Why the gateway itself refused the request (budget, rpm, ipm, auth, invalid), or None:
+    """Why the gateway itself refused the request (budget, rpm, ipm, policy, auth, invalid), or
+    None:
     read from the request's outcome, as the ledger and the usage report read it."""
     reason = _REFUSAL_REASONS.get(flow.result.outcome)
     if reason == "rpm" and isinstance(error, GatewayError) and error.type == "images":

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.accounting.commit import write_ledger_row
+from gateway.accounting.policy import check_policy
 from gateway.accounting.settle import close_the_books
 from gateway.accounting.stages import check_rate_limits, estimate_cost, reserve_budget
 from gateway.cache.stages import join_in_flight, plan_cache, serve_from_cache
@@ -148,6 +149,7 @@ STAGES: tuple[Stage, ...] = (
     authenticate,
     read_request_body,
     inspect_request,
+    check_policy,
     estimate_cost,
     check_rate_limits,
     plan_cache,

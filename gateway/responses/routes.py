@@ -15,6 +15,7 @@ import time
 from aiohttp import web
 
 from gateway.accounting.journal import this_process
+from gateway.accounting.policy import check_policy
 from gateway.accounting.stages import check_rate_limits
 from gateway.batch.caller import caller_of
 from gateway.edge.endpoints import JSON, Endpoint
@@ -38,6 +39,7 @@ STAGES: tuple[pipeline.Stage, ...] = (
     pipeline.read_request_body,
     stages.inspect_response,
     stages.check_ownership,
+    check_policy,
     stages.estimate_response,
     *pipeline.STAGES[pipeline.STAGES.index(check_rate_limits) :],
 )

@@ -15,6 +15,7 @@ class Team:
     rpm: int | None
     ipm: int | None
     created_at: str
+    policy: str | None = None  # what its keys may ask for, JSON (accounting/policy.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class ApiKey:
     ipm: int | None
     created_at: str
     revoked_at: str | None
+    policy: str | None = None  # what it may ask for, JSON (accounting/policy.py)
 
     @property
     def revoked(self) -> bool:

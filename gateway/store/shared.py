@@ -25,6 +25,7 @@ from gateway.store.sql import (
     HEARTBEAT,
     KEY_AND_TEAM,
     KEY_COLUMNS,
+    KEY_FIELDS,
     SILENT_HOLDERS,
     SPEND,
     TEAM_COLUMNS,
@@ -53,8 +54,9 @@ class SharedSql:
         values = limit_values(limits)
         try:
             row = await self._one(
-                "INSERT INTO teams (name, budget_nanos, budget_period, rpm, ipm, created_at)"
-                " VALUES (:name, :budget_nanos, :budget_period, :rpm, :ipm, :created_at)"
+                "INSERT INTO teams (name, budget_nanos, budget_period, rpm, ipm, policy,"
+                " created_at) VALUES (:name, :budget_nanos, :budget_period, :rpm, :ipm,"
+                " :policy, :created_at)"
                 f" RETURNING {TEAM_COLUMNS}",
                 {"name": name, **values, "created_at": now_text()},
             )
@@ -104,8 +106,9 @@ class SharedSql:
         try:
             await self._all(
                 "INSERT INTO api_keys (id, team_id, name, key_hash, prefix, budget_nanos,"
-                " budget_period, rpm, ipm, created_at) VALUES (:id, :team_id, :name, :key_hash,"
-                " :prefix, :budget_nanos, :budget_period, :rpm, :ipm, :created_at)",
+                " budget_period, rpm, ipm, policy, created_at) VALUES (:id, :team_id, :name,"
+                " :key_hash, :prefix, :budget_nanos, :budget_period, :rpm, :ipm, :policy,"
+                " :created_at)",
                 {
                     "id": key_id,
                     "team_id": team_id,
@@ -134,8 +137,8 @@ class SharedSql:
         row = await self._one(KEY_AND_TEAM, {"hash": key_hash})
         if row is None:
             return None
-        key = ApiKey(*row[:11])
-        team = Team(key.team_id, key.team_name, *row[11:])
+        key = ApiKey(*row[:KEY_FIELDS])
+        team = Team(key.team_id, key.team_name, *row[KEY_FIELDS:])
         self._keys.put(key_hash, (key, team), generation)
         return key, team
 

@@ -10,17 +10,19 @@ from typing import Any
 from gateway.outcome import sql_refused
 from gateway.store.base import USAGE_COLUMNS, LedgerRow, UsageFilter
 
-TEAM_COLUMNS = "id, name, budget_nanos, budget_period, rpm, ipm, created_at"
+TEAM_COLUMNS = "id, name, budget_nanos, budget_period, rpm, ipm, created_at, policy"
 KEY_COLUMNS = (
     "k.id, k.team_id, t.name, k.name, k.prefix, k.budget_nanos, k.budget_period, k.rpm, k.ipm,"
-    " k.created_at, k.revoked_at"
+    " k.created_at, k.revoked_at, k.policy"
 )
+KEY_FIELDS = 12  # the columns of KEY_COLUMNS: an ApiKey
 # A key with its team's limits, by hash: ApiKey's columns, then Team's after its id and name.
 KEY_AND_TEAM = (
-    f"SELECT {KEY_COLUMNS}, t.budget_nanos, t.budget_period, t.rpm, t.ipm, t.created_at"
+    f"SELECT {KEY_COLUMNS}, t.budget_nanos, t.budget_period, t.rpm, t.ipm, t.created_at,"
+    " t.policy"
     " FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = :hash"
 )
-LIMIT_FIELDS = frozenset({"budget_nanos", "budget_period", "rpm", "ipm"})
+LIMIT_FIELDS = frozenset({"budget_nanos", "budget_period", "rpm", "ipm", "policy"})
 LEDGER_COLUMNS = tuple(LedgerRow.__dataclass_fields__)
 ORPHAN_COLUMNS = "id, key_id, team_id, amount_nanos, created_at, request_id, endpoint, model"
 
@@ -114,7 +116,13 @@ def limit_values(limits: dict[str, Any]) -> dict[str, Any]:
     unknown = set(limits) - LIMIT_FIELDS
     if unknown:
         raise TypeError(f"unknown limit fields: {sorted(unknown)}")
-    values = {"budget_nanos": None, "budget_period": "total", "rpm": None, "ipm": None}
+    values = {
+        "budget_nanos": None,
+        "budget_period": "total",
+        "rpm": None,
+        "ipm": None,
+        "policy": None,
+    }
     values.update(limits)
     return values
 
