@@ -21,6 +21,7 @@ from pydantic_settings import TomlConfigSettingsSource
 
 from gateway.accounting.usage_report import GROUPS, usage_report
 from gateway.admin import accounts
+from gateway.admin.audit import cli_actor, entry_view
 from gateway.errors import GatewayError
 from gateway.pricing import PriceError, describe, load_prices
 from gateway.runtime.pidfile import read_pid
@@ -158,14 +159,16 @@ async def cmd_teams(ns: argparse.Namespace, settings: Settings) -> int:
     async def work(store: Store) -> int:
         if ns.action == "create":
             team = await accounts.create_team(
-                store, accounts.TeamCreate(name=ns.name, **_limit_fields(ns))
+                store, accounts.TeamCreate(name=ns.name, **_limit_fields(ns)), actor=cli_actor()
             )
             print(json.dumps(await accounts.team_view_now(store, team), indent=2))
         elif ns.action == "update":
-            team = await accounts.update_team(store, ns.name, accounts.Limits(**_limit_fields(ns)))
+            team = await accounts.update_team(
+                store, ns.name, accounts.Limits(**_limit_fields(ns)), actor=cli_actor()
+            )
             print(json.dumps(await accounts.team_view_now(store, team), indent=2))
         elif ns.action == "delete":
-            revoked = await accounts.delete_team(store, ns.name, force=ns.force)
+            revoked = await accounts.delete_team(store, ns.name, force=ns.force, actor=cli_actor())
             print(f"deleted team {ns.name} (its ledger rows stay); revoked {revoked} key(s)")
         elif ns.action == "show":
             team = await accounts.get_team(store, ns.name)
@@ -182,15 +185,15 @@ async def cmd_keys(ns: argparse.Namespace, settings: Settings) -> int:
     async def work(store: Store) -> int:
         if ns.action == "create":
             spec = accounts.KeyCreate(team=ns.team, name=ns.name, **_limit_fields(ns))
-            issued = await accounts.create_key(store, spec)
+            issued = await accounts.create_key(store, spec, actor=cli_actor())
             print(f"key id: {issued.record.id}  team: {issued.record.team_name}")
             print("key (shown this once, store it now):")
             print(issued.secret)
         elif ns.action == "revoke":
-            key = await accounts.revoke_key(store, ns.id)
+            key = await accounts.revoke_key(store, ns.id, actor=cli_actor())
             print(f"revoked {key.id} at {key.revoked_at}")
         elif ns.action == "rotate":
-            issued = await accounts.rotate_key(store, ns.id)
+            issued = await accounts.rotate_key(store, ns.id, actor=cli_actor())
             print(f"key id: {issued.record.id}  team: {issued.record.team_name}")
             print("new key (shown this once; the old one no longer works):")
             print(issued.secret)
@@ -204,6 +207,28 @@ async def cmd_keys(ns: argparse.Namespace, settings: Settings) -> int:
             _print_rows(
                 views, KEY_COLUMNS, empty=f"no keys{whose} yet: gateway keys create --team TEAM"
             )
+        return 0
+
+    return await _with_store(settings, work)
+
+
+async def cmd_audit(ns: argparse.Namespace, settings: Settings) -> int:
+    """The audit trail, newest first: who changed what, before and after."""
+
+    async def work(store: Store) -> int:
+        entries = [entry_view(row) for row in await store.audit_entries(ns.limit, ns.action)]
+        if ns.json:
+            print(json.dumps({"data": entries}, indent=2))
+            return 0
+        rows = [
+            {**entry, "before": json.dumps(entry["before"]), "after": json.dumps(entry["after"])}
+            for entry in entries
+        ]
+        _print_rows(
+            rows,
+            ("at", "actor", "action", "target", "before", "after"),
+            empty="no changes recorded yet",
+        )
         return 0
 
     return await _with_store(settings, work)
@@ -264,7 +289,10 @@ async def cmd_cache(ns: argparse.Namespace, settings: Settings) -> int:
             if not (ns.team or ns.key or ns.all):
                 print("error: name --team, --key, or --all", file=sys.stderr)
                 return 2
-            print(f"purged {await cache.purge_for(team=ns.team, key=ns.key)} entries")
+            purged = await accounts.purge_cache(
+                store, cache, team=ns.team, key=ns.key, actor=cli_actor()
+            )
+            print(f"purged {purged} entries")
         else:
             result = await cache.verify()
             print(
@@ -424,6 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["table", "json", "csv"], default="table", help="output format"
     )
 
+    audit = commands.add_parser("audit", help="who changed what: the audit trail")
+    audit.add_argument("--limit", type=int, default=50, help="the newest this many")
+    audit.add_argument("--action", help="only this action (team.update, key.revoke, ...)")
+    audit.add_argument("--json", action="store_true", help="JSON, with before and after whole")
+
     cache = commands.add_parser("cache", help="the response cache").add_subparsers(
         dest="action", required=True
     )
@@ -487,6 +520,7 @@ ASYNC_COMMANDS: dict[str, Command] = {
     "teams": cmd_teams,
     "keys": cmd_keys,
     "usage": cmd_usage,
+    "audit": cmd_audit,
     "cache": cmd_cache,
 }
 
@@ -494,7 +528,7 @@ ASYNC_COMMANDS: dict[str, Command] = {
 # Commands that only read: on a store that does not exist they say so, rather than create an
 # empty one (in whatever directory they were run from) and report zeros.
 READ_ONLY = {("teams", "list"), ("teams", "show"), ("keys", "list"), ("keys", "show")}
-READ_ONLY_COMMANDS = {"usage", "cache"}
+READ_ONLY_COMMANDS = {"usage", "cache", "audit"}
 
 
 def _missing_store(ns: argparse.Namespace, settings: Settings) -> str | None:

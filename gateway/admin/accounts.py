@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from gateway.accounting.periods import Periods, next_reset
 from gateway.accounting.policy import FIELDS as POLICY
 from gateway.accounting.policy import merged, read_policy
+from gateway.admin import audit
 from gateway.edge.auth import IssuedKey, issue_key
 from gateway.edge.auth import rotate_key as rotate_secret
 from gateway.edge.params import is_valid_unicode
@@ -191,8 +192,38 @@ def _standing(view: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     }
 
 
-async def create_team(store: Store, spec: TeamCreate) -> Team:
-    return await store.create_team(spec.name, **spec.store_changes())
+def team_record(team: Team) -> dict[str, Any]:
+    """A team as the audit trail keeps it."""
+    return {
+        "name": team.name,
+        "budget_usd": _money(team.budget_nanos),
+        "budget_period": team.budget_period,
+        "rpm": team.rpm,
+        "ipm": team.ipm,
+        "policy": read_policy(team.policy),
+    }
+
+
+def key_record(key: ApiKey) -> dict[str, Any]:
+    """A key as the audit trail keeps it: never its secret, nor its hash."""
+    return {
+        "id": key.id,
+        "team": key.team_name,
+        "name": key.name,
+        "prefix": key.prefix,
+        "budget_usd": _money(key.budget_nanos),
+        "budget_period": key.budget_period,
+        "rpm": key.rpm,
+        "ipm": key.ipm,
+        "policy": read_policy(key.policy),
+        "revoked": key.revoked,
+    }
+
+
+async def create_team(store: Store, spec: TeamCreate, *, actor: str = audit.SYSTEM) -> Team:
+    team = await store.create_team(spec.name, **spec.store_changes())
+    await audit.record(store, actor, "team.create", team.name, None, team_record(team))
+    return team
 
 
 async def get_team(store: Store, name: str) -> Team:
@@ -202,17 +233,23 @@ async def get_team(store: Store, name: str) -> Team:
     return team
 
 
-async def update_team(store: Store, name: str, changes: Limits) -> Team:
+async def update_team(
+    store: Store, name: str, changes: Limits, *, actor: str = audit.SYSTEM
+) -> Team:
     current = await get_team(store, name)
     team = await store.update_team(name, **changes.store_changes(current.policy))
     if team is None:
         raise NotFound(f"No team named {name!r}.")
+    await audit.record(store, actor, "team.update", name, team_record(current), team_record(team))
     return team
 
 
-async def create_key(store: Store, spec: KeyCreate) -> IssuedKey:
+async def create_key(store: Store, spec: KeyCreate, *, actor: str = audit.SYSTEM) -> IssuedKey:
     team = await get_team(store, spec.team)
-    return await issue_key(store, team, spec.name, **spec.store_changes())
+    issued = await issue_key(store, team, spec.name, **spec.store_changes())
+    record = key_record(issued.record)
+    await audit.record(store, actor, "key.create", issued.record.id, None, record)
+    return issued
 
 
 async def get_key(store: Store, key_id: str) -> ApiKey:
@@ -227,18 +264,33 @@ async def list_keys(store: Store, team_name: str | None = None) -> list[ApiKey]:
     return await store.list_keys(team_id)
 
 
-async def update_key(store: Store, key_id: str, changes: KeyPatch) -> ApiKey:
+async def update_key(
+    store: Store, key_id: str, changes: KeyPatch, *, actor: str = audit.SYSTEM
+) -> ApiKey:
     current = await get_key(store, key_id)
     key = await store.update_key(key_id, **changes.store_changes(current.policy))
     assert key is not None
+    await audit.record(store, actor, "key.update", key_id, key_record(current), key_record(key))
     return key
+
+
+async def purge_cache(
+    store: Store, cache: Any, *, team: str | None, key: str | None, actor: str = audit.SYSTEM
+) -> int:
+    """Drop a team's or a key's cache entries (every entry with neither); how many went."""
+    purged: int = await cache.purge_for(team=team, key=key)
+    target = f"team:{team}" if team else f"key:{key}" if key else "all"
+    await audit.record(store, actor, "cache.purge", target, None, {"purged": purged})
+    return purged
 
 
 class HasLiveKeys(Exception):
     """The team still has keys in use: deleting it would cut them off."""
 
 
-async def delete_team(store: Store, name: str, *, force: bool = False) -> int:
+async def delete_team(
+    store: Store, name: str, *, force: bool = False, actor: str = audit.SYSTEM
+) -> int:
     """Delete a team (its ledger rows stay); refused while it has live keys unless `force`, which
     revokes them. How many keys were revoked."""
     team = await get_team(store, name)
@@ -249,6 +301,9 @@ async def delete_team(store: Store, name: str, *, force: bool = False) -> int:
             " (which revokes them)."
         )
     revoked = await store.delete_team(name)
+    await audit.record(
+        store, actor, "team.delete", name, team_record(team), {"revoked_keys": revoked or 0}
+    )
     return revoked or 0
 
 
@@ -256,17 +311,21 @@ class Revoked(Exception):
     """The key is revoked: it cannot be given a new secret."""
 
 
-async def rotate_key(store: Store, key_id: str) -> IssuedKey:
+async def rotate_key(store: Store, key_id: str, *, actor: str = audit.SYSTEM) -> IssuedKey:
     """A new secret for the key, same id, budgets and history; the old secret stops working."""
     key = await get_key(store, key_id)
     issued = await rotate_secret(store, key)
     if issued is None:
         raise Revoked(f"Key {key_id!r} is revoked; issue a new key instead.")
+    await audit.record(
+        store, actor, "key.rotate", key_id, key_record(key), key_record(issued.record)
+    )
     return issued
 
 
-async def revoke_key(store: Store, key_id: str) -> ApiKey:
-    await get_key(store, key_id)
+async def revoke_key(store: Store, key_id: str, *, actor: str = audit.SYSTEM) -> ApiKey:
+    current = await get_key(store, key_id)
     key = await store.revoke_key(key_id)
     assert key is not None
+    await audit.record(store, actor, "key.revoke", key_id, key_record(current), key_record(key))
     return key

@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway.accounting.usage_report import usage_report
-from gateway.admin import accounts
+from gateway.admin import accounts, audit
 from gateway.admin.guard import client_address, read_small_body, trusted_networks
 from gateway.edge.auth import bearer_token
 from gateway.errors import GatewayError, invalid_request
@@ -77,7 +77,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 async def create_team(request: web.Request) -> web.Response:
     store = request.config_dict[SERVICES].store
-    team = await accounts.create_team(store, await _parse(request, accounts.TeamCreate))
+    spec = await _parse(request, accounts.TeamCreate)
+    team = await accounts.create_team(store, spec, actor=actor(request))
     return _json(await accounts.team_view_now(store, team), status=201)
 
 
@@ -97,20 +98,24 @@ async def get_team(request: web.Request) -> web.Response:
 async def patch_team(request: web.Request) -> web.Response:
     store = request.config_dict[SERVICES].store
     changes = await _parse(request, accounts.Limits)
-    team = await accounts.update_team(store, request.match_info["name"], changes)
+    team = await accounts.update_team(
+        store, request.match_info["name"], changes, actor=actor(request)
+    )
     return _json(await accounts.team_view_now(store, team))
 
 
 async def delete_team(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     force = request.query.get("force", "").lower() in ("1", "true", "yes")
-    revoked = await accounts.delete_team(request.config_dict[SERVICES].store, name, force=force)
+    store = request.config_dict[SERVICES].store
+    revoked = await accounts.delete_team(store, name, force=force, actor=actor(request))
     return _json({"deleted": name, "revoked_keys": revoked})
 
 
 async def create_key(request: web.Request) -> web.Response:
     store = request.config_dict[SERVICES].store
-    issued = await accounts.create_key(store, await _parse(request, accounts.KeyCreate))
+    spec = await _parse(request, accounts.KeyCreate)
+    issued = await accounts.create_key(store, spec, actor=actor(request))
     view = await accounts.key_view_now(store, issued.record)
     return _json({**view, "key": issued.secret}, status=201)
 
@@ -130,19 +135,19 @@ async def get_key(request: web.Request) -> web.Response:
 async def patch_key(request: web.Request) -> web.Response:
     store = request.config_dict[SERVICES].store
     changes = await _parse(request, accounts.KeyPatch)
-    key = await accounts.update_key(store, request.match_info["id"], changes)
+    key = await accounts.update_key(store, request.match_info["id"], changes, actor=actor(request))
     return _json(await accounts.key_view_now(store, key))
 
 
 async def revoke_key(request: web.Request) -> web.Response:
     store = request.config_dict[SERVICES].store
-    key = await accounts.revoke_key(store, request.match_info["id"])
+    key = await accounts.revoke_key(store, request.match_info["id"], actor=actor(request))
     return _json(await accounts.key_view_now(store, key))
 
 
 async def rotate_key(request: web.Request) -> web.Response:
     store = request.config_dict[SERVICES].store
-    issued = await accounts.rotate_key(store, request.match_info["id"])
+    issued = await accounts.rotate_key(store, request.match_info["id"], actor=actor(request))
     view = await accounts.key_view_now(store, issued.record)
     return _json({**view, "key": issued.secret})
 
@@ -180,8 +185,29 @@ async def cache_stats(request: web.Request) -> web.Response:
 
 async def cache_purge(request: web.Request) -> web.Response:
     spec = await _parse(request, CachePurge)
-    purged = await request.config_dict[SERVICES].cache.purge_for(team=spec.team, key=spec.key)
+    services = request.config_dict[SERVICES]
+    purged = await accounts.purge_cache(
+        services.store, services.cache, team=spec.team, key=spec.key, actor=actor(request)
+    )
     return _json({"purged": purged})
+
+
+def actor(request: web.Request) -> str:
+    """Who makes a change through the admin API, for the audit trail."""
+    return f"admin-api ({request.remote or 'unknown'})"
+
+
+async def audit_log(request: web.Request) -> web.Response:
+    """`GET /admin/audit?limit=&action=&target=`: the newest changes first."""
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise invalid_request(
+            "'limit' must be from 1 to 10000.", code="invalid_value", param="limit"
+        )
+    entries = await request.config_dict[SERVICES].store.audit_entries(
+        int(raw), request.query.get("action"), request.query.get("target")
+    )
+    return _json({"data": [audit.entry_view(entry) for entry in entries]})
 
 
 def create_admin_app() -> web.Application:
@@ -198,6 +224,7 @@ def create_admin_app() -> web.Application:
     admin.router.add_delete("/keys/{id}", revoke_key)
     admin.router.add_post("/keys/{id}/rotate", rotate_key)
     admin.router.add_get("/usage", usage)
+    admin.router.add_get("/audit", audit_log)
     admin.router.add_get("/cache/stats", cache_stats)
     admin.router.add_post("/cache/purge", cache_purge)
     return admin

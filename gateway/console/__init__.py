@@ -24,6 +24,7 @@ from gateway.admin.guard import client_address, is_secure, read_small_body, trus
 from gateway.console import pages
 from gateway.console.session import (
     CSRF_FIELD,
+    SESSION,
     SESSION_S,
     Session,
     csrf_passes,
@@ -36,7 +37,6 @@ from gateway.console.thumbnails import Thumbnails
 from gateway.runtime.state import SERVICES
 
 STATIC = Path(__file__).parent / "static"
-SESSION = web.RequestKey("console_session", object)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = ("/console/login", "/console/static/")
 
@@ -163,6 +163,7 @@ def create_console_app() -> web.Application:
     add.add_get("/images/{key}/full", pages.full_image, name="full_image")
     add.add_get("/prices", _template("prices.html", pages.prices), name="prices")
     add.add_get("/batches", _template("batches.html", pages.batches), name="batches")
+    add.add_get("/audit", _template("audit.html", pages.audit_page), name="audit")
     add.add_get("/cache", _template("cache.html", pages.cache), name="cache")
     add.add_post("/cache/purge", pages.purge_cache, name="purge_cache")
     add.add_static("/static", STATIC, name="static")

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ValidationError
 
 import gateway.console.figures as figures
 from gateway.accounting.usage_report import GROUPS, usage_report
-from gateway.admin import accounts
+from gateway.admin import accounts, audit
 from gateway.batch.batches import present
+from gateway.console.session import SESSION
 from gateway.console.side_by_side import side_by_side
 from gateway.console.thumbnails import CachedImage, first_image, media_type
 from gateway.edge.auth import IssuedKey
@@ -36,6 +37,13 @@ WARN_AT, DANGER_AT = Decimal("0.80"), Decimal("0.95")
 
 def _services(request: web.Request) -> Any:
     return request.config_dict[SERVICES]
+
+
+def _actor(request: web.Request) -> str:
+    """Who makes a change through the console, for the audit trail."""
+    session = request.get(SESSION)
+    sid = getattr(session, "sid", "")
+    return f"console (session {sid[:8]}, {request.remote or 'unknown'})"
 
 
 def budget_bar(view: dict[str, Any]) -> dict[str, Any] | None:
@@ -111,9 +119,13 @@ async def save_team(request: web.Request) -> web.StreamResponse:
     name = request.match_info.get("name")
     try:
         if name is None:
-            await accounts.create_team(store, _limits(form, accounts.TeamCreate))
+            await accounts.create_team(
+                store, _limits(form, accounts.TeamCreate), actor=_actor(request)
+            )
         else:
-            await accounts.update_team(store, name, _limits(form, accounts.Limits))
+            await accounts.update_team(
+                store, name, _limits(form, accounts.Limits), actor=_actor(request)
+            )
     except (ValidationError, Conflict, accounts.NotFound) as exc:
         context = await teams(request, error=_form_errors(exc))
         return aiohttp_jinja2.render_template("teams.html", request, context, status=400)
@@ -153,7 +165,7 @@ async def create_key(request: web.Request) -> web.StreamResponse:
     store = _services(request).store
     try:
         spec = _limits(form, accounts.KeyCreate, team=form.get("team", ""))
-        issued = await accounts.create_key(store, spec)
+        issued = await accounts.create_key(store, spec, actor=_actor(request))
     except (ValidationError, accounts.NotFound, accounts.Revoked) as exc:
         context = await keys(request, error=_form_errors(exc))
         return aiohttp_jinja2.render_template("keys.html", request, context, status=400)
@@ -162,7 +174,9 @@ async def create_key(request: web.Request) -> web.StreamResponse:
 
 async def rotate_key(request: web.Request) -> web.StreamResponse:
     try:
-        issued = await accounts.rotate_key(_services(request).store, request.match_info["id"])
+        issued = await accounts.rotate_key(
+            _services(request).store, request.match_info["id"], actor=_actor(request)
+        )
     except (accounts.NotFound, accounts.Revoked) as exc:
         context = await keys(request, error=str(exc))
         return aiohttp_jinja2.render_template("keys.html", request, context, status=400)
@@ -171,7 +185,9 @@ async def rotate_key(request: web.Request) -> web.StreamResponse:
 
 async def revoke_key(request: web.Request) -> web.StreamResponse:
     try:
-        key = await accounts.revoke_key(_services(request).store, request.match_info["id"])
+        key = await accounts.revoke_key(
+            _services(request).store, request.match_info["id"], actor=_actor(request)
+        )
     except accounts.NotFound as exc:
         context = await keys(request, error=str(exc))
         return aiohttp_jinja2.render_template("keys.html", request, context, status=400)
@@ -307,6 +323,23 @@ async def batches(request: web.Request) -> dict[str, Any]:
     return {"page": "batches", "rows": rows, "teams": sorted(teams.values()), "team": wanted}
 
 
+async def audit_page(request: web.Request) -> dict[str, Any]:
+    """The audit trail, newest first: who changed what, and the record before and after."""
+    action = request.query.get("action") or None
+    rows = await _services(request).store.audit_entries(200, action)
+    entries = [
+        {**entry, "before": _compact(entry["before"]), "after": _compact(entry["after"])}
+        for entry in (audit.entry_view(row) for row in rows)
+    ]
+    return {"page": "audit", "entries": entries, "action": action}
+
+
+def _compact(record: dict[str, Any] | None) -> str:
+    if record is None:
+        return ""
+    return ", ".join(f"{k}: {v}" for k, v in record.items() if v not in (None, {}, []))
+
+
 async def cache(request: web.Request, error: str | None = None) -> dict[str, Any]:
     services = _services(request)
     return {
@@ -324,7 +357,10 @@ async def purge_cache(request: web.Request) -> web.StreamResponse:
         context = await cache(request, error="Tick the confirmation to purge.")
         return aiohttp_jinja2.render_template("cache.html", request, context, status=400)
     try:
-        purged = await _services(request).cache.purge_for(team=team, key=key)
+        services = _services(request)
+        purged = await accounts.purge_cache(
+            services.store, services.cache, team=team, key=key, actor=_actor(request)
+        )
     except accounts.NotFound as exc:
         context = await cache(request, error=str(exc))
         return aiohttp_jinja2.render_template("cache.html", request, context, status=400)

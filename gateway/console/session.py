@@ -26,6 +26,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 COOKIE = "gateway_console"
 SESSION_S = 12 * 3600
+# The signed-in session of a console request (set by the console's guard).
+SESSION = web.RequestKey("console_session", object)
 CSRF_FIELD = "csrf"
 
 

@@ -201,6 +201,7 @@ COPIED_TABLES = (
     "batch_lines",
     "batches",
     "responses",
+    "audit",
 )
 
 
@@ -406,6 +407,20 @@ class Store(Protocol):
     async def heartbeat(self, owner: str, now: float) -> None:
         """`owner` is alive at `now` (unix seconds). Heartbeats a day old are forgotten."""
         ...
+
+    async def add_audit(
+        self,
+        *,
+        at: str,
+        actor: str,
+        action: str,
+        target: str,
+        before: str | None,
+        after: str | None,
+    ) -> None: ...
+    async def audit_entries(
+        self, limit: int, action: str | None = None, target: str | None = None
+    ) -> list[tuple[Any, ...]]: ...
 
     async def end_console_session(self, session_id: str, until: float, now: float) -> None:
         """The console session `session_id` is signed out: refused on every replica until

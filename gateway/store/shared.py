@@ -203,6 +203,44 @@ class SharedSql:
     async def silent_holders(self, before: float) -> list[str]:
         return [row[0] for row in await self._all(SILENT_HOLDERS, {"before": before})]
 
+    # The audit trail (admin/audit.py)
+
+    async def add_audit(
+        self,
+        *,
+        at: str,
+        actor: str,
+        action: str,
+        target: str,
+        before: str | None,
+        after: str | None,
+    ) -> None:
+        await self._all(
+            "INSERT INTO audit (at, actor, action, target, before, after)"
+            " VALUES (:at, :actor, :action, :target, :before, :after)",
+            {
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "before": before,
+                "after": after,
+            },
+        )
+
+    async def audit_entries(
+        self, limit: int, action: str | None = None, target: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The newest entries first: (id, at, actor, action, target, before, after)."""
+        rows = await self._all(
+            "SELECT id, at, actor, action, target, before, after FROM audit"
+            " WHERE (CAST(:action AS TEXT) IS NULL OR action = :action)"
+            " AND (CAST(:target AS TEXT) IS NULL OR target = :target)"
+            " ORDER BY id DESC LIMIT :limit",
+            {"action": action, "target": target, "limit": limit},
+        )
+        return [tuple(row) for row in rows]
+
     # Console sessions ended before their cookie expires
 
     async def end_console_session(self, session_id: str, until: float, now: float) -> None:
