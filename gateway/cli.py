@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import TomlConfigSettingsSource
 
-from gateway.accounting.usage_report import GROUPS, usage_report
+from gateway.accounting.usage_report import GROUPS, TAG_KEY, usage_report
 from gateway.admin import accounts
 from gateway.admin.audit import cli_actor, entry_view
 from gateway.errors import GatewayError
@@ -212,6 +212,12 @@ async def cmd_keys(ns: argparse.Namespace, settings: Settings) -> int:
     return await _with_store(settings, work)
 
 
+def _group(value: str) -> str:
+    if value in GROUPS or (value.startswith("tag:") and TAG_KEY.match(value[4:])):
+        return value
+    raise argparse.ArgumentTypeError(f"not one of {', '.join(GROUPS)}, nor tag:KEY")
+
+
 async def cmd_audit(ns: argparse.Namespace, settings: Settings) -> int:
     """The audit trail, newest first: who changed what, before and after."""
 
@@ -244,6 +250,8 @@ async def cmd_usage(ns: argparse.Namespace, settings: Settings) -> int:
             since=ns.since,
             until=ns.until,
             group_by=ns.group_by,
+            tag=ns.tag,
+            user=ns.user,
         )
         if ns.format == "json":
             print(json.dumps(report.as_json(), indent=2))
@@ -447,7 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--model", help="only this model")
     usage.add_argument("--since", help="ISO date or date-time (UTC), inclusive")
     usage.add_argument("--until", help="ISO date or date-time (UTC), exclusive")
-    usage.add_argument("--group-by", choices=GROUPS, default="team", help="one row per this")
+    usage.add_argument(
+        "--group-by",
+        type=_group,
+        default="team",
+        help=f"one row per this: {', '.join(GROUPS)}, or tag:KEY",
+    )
+    usage.add_argument("--tag", help="only requests tagged KEY:VALUE (X-Gateway-Tags)")
+    usage.add_argument("--user", help="only requests whose body named this `user`")
     usage.add_argument(
         "--format", choices=["table", "json", "csv"], default="table", help="output format"
     )

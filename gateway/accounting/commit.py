@@ -14,6 +14,7 @@ import logging
 import time
 
 from gateway.accounting.periods import Periods
+from gateway.edge.attribution import tags_json
 from gateway.edge.params import is_valid_unicode
 from gateway.pricing import NO_USAGE
 from gateway.proxy.flow import Flow
@@ -67,6 +68,8 @@ def ledger_row(flow: Flow) -> LedgerRow:
         text_model=flow.ask.model if flow.ask else None,
         text_cost_nanos=result.text_cost_nanos,
         image_cost_nanos=result.image_cost_nanos,
+        tags=tags_json(flow.tags),
+        end_user=storable(flow.end_user),
     )
 
 

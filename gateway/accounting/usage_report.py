@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,19 @@ from gateway.money import nanos_to_usd
 from gateway.store import Store
 from gateway.store.base import USAGE_COLUMNS, UsageFilter
 
-GROUPS = ("team", "key", "model", "endpoint", "day", "hour", "outcome", "cache", "batch")
+GROUPS = (
+    "team",
+    "key",
+    "model",
+    "endpoint",
+    "day",
+    "hour",
+    "outcome",
+    "cache",
+    "batch",
+    "user",
+)  # and tag:<key>, one row per value of that tag
+TAG_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 COUNT_COLUMNS = USAGE_COLUMNS[:-2]  # all but cost and saved, which are shown in USD
 
 
@@ -65,14 +78,26 @@ async def usage_report(
     since: str | None = None,
     until: str | None = None,
     group_by: str = "team",
+    tag: str | None = None,
+    user: str | None = None,
 ) -> Report:
-    """Sums of the ledger's rows that match every filter given, one row per group."""
-    if group_by not in GROUPS:
+    """Sums of the ledger's rows that match every filter given, one row per group. `tag` is
+    `key:value`; `group_by` may be `tag:key`."""
+    tag_group = group_by.startswith("tag:") and TAG_KEY.match(group_by[4:]) is not None
+    if group_by not in GROUPS and not tag_group:
         raise invalid_request(
-            f"'group_by' must be one of {', '.join(GROUPS)}.",
+            f"'group_by' must be one of {', '.join(GROUPS)}, or tag:KEY.",
             code="invalid_value",
             param="group_by",
         )
+    wanted_tag = None
+    if tag is not None:
+        tag_key, _, tag_value = tag.partition(":")
+        if not TAG_KEY.match(tag_key) or not tag_value:
+            raise invalid_request("'tag' must be KEY:VALUE.", code="invalid_value", param="tag")
+        wanted_tag = (tag_key, tag_value)
+    if key is not None and await store.get_key(key) is None:
+        raise invalid_request(f"No key with id {key!r}.", code="invalid_value", param="key")
     team_id = None
     if team is not None:
         record = await store.get_team(team)
@@ -85,7 +110,13 @@ async def usage_report(
         model=model,
         since=parse_time(since, "since"),
         until=parse_time(until, "until"),
+        tag=wanted_tag,
+        end_user=user,
     )
+    if where.since is not None and where.until is not None and where.since >= where.until:
+        raise invalid_request(
+            "'since' must come before 'until'.", code="invalid_value", param="until"
+        )
     raw = await store.usage(where, group_by)
     rows = [_money_view(row, group_by) for row in raw]
     total: dict[str, Any] = {column: sum(row[column] for row in raw) for column in COUNT_COLUMNS}

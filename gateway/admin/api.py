@@ -165,6 +165,8 @@ async def usage(request: web.Request) -> web.Response:
         since=query.get("since"),
         until=query.get("until"),
         group_by=query.get("group_by", "team"),
+        tag=query.get("tag"),
+        user=query.get("user"),
     )
     if output == "csv":
         return web.Response(text=report.as_csv(), content_type="text/csv")

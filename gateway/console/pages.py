@@ -196,7 +196,8 @@ async def revoke_key(request: web.Request) -> web.StreamResponse:
 
 def _usage_filters(request: web.Request) -> dict[str, str | None]:
     query = request.query
-    return {name: query.get(name) or None for name in ("team", "key", "model", "since", "until")}
+    names = ("team", "key", "model", "since", "until", "tag", "user")
+    return {name: query.get(name) or None for name in names}
 
 
 async def usage(request: web.Request) -> dict[str, Any]:

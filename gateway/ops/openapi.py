@@ -390,7 +390,17 @@ def description() -> dict[str, Any]:
                     _query("model"),
                     _query("since"),
                     _query("until"),
-                    _query("group_by", {"type": "string", "enum": list(GROUPS)}),
+                    _query("tag", {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,64}:.+$"}),
+                    _query("user"),
+                    _query(
+                        "group_by",
+                        {
+                            "anyOf": [
+                                {"type": "string", "enum": list(GROUPS)},
+                                {"type": "string", "pattern": r"^tag:[A-Za-z0-9_.-]{1,64}$"},
+                            ]
+                        },
+                    ),
                     _query("format", {"type": "string", "enum": ["json"]}),
                 ],
             ),

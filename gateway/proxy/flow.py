@@ -236,6 +236,9 @@ class Flow:
     params: dict[str, Any] = field(default_factory=dict)
     parsed: ImageParams | None = None  # the checked fields of a known endpoint's request
     ask: ResponseAsk | None = None  # a Responses request's (responses/stages.py)
+    # Attribution (edge/attribution.py): X-Gateway-Tags, and the body's `user`.
+    tags: dict[str, str] = field(default_factory=dict)
+    end_user: str | None = None
     # Read from `parsed` by inspect_request; before that, or for a path that is not a known
     # endpoint, what an unparsed request is taken to be: no model, no stream, one image.
     model: str | None = None

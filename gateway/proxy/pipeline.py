@@ -28,6 +28,7 @@ from gateway.accounting.settle import close_the_books
 from gateway.accounting.stages import check_rate_limits, estimate_cost, reserve_budget
 from gateway.cache.stages import join_in_flight, plan_cache, serve_from_cache
 from gateway.edge import auth
+from gateway.edge.attribution import attribute
 from gateway.edge.body import Pace, read_body
 from gateway.edge.endpoints import check_forwarded_method, upstream_path
 from gateway.edge.params import read_params, text
@@ -149,6 +150,7 @@ STAGES: tuple[Stage, ...] = (
     authenticate,
     read_request_body,
     inspect_request,
+    attribute,
     check_policy,
     estimate_cost,
     check_rate_limits,

@@ -49,6 +49,7 @@ _REQUEST_DROP = _HOP_BY_HOP | {
     "cookie",
     "openai-organization",
     "openai-project",
+    "x-gateway-tags",  # the gateway's own attribution (edge/attribution.py)
 }
 # Not relayed to the client: framing the server redoes, the upstream account's identity and
 # rate-limit counters (they describe the gateway's key, not the client's), and cookies.
@@ -61,6 +62,7 @@ _RESPONSE_DROP = _HOP_BY_HOP | {
     "alt-svc",
     "openai-organization",
     "openai-project",
+    "x-gateway-tags",  # the gateway's own attribution (edge/attribution.py)
 }
 _RESPONSE_DROP_PREFIXES = ("x-ratelimit-",)
 

@@ -18,6 +18,7 @@ from gateway.accounting.journal import this_process
 from gateway.accounting.policy import check_policy
 from gateway.accounting.stages import check_rate_limits
 from gateway.batch.caller import caller_of
+from gateway.edge.attribution import attribute
 from gateway.edge.endpoints import JSON, Endpoint
 from gateway.errors import CLIENT_GONE, not_found
 from gateway.proxy import pipeline
@@ -39,6 +40,7 @@ STAGES: tuple[pipeline.Stage, ...] = (
     pipeline.read_request_body,
     stages.inspect_response,
     stages.check_ownership,
+    attribute,
     check_policy,
     stages.estimate_response,
     *pipeline.STAGES[pipeline.STAGES.index(check_rate_limits) :],

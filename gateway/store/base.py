@@ -69,6 +69,10 @@ class LedgerRow:
     text_model: str | None = None
     text_cost_nanos: int | None = None
     image_cost_nanos: int | None = None
+    # Attribution: the request's X-Gateway-Tags (a JSON object, keys sorted) and its body's
+    # `user`.
+    tags: str | None = None
+    end_user: str | None = None
 
 
 def orphan_row(
@@ -158,6 +162,8 @@ class UsageFilter:
     team_id: int | None = None
     key_id: str | None = None
     model: str | None = None
+    tag: tuple[str, str] | None = None  # (key, value)
+    end_user: str | None = None
     since: str | None = None  # ISO 8601, inclusive
     until: str | None = None  # ISO 8601, exclusive
 
@@ -202,6 +208,7 @@ COPIED_TABLES = (
     "batches",
     "responses",
     "audit",
+    "ledger_tags",
 )
 
 

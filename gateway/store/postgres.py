@@ -46,10 +46,12 @@ from gateway.store.response_sql import ResponseSql
 from gateway.store.shared import SharedSql
 from gateway.store.sql import (
     ADD_TO_DAILY,
+    INSERT_TAG,
     LEDGER_COLUMNS,
     ORPHAN_COLUMNS,
     SUM_LEDGER_BY_DAY,
     now_text,
+    tag_rows,
     usage_query,
     usage_rows,
 )
@@ -338,9 +340,12 @@ class PostgresStore(SharedSql, BatchSql, ResponseSql):
 
     async def record(self, row: LedgerRow) -> None:
         await self._all(_RECORD, _ledger_values(row))
+        if row.tags:
+            await self._many(INSERT_TAG, tag_rows([row]))
 
     async def record_many(self, rows: list[LedgerRow]) -> None:
         await self._many(_RECORD, [_ledger_values(row) for row in rows])
+        await self._many(INSERT_TAG, tag_rows(rows))
 
     async def settle_orphans(self, now: float, dead_owners: Collection[str] = ()) -> int:
         found = await self.pool.fetch(

@@ -5,6 +5,7 @@ the usage report's sums and filters. Each store keeps only what its engine does 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from gateway.outcome import sql_refused
@@ -25,6 +26,23 @@ KEY_AND_TEAM = (
 LIMIT_FIELDS = frozenset({"budget_nanos", "budget_period", "rpm", "ipm", "policy"})
 LEDGER_COLUMNS = tuple(LedgerRow.__dataclass_fields__)
 ORPHAN_COLUMNS = "id, key_id, team_id, amount_nanos, created_at, request_id, endpoint, model"
+
+# A ledger row's tags, one row each (indexed for reports); written again, nothing changes.
+INSERT_TAG = (
+    "INSERT INTO ledger_tags (request_id, key, value) VALUES (:request_id, :key, :value)"
+    " ON CONFLICT (request_id, key) DO NOTHING"
+)
+
+
+def tag_rows(rows: list[LedgerRow]) -> list[dict[str, Any]]:
+    """The ledger_tags rows of `rows` (those that have tags)."""
+    found = []
+    for row in rows:
+        if row.tags:
+            for key, value in json.loads(row.tags).items():
+                found.append({"request_id": row.request_id, "key": key, "value": value})
+    return found
+
 
 # The spend counter of a budget's current period, and what requests in flight hold against it.
 PERIOD_OF = (
@@ -63,6 +81,7 @@ _GROUPS = {
     "outcome": "l.outcome",
     "cache": "l.cache_status",
     "endpoint": "l.endpoint",  # generations, edits, variations, responses
+    "user": "COALESCE(l.end_user, '(none)')",  # the body's `user`
     "batch": "COALESCE(l.batch_id, '(online)')",  # a Batch API line's batch; online requests
 }
 _SUMMED = USAGE_COLUMNS[2:]  # what a row adds up: images, tokens, cost, saved
@@ -100,11 +119,13 @@ _MIDNIGHT = "T00:00:00.000+00:00"  # how parse_time writes the start of a day
 
 
 def _whole_days(where: UsageFilter, group_by: str) -> bool:
-    """Whether the daily summary answers: no hours, batches nor endpoints asked for (it has
-    none of them), and each bound at a midnight."""
-    return group_by not in ("hour", "batch", "endpoint") and all(
-        bound is None or bound.endswith(_MIDNIGHT) for bound in (where.since, where.until)
-    )
+    """Whether the daily summary answers: no hours, batches, endpoints, users nor tags asked for
+    (it has none of them), and each bound at a midnight."""
+    if group_by in ("hour", "batch", "endpoint", "user") or group_by.startswith("tag:"):
+        return False
+    if where.tag is not None or where.end_user is not None:
+        return False
+    return all(bound is None or bound.endswith(_MIDNIGHT) for bound in (where.since, where.until))
 
 
 def now_text() -> str:
@@ -129,7 +150,8 @@ def limit_values(limits: dict[str, Any]) -> dict[str, Any]:
 
 def usage_query(where: UsageFilter, group_by: str) -> tuple[str, dict[str, Any]]:
     """The usage report's statement and its parameters: over the daily summary when the filter
-    covers whole days (the same sums, from far fewer rows), over the ledger otherwise."""
+    covers whole days (the same sums, from far fewer rows), over the ledger otherwise. A tag
+    filter or grouping reads the indexed ledger_tags."""
     daily = _whole_days(where, group_by)
     since, until = (
         ("l.day >= :since", "l.day < :until")
@@ -141,17 +163,29 @@ def usage_query(where: UsageFilter, group_by: str) -> tuple[str, dict[str, Any]]
         ("l.team_id = :team_id", where.team_id),
         ("l.key_id = :key_id", where.key_id),
         ("l.model = :model", where.model),
+        ("l.end_user = :end_user", where.end_user),
         (since, where.since[:10] if daily and where.since else where.since),
         (until, where.until[:10] if daily and where.until else where.until),
     ):
         if value is not None:
             conditions.append(column)
             params[column.split(":")[1]] = value
+    if where.tag is not None:
+        conditions.append(
+            "l.request_id IN (SELECT request_id FROM ledger_tags"
+            " WHERE key = :tag_key AND value = :tag_value)"
+        )
+        params["tag_key"], params["tag_value"] = where.tag
     where_sql = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     table, sums = ("usage_daily", _DAILY_SUMS) if daily else ("ledger", _LEDGER_SUMS)
+    group, joined = _GROUPS.get(group_by, ""), ""
+    if group_by.startswith("tag:"):
+        group = "COALESCE(g.value, '(untagged)')"
+        joined = " LEFT JOIN ledger_tags g ON g.request_id = l.request_id AND g.key = :group_tag"
+        params["group_tag"] = group_by[4:]
     sql = (
-        f"SELECT {_GROUPS[group_by]} AS grp, {sums} FROM {table} l"
-        f" JOIN teams t ON t.id = l.team_id {where_sql} GROUP BY grp ORDER BY grp"
+        f"SELECT {group} AS grp, {sums} FROM {table} l"
+        f" JOIN teams t ON t.id = l.team_id{joined} {where_sql} GROUP BY grp ORDER BY grp"
     )
     return sql, params
 

@@ -27,11 +27,13 @@ from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
 from gateway.store.response_sql import ResponseSql
 from gateway.store.shared import SharedSql
 from gateway.store.sql import (
+    INSERT_TAG,
     LEDGER_COLUMNS,
     ORPHAN_COLUMNS,
     RESERVED,
     SPENT,
     now_text,
+    tag_rows,
     usage_query,
     usage_rows,
 )
@@ -259,9 +261,12 @@ class SqliteStore(SharedSql, BatchSql, ResponseSql):
     async def record(self, row: LedgerRow) -> None:
         values = {column: getattr(row, column) for column in LEDGER_COLUMNS}
         await self._all(_RECORD, values)
+        if row.tags:
+            await self.db.executemany(INSERT_TAG, tag_rows([row]))
 
     async def record_many(self, rows: list[LedgerRow]) -> None:
         await self._many(_RECORD, [{c: getattr(r, c) for c in LEDGER_COLUMNS} for r in rows])
+        await self._many(INSERT_TAG, tag_rows(rows))
 
     async def settle_orphans(self, now: float, dead_owners: Collection[str] = ()) -> int:
         owners = sorted(dead_owners)
