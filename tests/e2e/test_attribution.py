@@ -25,7 +25,7 @@ async def test_tags_and_users_are_grouped_and_sum_to_the_cost_headers(
     gateway: Any, sdk: openai.AsyncOpenAI, fake_upstream: FakeUpstream
 ) -> None:
     sent: dict[tuple[str, str], Decimal] = {}
-    asks = [
+    asks: list[tuple[str, str, Any]] = [
         ("project=atlas,env=prod", "ann", "low"),
         ("project=atlas", "bo", "medium"),
         ("project=zephyr,env=dev", "ann", "low"),
@@ -36,7 +36,7 @@ async def test_tags_and_users_are_grouped_and_sum_to_the_cost_headers(
         raw = await sdk.images.with_raw_response.generate(
             model="gpt-image-1-mini",
             prompt=f"a map for {user}",
-            quality=quality,  # type: ignore[arg-type]
+            quality=quality,
             size="1024x1024",
             user=user,
             extra_headers=headers,
