@@ -147,6 +147,13 @@ class Settings(BaseSettings):
     responses_max_images: int = Field(default=1, ge=1, le=16)
     background_hold_s: float = Field(default=7 * 86400.0, gt=0)
 
+    # Budget alerts by webhook (alerts/): webhook URLs that resolve to loopback or private
+    # addresses are refused unless allowed; each delivery attempt may take this long; a failed
+    # one is tried again after GATEWAY_WEBHOOK_RETRY_S, doubling, at most 10 minutes apart.
+    webhook_allow_private: bool = False
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_retry_s: float = Field(default=2.0, gt=0, le=600)
+
     # Response cache. Entries belong to a team by default ("key" narrows, "global" widens).
     cache_enabled: bool = True
     cache_scope: Literal["team", "key", "global"] = "team"

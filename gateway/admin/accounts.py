@@ -7,6 +7,7 @@ valid budget is or how a key is shown.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from gateway.accounting.periods import Periods, next_reset
 from gateway.accounting.policy import FIELDS as POLICY
 from gateway.accounting.policy import merged, read_policy
 from gateway.admin import audit
+from gateway.alerts.thresholds import thresholds_of
 from gateway.edge.auth import IssuedKey, issue_key
 from gateway.edge.auth import rotate_key as rotate_secret
 from gateway.edge.params import is_valid_unicode
@@ -61,6 +63,15 @@ class Limits(BaseModel):
     max_pixels: int | None = Field(default=None, ge=1, le=MAX_RATE)
     max_frame_count: int | None = Field(default=None, ge=1, le=MAX_RATE)
     max_partial_images: int | None = Field(default=None, ge=0, le=MAX_RATE)
+    # Budget alerts (alerts/): fractions of the budget that send an event when reached.
+    alert_thresholds: list[Decimal] | None = Field(default=None, max_length=10)
+
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _fractions(cls, value: list[Decimal] | None) -> list[Decimal] | None:
+        if value is not None and any(not 0 < v <= 10 for v in value):
+            raise ValueError("each alert threshold is a fraction of the budget, above 0")
+        return value
 
     @field_validator("budget_usd")
     @classmethod
@@ -76,6 +87,11 @@ class Limits(BaseModel):
         given = {name: getattr(self, name) for name in self.model_fields_set & set(POLICY)}
         if given:
             changes["policy"] = merged(policy, given)
+        if "alert_thresholds" in self.model_fields_set:
+            thresholds = self.alert_thresholds
+            changes["alert_thresholds"] = (
+                None if thresholds is None else json.dumps(sorted(str(t) for t in thresholds))
+            )
         for name in self.model_fields_set & {"budget_usd", "budget_period", "rpm", "ipm"}:
             value = getattr(self, name)
             if name == "budget_usd":
@@ -106,6 +122,10 @@ class KeyPatch(Limits):
         return changes
 
 
+def _thresholds(text: str | None) -> list[str]:
+    return [str(t) for t in thresholds_of(text)]
+
+
 def _money(nanos: int | None) -> str | None:
     return None if nanos is None else nanos_to_usd(nanos)
 
@@ -132,6 +152,7 @@ def team_view(team: Team, spend: Spend) -> dict[str, Any]:
         "rpm": team.rpm,
         "ipm": team.ipm,
         "policy": read_policy(team.policy),
+        "alert_thresholds": _thresholds(team.alert_thresholds),
         "created_at": team.created_at,
         **spend_view(spend),
     }
@@ -156,6 +177,7 @@ def key_view(key: ApiKey, spend: Spend) -> dict[str, Any]:
         "rpm": key.rpm,
         "ipm": key.ipm,
         "policy": read_policy(key.policy),
+        "alert_thresholds": _thresholds(key.alert_thresholds),
         "created_at": key.created_at,
         "revoked": key.revoked,
         "revoked_at": key.revoked_at,

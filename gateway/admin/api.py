@@ -11,11 +11,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from gateway.accounting.usage_report import usage_report
-from gateway.admin import accounts, audit
+from gateway.admin import accounts, audit, webhooks
 from gateway.admin.guard import client_address, read_small_body, trusted_networks
+from gateway.admin.requests import actor
+from gateway.admin.requests import parse_body as _parse
 from gateway.edge.auth import bearer_token
 from gateway.errors import GatewayError, invalid_request
 from gateway.runtime.state import SERVICES
@@ -54,21 +56,6 @@ async def require_admin_token(request: web.Request, handler: Handler) -> web.Str
         raise GatewayError(409, str(exc), code="key_revoked") from exc
     except accounts.HasLiveKeys as exc:
         raise GatewayError(409, str(exc), code="team_has_live_keys") from exc
-
-
-async def _parse(request: web.Request, model: type[Model]) -> Model:
-    raw = await request.read()
-    try:
-        # model_validate_json reads JSON numbers into Decimal fields exactly, never via float.
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
-        raise invalid_request(
-            f"Invalid request: {first['msg']}" + (f" ({param})" if param else ""),
-            code="invalid_value",
-            param=param,
-        ) from exc
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -194,11 +181,6 @@ async def cache_purge(request: web.Request) -> web.Response:
     return _json({"purged": purged})
 
 
-def actor(request: web.Request) -> str:
-    """Who makes a change through the admin API, for the audit trail."""
-    return f"admin-api ({request.remote or 'unknown'})"
-
-
 async def audit_log(request: web.Request) -> web.Response:
     """`GET /admin/audit?limit=&action=&target=`: the newest changes first."""
     raw = request.query.get("limit", "100")
@@ -227,6 +209,7 @@ def create_admin_app() -> web.Application:
     admin.router.add_post("/keys/{id}/rotate", rotate_key)
     admin.router.add_get("/usage", usage)
     admin.router.add_get("/audit", audit_log)
+    webhooks.add_routes(admin)
     admin.router.add_get("/cache/stats", cache_stats)
     admin.router.add_post("/cache/purge", cache_purge)
     return admin

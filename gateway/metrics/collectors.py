@@ -120,6 +120,13 @@ class Metrics:
             ("outcome", "cache_status"),
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "gateway_webhook_deliveries",
+            "Budget alert deliveries attempted, by result: delivered, failed (tried again"
+            " later), gave_up (24 hours without a 2xx).",
+            ("result",),
+            registry=r,
+        )
         self.cache_hits = Counter(
             "gateway_cache_hits", "Requests answered from a stored entry.", ("team",), registry=r
         )
@@ -250,6 +257,8 @@ class Metrics:
             self.cache_evictions.labels(reason)
         for status in ("created", "completed", "failed", "expired", "cancelled"):
             self.batches.labels(status)
+        for result in ("delivered", "failed", "gave_up"):
+            self.webhook_deliveries.labels(result)
         for reason in ("budget", "rpm", "ipm", "auth", "invalid"):
             self.refusals.labels(reason, "")
         for phase in ("header", "body"):

@@ -26,6 +26,7 @@ from gateway.accounting.commit import write_ledger_row
 from gateway.accounting.policy import check_policy
 from gateway.accounting.settle import close_the_books
 from gateway.accounting.stages import check_rate_limits, estimate_cost, reserve_budget
+from gateway.alerts.thresholds import alert_on_spend
 from gateway.cache.stages import join_in_flight, plan_cache, serve_from_cache
 from gateway.edge import auth
 from gateway.edge.attribution import attribute
@@ -197,6 +198,7 @@ ENDING: tuple[Ending, ...] = (
     close_the_books,
     write_ledger_row,
     record_response,
+    alert_on_spend,
     answer_client,
     finish_leader,
     release_upstream,

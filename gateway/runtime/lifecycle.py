@@ -10,6 +10,7 @@ then cut (streams end with their `stream_cut` event), and the store closes last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from gateway.accounting.journal import settle_holds
+from gateway.alerts.delivery import Deliverer
 from gateway.batch.poller import poll_batches
 from gateway.errors import CannotStart
 from gateway.replicas.changes import KEYS, PRICES
@@ -35,7 +37,7 @@ def add_to(app: web.Application) -> None:
     """What the app opens, in order, one cleanup context each: aiohttp closes them in reverse,
     and a resource that fails to open closes only those opened before it."""
     app.cleanup_ctx.extend(
-        (store, redis, books, cache, upstream, replicas, background_tasks, housekeeping)
+        (store, redis, books, cache, upstream, replicas, background_tasks, housekeeping, alerts)
     )
     app.on_shutdown.append(stopping)
 
@@ -117,6 +119,21 @@ async def housekeeping(app: web.Application) -> AsyncIterator[None]:
     task = app[SERVICES].tasks.spawn("housekeeping", _housekeeping(app), lasting=True)
     yield
     task.cancel()
+
+
+async def alerts(app: web.Application) -> AsyncIterator[None]:
+    """Budget alerts' deliveries, from the store's outbox, for the app's life."""
+    services = app[SERVICES]
+    deliverer = Deliverer(
+        services.settings,
+        services.store,
+        lambda result: services.metrics.webhook_deliveries.labels(result).inc(),
+    )
+    task = services.tasks.spawn("webhook deliveries", deliverer.run(), lasting=True)
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def background_tasks(app: web.Application) -> AsyncIterator[None]:

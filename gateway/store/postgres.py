@@ -55,6 +55,7 @@ from gateway.store.sql import (
     usage_query,
     usage_rows,
 )
+from gateway.store.webhook_sql import WebhookSql
 
 POSTGRES_MIGRATIONS = MIGRATIONS_DIR / "postgres"
 MIGRATION_LOCK = 0x6761_7465_7761_79  # "gateway": the advisory lock migrations run under
@@ -168,7 +169,7 @@ class BoundedPool:
         await asyncio.wait_for(self._pool.close(), self.timeout_s * 2)
 
 
-class PostgresStore(SharedSql, BatchSql, ResponseSql):
+class PostgresStore(SharedSql, BatchSql, ResponseSql, WebhookSql):
     """The store for `postgresql://` URLs; several replicas share one database."""
 
     _duplicate = (asyncpg.UniqueViolationError,)

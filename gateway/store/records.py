@@ -16,6 +16,7 @@ class Team:
     ipm: int | None
     created_at: str
     policy: str | None = None  # what its keys may ask for, JSON (accounting/policy.py)
+    alert_thresholds: str | None = None  # JSON list of fractions; None: 0.8 and 1.0 (alerts/)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class ApiKey:
     created_at: str
     revoked_at: str | None
     policy: str | None = None  # what it may ask for, JSON (accounting/policy.py)
+    alert_thresholds: str | None = None  # JSON list of fractions; None: 0.8 and 1.0 (alerts/)
 
     @property
     def revoked(self) -> bool:

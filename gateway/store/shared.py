@@ -55,8 +55,8 @@ class SharedSql:
         try:
             row = await self._one(
                 "INSERT INTO teams (name, budget_nanos, budget_period, rpm, ipm, policy,"
-                " created_at) VALUES (:name, :budget_nanos, :budget_period, :rpm, :ipm,"
-                " :policy, :created_at)"
+                " alert_thresholds, created_at) VALUES (:name, :budget_nanos, :budget_period,"
+                " :rpm, :ipm, :policy, :alert_thresholds, :created_at)"
                 f" RETURNING {TEAM_COLUMNS}",
                 {"name": name, **values, "created_at": now_text()},
             )
@@ -106,9 +106,9 @@ class SharedSql:
         try:
             await self._all(
                 "INSERT INTO api_keys (id, team_id, name, key_hash, prefix, budget_nanos,"
-                " budget_period, rpm, ipm, policy, created_at) VALUES (:id, :team_id, :name,"
-                " :key_hash, :prefix, :budget_nanos, :budget_period, :rpm, :ipm, :policy,"
-                " :created_at)",
+                " budget_period, rpm, ipm, policy, alert_thresholds, created_at) VALUES (:id,"
+                " :team_id, :name, :key_hash, :prefix, :budget_nanos, :budget_period, :rpm,"
+                " :ipm, :policy, :alert_thresholds, :created_at)",
                 {
                     "id": key_id,
                     "team_id": team_id,

@@ -11,19 +11,23 @@ from typing import Any
 from gateway.outcome import sql_refused
 from gateway.store.base import USAGE_COLUMNS, LedgerRow, UsageFilter
 
-TEAM_COLUMNS = "id, name, budget_nanos, budget_period, rpm, ipm, created_at, policy"
+TEAM_COLUMNS = (
+    "id, name, budget_nanos, budget_period, rpm, ipm, created_at, policy, alert_thresholds"
+)
 KEY_COLUMNS = (
     "k.id, k.team_id, t.name, k.name, k.prefix, k.budget_nanos, k.budget_period, k.rpm, k.ipm,"
-    " k.created_at, k.revoked_at, k.policy"
+    " k.created_at, k.revoked_at, k.policy, k.alert_thresholds"
 )
-KEY_FIELDS = 12  # the columns of KEY_COLUMNS: an ApiKey
+KEY_FIELDS = 13  # the columns of KEY_COLUMNS: an ApiKey
 # A key with its team's limits, by hash: ApiKey's columns, then Team's after its id and name.
 KEY_AND_TEAM = (
     f"SELECT {KEY_COLUMNS}, t.budget_nanos, t.budget_period, t.rpm, t.ipm, t.created_at,"
-    " t.policy"
+    " t.policy, t.alert_thresholds"
     " FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = :hash"
 )
-LIMIT_FIELDS = frozenset({"budget_nanos", "budget_period", "rpm", "ipm", "policy"})
+LIMIT_FIELDS = frozenset(
+    {"budget_nanos", "budget_period", "rpm", "ipm", "policy", "alert_thresholds"}
+)
 LEDGER_COLUMNS = tuple(LedgerRow.__dataclass_fields__)
 ORPHAN_COLUMNS = "id, key_id, team_id, amount_nanos, created_at, request_id, endpoint, model"
 
@@ -143,6 +147,7 @@ def limit_values(limits: dict[str, Any]) -> dict[str, Any]:
         "rpm": None,
         "ipm": None,
         "policy": None,
+        "alert_thresholds": None,
     }
     values.update(limits)
     return values

@@ -38,6 +38,7 @@ from gateway.store.sql import (
     usage_rows,
 )
 from gateway.store.sqlite_cache import SqliteCacheIndex
+from gateway.store.webhook_sql import WebhookSql
 
 # One statement, so the check and the hold are one atomic step: SQLite runs one writer at a time,
 # so no two requests can both see the same remaining budget.
@@ -65,7 +66,7 @@ _RECORD = (
 )
 
 
-class SqliteStore(SharedSql, BatchSql, ResponseSql):
+class SqliteStore(SharedSql, BatchSql, ResponseSql, WebhookSql):
     """The embedded default store. `path` may be `:memory:` for tests."""
 
     _duplicate = (aiosqlite.IntegrityError,)

@@ -1,0 +1,1 @@
+"""Budget alerts: thresholds crossed become events in a durable outbox, delivered by webhook."""
