@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from decimal import Decimal
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
@@ -23,6 +24,7 @@ from gateway.accounting.usage_report import GROUPS, TAG_KEY, usage_report
 from gateway.admin import accounts
 from gateway.admin.audit import cli_actor, entry_view
 from gateway.errors import GatewayError
+from gateway.ops.reconcile import reconcile
 from gateway.pricing import PriceError, describe, load_prices
 from gateway.runtime.pidfile import read_pid
 from gateway.settings import SHIPPED_CONFIG_EXAMPLE, Settings, config_file
@@ -216,6 +218,28 @@ def _group(value: str) -> str:
     if value in GROUPS or (value.startswith("tag:") and TAG_KEY.match(value[4:])):
         return value
     raise argparse.ArgumentTypeError(f"not one of {', '.join(GROUPS)}, nor tag:KEY")
+
+
+async def cmd_reconcile(ns: argparse.Namespace, settings: Settings) -> int:
+    """The ledger beside upstream's Costs API; exit 1 when they differ beyond the tolerance."""
+
+    async def work(store: Store) -> int:
+        result = await reconcile(settings, store, ns.since, ns.until, Decimal(ns.tolerance))
+        if ns.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print(
+                f"{result['since']} to {result['until']}: ledger ${result['ledger_usd']},"
+                f" upstream ${result['upstream_usd']}, {result['compared']} day-model pairs"
+            )
+            _print_rows(
+                result["differences"],
+                ("day", "model", "ledger_usd", "upstream_usd", "difference_usd"),
+                empty=f"no differences beyond ${result['tolerance_usd']}",
+            )
+        return 1 if result["differences"] else 0
+
+    return await _with_store(settings, work)
 
 
 async def cmd_audit(ns: argparse.Namespace, settings: Settings) -> int:
@@ -467,6 +491,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["table", "json", "csv"], default="table", help="output format"
     )
 
+    recon = commands.add_parser(
+        "reconcile", help="the ledger beside upstream's Costs API (exit 1 on a difference)"
+    )
+    recon.add_argument("--since", required=True, help="first day, YYYY-MM-DD (UTC)")
+    recon.add_argument("--until", help="day after the last (default: through today)")
+    recon.add_argument("--tolerance", default="0.01", help="USD a day-model pair may differ by")
+    recon.add_argument("--json", action="store_true", help="JSON output")
+
     audit = commands.add_parser("audit", help="who changed what: the audit trail")
     audit.add_argument("--limit", type=int, default=50, help="the newest this many")
     audit.add_argument("--action", help="only this action (team.update, key.revoke, ...)")
@@ -536,6 +568,7 @@ ASYNC_COMMANDS: dict[str, Command] = {
     "keys": cmd_keys,
     "usage": cmd_usage,
     "audit": cmd_audit,
+    "reconcile": cmd_reconcile,
     "cache": cmd_cache,
 }
 
@@ -543,7 +576,7 @@ ASYNC_COMMANDS: dict[str, Command] = {
 # Commands that only read: on a store that does not exist they say so, rather than create an
 # empty one (in whatever directory they were run from) and report zeros.
 READ_ONLY = {("teams", "list"), ("teams", "show"), ("keys", "list"), ("keys", "show")}
-READ_ONLY_COMMANDS = {"usage", "cache", "audit"}
+READ_ONLY_COMMANDS = {"usage", "cache", "audit", "reconcile"}
 
 
 def _missing_store(ns: argparse.Namespace, settings: Settings) -> str | None:

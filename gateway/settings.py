@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     simulator_port: int = Field(default=8090, ge=0, le=65535)
     upstream_url: str = "https://api.openai.com/v1"
     upstream_api_key: SecretStr | None = None
+    # An organization admin key: reads upstream's Costs API for `gateway reconcile`.
+    upstream_admin_key: SecretStr | None = None
     admin_token: SecretStr | None = None
     data_dir: Path = Path("./data")
     database_url: str | None = None
@@ -194,7 +196,9 @@ class Settings(BaseSettings):
             ipaddress.ip_network(proxy, strict=False)  # ValueError names the bad one
         return value
 
-    @field_validator("upstream_api_key", "admin_token", "metrics_token", mode="after")
+    @field_validator(
+        "upstream_api_key", "upstream_admin_key", "admin_token", "metrics_token", mode="after"
+    )
     @classmethod
     def _blank_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         """A token is sent in a header, whose value has no surrounding whitespace: a token made

@@ -32,7 +32,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from simulator import batches, responses
+from simulator import batches, billing, responses
 from simulator.errors import ApiError, simulated_status_error
 from simulator.faults import ACCEPTED_FAULTS, FAULT, FAULT_HEADER, parse_fault
 from simulator.params import parse_edit, parse_generation, parse_variation
@@ -75,6 +75,7 @@ def create_simulator_app(config: SimulatorConfig | None = None) -> web.Applicati
     app.router.add_post("/v1/images/variations", _variations)
     batches.add_routes(app)
     responses.add_routes(app)
+    billing.add_routes(app)
     app.router.add_route("*", "/v1/{tail:.*}", _not_found)
     app.router.add_route("*", "/v1", _not_found)
     app.router.add_get("/files/{file_id}.png", _get_file)

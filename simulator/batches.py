@@ -21,10 +21,12 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
+from simulator.billing import bill_images
 from simulator.errors import ApiError
 from simulator.params import parse_edit, parse_generation
 from simulator.respond import image_body
@@ -338,6 +340,7 @@ def _answer_line(
         if job.stream:
             raise ApiError(400, "Batch lines cannot stream.", param="stream")
         status, answer = 200, image_body(state, job, base_url)
+        bill_images(state, job.model, answer, job.prompt or "", share=Decimal("0.5"))
     except ApiError as exc:
         status, answer = exc.status, exc.body()
     return {

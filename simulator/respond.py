@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator.billing import bill_images
 from simulator.faults import Fault
 from simulator.params import ImageJob
 from simulator.state import SIMULATOR_STATE, SimulatorState
@@ -37,7 +38,9 @@ async def answer(request: web.Request, job: ImageJob, fault: Fault | None) -> we
     """Answer `job`: a JSON body, or an event stream (to which `fault` may apply)."""
     if job.stream:
         return await write_stream(request, _events(request.app[SIMULATOR_STATE], job), fault)
-    body = image_body(request.app[SIMULATOR_STATE], job, f"{request.scheme}://{request.host}")
+    state = request.app[SIMULATOR_STATE]
+    body = image_body(state, job, f"{request.scheme}://{request.host}")
+    bill_images(state, job.model, body, job.prompt or "")
     # The real API pretty-prints its JSON; so do we.
     return web.Response(body=json.dumps(body, indent=2).encode(), content_type="application/json")
 
@@ -133,6 +136,10 @@ def _events(state: SimulatorState, job: ImageJob) -> Iterator[bytes]:
                 },
             )
         usage = whole if index == job.n - 1 else share
+        if index == job.n - 1:  # the whole request is billed with its last image
+            bill_images(
+                state, job.model, {"usage": whole, "data": [None] * job.n}, job.prompt or ""
+            )
         payload = {"type": completed_type, "b64_json": b64(state.image(job, index)), **common}
         yield sse(completed_type, {**payload, "usage": usage})
 

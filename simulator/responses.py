@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator.billing import bill, image_usd, text_usd
 from simulator.errors import ApiError
 from simulator.faults import FAULT
 from simulator.params import ImageJob, parse_generation
@@ -49,6 +50,7 @@ class Stored:
     background: bool
     done_at: float
     status: str
+    making: Any = None  # a background one's, billed when it completes
 
 
 def add_routes(app: web.Application) -> None:
@@ -197,6 +199,14 @@ class _Making:
                 "status": "completed", "content": [{"type": "output_text", "text": OUTPUT_TEXT,
                                                     "annotations": []}]}  # fmt: skip
 
+    def bill(self) -> None:
+        """The response's text model and its image tool, each at its prices (once)."""
+        usage = _text_usage(self.model, self.text)
+        bill(self.state, self.model, text_usd(self.model, usage), 0, self.text)
+        if self.job is not None:
+            image = self.job.usage().to_json()
+            bill(self.state, self.job.model, image_usd(self.job.model, image), 1, self.text)
+
     def complete(self) -> dict[str, Any]:
         body = self.shell("completed")
         output = [self.image_item(True)] if self.job is not None else []
@@ -254,9 +264,10 @@ async def _create(request: web.Request) -> web.StreamResponse:
     items = _items_of(body.get("input"))
     if body.get("background"):
         done_at = time.time() + state.config.background_ms / 1000
-        stored = Stored(making.complete(), items, True, done_at, "queued")
+        stored = Stored(making.complete(), items, True, done_at, "queued", making)
         state.responses[making.id] = stored
         return _json(making.shell("queued"))
+    making.bill()
     if body.get("store", True) is not False:
         state.responses[making.id] = Stored(making.complete(), items, False, 0, "completed")
     if body.get("stream"):
@@ -270,6 +281,8 @@ def _stored(request: web.Request) -> Stored:
         raise ApiError(404, f"Response with id '{request.match_info['response_id']}' not found.")
     if stored.background and stored.status in ("queued", "in_progress"):
         stored.status = "completed" if time.time() >= stored.done_at else "in_progress"
+        if stored.status == "completed" and stored.making is not None:
+            stored.making.bill()
     return stored
 
 
@@ -300,6 +313,9 @@ async def _cancel(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "Only responses created with background=true can be cancelled.")
     if stored.status in ("queued", "in_progress"):
         stored.status = "cancelled"
+        model = stored.body["model"]
+        read = _text_usage(model, "", output=False)  # it read its input before it stopped
+        bill(request.app[SIMULATOR_STATE], model, text_usd(model, read), 0)
     return _json(_shown(stored))
 
 

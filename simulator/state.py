@@ -64,6 +64,7 @@ class SimulatorState:
         self.uploads: dict[str, Any] = {}
         self.batches: dict[str, Any] = {}
         self.responses: dict[str, Any] = {}  # the Responses API's stored responses, by id
+        self.bills: list[Any] = []  # what was billed (billing.py's Bill), in order
         self._images: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
         self._fault = parse_fault(config.fault) if config.fault else None
         self._rng = random.Random(config.seed)

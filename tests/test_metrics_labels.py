@@ -18,6 +18,7 @@ async def test_refusal_reasons_follow_the_outcome(tmp_path: Path) -> None:
         Outcome.REFUSED_AUTH: "auth",
         Outcome.REFUSED_BUDGET: "budget",
         Outcome.REFUSED_RATE: "rpm",
+        Outcome.REFUSED_POLICY: "policy",
         Outcome.INVALID: "invalid",
     }
     for outcome in Outcome:

@@ -110,7 +110,8 @@ def test_the_ending_tells_the_story_in_order() -> None:
     """The result is computed once, then the one commit point (and a response's record), then
     the one writer; the leader, the clean-up and the report after."""
     assert [step.__name__ for step in pipeline.ENDING] == [
-        "close_the_books", "write_ledger_row", "record_response", "answer_client", "finish_leader",
+        "close_the_books", "write_ledger_row", "record_response", "alert_on_spend",
+        "answer_client", "finish_leader",
         "release_upstream", "remove_spools", "report",
     ]  # fmt: skip
 

@@ -20,7 +20,7 @@ def test_resources_open_in_the_order_that_reads_as_the_apps_life() -> None:
     lifecycle.add_to(app)
     assert [ctx.__name__ for ctx in app.cleanup_ctx] == [
         "store", "redis", "books", "cache", "upstream", "replicas", "background_tasks",
-        "housekeeping",
+        "housekeeping", "alerts",
     ]  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from gateway.admin.requests import actor
 from gateway.admin.requests import parse_body as _parse
 from gateway.edge.auth import bearer_token
 from gateway.errors import GatewayError, invalid_request
+from gateway.ops.reconcile import reconcile
 from gateway.runtime.state import SERVICES
 from gateway.store import Conflict
 
@@ -181,6 +183,29 @@ async def cache_purge(request: web.Request) -> web.Response:
     return _json({"purged": purged})
 
 
+async def reconcile_view(request: web.Request) -> web.Response:
+    """`GET /admin/reconcile?since=DAY&until=DAY&tolerance=USD`: the ledger beside upstream's
+    Costs API, per day and model; the differences count in gateway_reconcile_differences."""
+    query = request.query
+    since = query.get("since")
+    if not since:
+        raise invalid_request(
+            "Missing required parameter: 'since'.", code="missing_required_parameter", param="since"
+        )
+    try:
+        tolerance = Decimal(query.get("tolerance", "0.01"))
+    except ArithmeticError:
+        raise invalid_request(
+            "'tolerance' is USD.", code="invalid_value", param="tolerance"
+        ) from None
+    services = request.config_dict[SERVICES]
+    result = await reconcile(
+        services.settings, services.store, since, query.get("until"), tolerance
+    )
+    services.metrics.reconcile_differences.set(len(result["differences"]))
+    return _json(result)
+
+
 async def audit_log(request: web.Request) -> web.Response:
     """`GET /admin/audit?limit=&action=&target=`: the newest changes first."""
     raw = request.query.get("limit", "100")
@@ -209,6 +234,7 @@ def create_admin_app() -> web.Application:
     admin.router.add_post("/keys/{id}/rotate", rotate_key)
     admin.router.add_get("/usage", usage)
     admin.router.add_get("/audit", audit_log)
+    admin.router.add_get("/reconcile", reconcile_view)
     webhooks.add_routes(admin)
     admin.router.add_get("/cache/stats", cache_stats)
     admin.router.add_post("/cache/purge", cache_purge)

@@ -127,6 +127,13 @@ class Metrics:
             ("result",),
             registry=r,
         )
+        self.reconcile_differences = Gauge(
+            "gateway_reconcile_differences",
+            "Day-and-model differences beyond the tolerance between the ledger and upstream's"
+            " Costs API, at the last GET /admin/reconcile.",
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.cache_hits = Counter(
             "gateway_cache_hits", "Requests answered from a stored entry.", ("team",), registry=r
         )

@@ -443,6 +443,7 @@ class Store(Protocol):
         """`owner` is alive at `now` (unix seconds). Heartbeats a day old are forgotten."""
         ...
 
+    async def upstream_cost_by_day(self, since: str, until: str) -> list[tuple[str, str, int]]: ...
     async def add_audit(
         self,
         *,

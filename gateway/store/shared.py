@@ -203,6 +203,23 @@ class SharedSql:
     async def silent_holders(self, before: float) -> list[str]:
         return [row[0] for row in await self._all(SILENT_HOLDERS, {"before": before})]
 
+    # Reconciliation (ops/reconcile.py)
+
+    async def upstream_cost_by_day(self, since: str, until: str) -> list[tuple[str, str, int]]:
+        """What went upstream, per day and model, in nano-dollars: every row but the cache's
+        answers; a response's image part under its image model, its text part under its
+        text model."""
+        rows = await self._all(
+            "SELECT day, model, SUM(COALESCE(image_cost_nanos, cost_nanos)) FROM ledger"
+            " WHERE day >= :since AND day < :until AND model IS NOT NULL"
+            " AND cache_status NOT IN ('hit', 'coalesced') GROUP BY day, model"
+            " UNION ALL SELECT day, text_model, SUM(text_cost_nanos) FROM ledger"
+            " WHERE day >= :since AND day < :until AND text_model IS NOT NULL"
+            " AND cache_status NOT IN ('hit', 'coalesced') GROUP BY day, text_model",
+            {"since": since, "until": until},
+        )
+        return [(row[0], row[1], int(row[2] or 0)) for row in rows]
+
     # The audit trail (admin/audit.py)
 
     async def add_audit(

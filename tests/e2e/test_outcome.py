@@ -45,6 +45,7 @@ async def test_every_outcome_is_counted_alike_by_ledger_metrics_log_and_report(
     key = (await accounts.create_key(store, accounts.KeyCreate(team="t"))).secret
     poor = await accounts.create_key(store, accounts.KeyCreate(team="t", budget_usd="0.000001"))
     slow = await accounts.create_key(store, accounts.KeyCreate(team="t", rpm=1))
+    narrow = await accounts.create_key(store, accounts.KeyCreate(team="t", max_n=1))
     replies = scripted_upstream.replies
 
     async def post(secret: str, body: dict[str, Any] = BODY) -> int:
@@ -58,13 +59,14 @@ async def test_every_outcome_is_counted_alike_by_ledger_metrics_log_and_report(
     assert await post(key) == 200
     replies.append(Reply(json.dumps({"created": 1, "data": [{"b64_json": "eA=="}]}).encode()))
     assert await post(key) == 200
-    # The gateway's own refusals: no key, a budget, a rate limit, an invalid request.
+    # The gateway's own refusals: no key, a budget, a rate limit, an invalid request, a policy.
     assert await post("sk-gw-not-a-key") == 401
     assert await post(poor.secret) == 429
     replies.append(Reply(WITH_USAGE.encode()))
     assert await post(slow.secret) == 200  # rpm=1: the first is admitted...
     assert await post(slow.secret) == 429  # ...the second is not
     assert await post(key, {**BODY, "n": 11}) == 400
+    assert await post(narrow.secret, {**BODY, "n": 2}) == 403  # outside its key's policy
     # upstream_error: upstream's own error, passed through.
     replies.append(Reply(b'{"error": {"message": "down", "type": "server_error"}}', status=500))
     assert await post(key) == 500
@@ -94,7 +96,7 @@ async def test_every_outcome_is_counted_alike_by_ledger_metrics_log_and_report(
     await asyncio.sleep(0.2)
     writer.close()
     for _ in range(100):  # its row is written as its handler unwinds
-        if len(await store._all("SELECT id FROM ledger")) == 10:
+        if len(await store._all("SELECT id FROM ledger")) == 11:
             break
         await asyncio.sleep(0.02)
 
