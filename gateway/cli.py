@@ -43,6 +43,20 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rpm", type=int, help="requests per minute")
     parser.add_argument("--ipm", type=int, help="images per minute")
+    parser.add_argument("--allowed-models", help="policy: comma-separated models ('none' clears)")
+    parser.add_argument("--allowed-qualities", help="policy: comma-separated qualities")
+    parser.add_argument("--max-n", type=int, help="policy: the most images per request")
+    parser.add_argument("--max-pixels", type=int, help="policy: the most pixels per image")
+    parser.add_argument(
+        "--alert-thresholds", help="budget alerts: comma-separated fractions, e.g. 0.5,0.9,1"
+    )
+
+
+def _add_team_options(parser: argparse.ArgumentParser) -> None:
+    _add_limit_options(parser)
+    parser.add_argument(
+        "--price-multiplier", help="chargeback: charged = upstream's cost times this ('none': 1)"
+    )
 
 
 def _worker_count(text: str) -> int:
@@ -55,10 +69,22 @@ def _worker_count(text: str) -> int:
 def _limit_fields(ns: argparse.Namespace) -> dict[str, Any]:
     """Only the options given, so that an update changes only those."""
     fields: dict[str, Any] = {}
-    for name in ("budget_usd", "budget_period", "rpm", "ipm"):
+    for name in (
+        "budget_usd",
+        "budget_period",
+        "rpm",
+        "ipm",
+        "max_n",
+        "max_pixels",
+        "price_multiplier",
+    ):
         value = getattr(ns, name, None)
         if value is not None:
             fields[name] = None if value == "none" else value
+    for name in ("allowed_models", "allowed_qualities", "alert_thresholds"):
+        value = getattr(ns, name, None)
+        if value is not None:
+            fields[name] = None if value == "none" else [v.strip() for v in value.split(",")]
     return fields
 
 
@@ -166,7 +192,7 @@ async def cmd_teams(ns: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps(await accounts.team_view_now(store, team), indent=2))
         elif ns.action == "update":
             team = await accounts.update_team(
-                store, ns.name, accounts.Limits(**_limit_fields(ns)), actor=cli_actor()
+                store, ns.name, accounts.TeamLimits(**_limit_fields(ns)), actor=cli_actor()
             )
             print(json.dumps(await accounts.team_view_now(store, team), indent=2))
         elif ns.action == "delete":
@@ -446,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action, what in (("create", "create a team"), ("update", "change a team's limits")):
         sub = teams.add_parser(action, help=what)
         sub.add_argument("name", help="the team's name (letters, digits, . _ -)")
-        _add_limit_options(sub)
+        _add_team_options(sub)
     teams.add_parser("show", help="one team, with its spend (JSON)").add_argument(
         "name", help="the team's name"
     )

@@ -161,6 +161,7 @@ async def test_usage_groups_and_filters(store: Store) -> None:
             "text_output_tokens": 0,
             "cost_nanos": 100,
             "saved_nanos": 0,
+            "upstream_cost_nanos": 100,
         }
     ]
     assert await store.usage(UsageFilter(since="2027-01-01"), "day") == []

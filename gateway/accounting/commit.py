@@ -68,6 +68,7 @@ def ledger_row(flow: Flow) -> LedgerRow:
         text_model=flow.ask.model if flow.ask else None,
         text_cost_nanos=result.text_cost_nanos,
         image_cost_nanos=result.image_cost_nanos,
+        upstream_cost_nanos=result.upstream_cost_nanos,
         tags=tags_json(flow.tags),
         end_user=storable(flow.end_user),
     )

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from gateway.accounting.chargeback import charged
 from gateway.errors import GatewayError
 from gateway.money import MAX_REQUEST_NANOS, nanos_to_usd
 from gateway.outcome import Outcome
@@ -168,7 +169,8 @@ async def close_the_books(flow: Flow, error: BaseException | None) -> None:
         outcome=outcome,
         error_code=error_code,
         cache_status=served,
-        cost_nanos=charge.nanos,
+        cost_nanos=charged(flow.caller.team if flow.caller else None, charge.nanos),
+        upstream_cost_nanos=charge.nanos,
         saved_nanos=answer.saved_nanos,
         usage=usage,
         svg_usage=svg,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from gateway.accounting.chargeback import charged
 from gateway.accounting.journal import this_process
 from gateway.accounting.periods import Periods
 from gateway.accounting.quota import budget_exhausted, limits_for
@@ -78,10 +79,11 @@ async def reserve_budget(flow: Flow) -> None:
     now = dt.datetime.now(dt.UTC)
     periods = Periods.at(now)
     # A store that cannot take it raises: the pipeline answers 503 before anything went upstream.
+    amount = charged(team, flow.bill.estimate_nanos)  # in what the team is charged
     flow.bill.reservation_id = await store.reserve(
         key_id=key.id,
         team_id=team.id,
-        amount_nanos=flow.bill.estimate_nanos,
+        amount_nanos=amount,
         periods=periods,
         now=now.timestamp(),
         ttl_s=services.settings.reservation_ttl_s,
@@ -98,10 +100,8 @@ async def reserve_budget(flow: Flow) -> None:
     for scope, scope_id, name in (("key", key.id, key.id), ("team", str(team.id), team.name)):
         spend = await store.spend(scope, scope_id, periods, now.timestamp())
         remaining = spend.remaining_nanos
-        if remaining is not None and remaining < flow.bill.estimate_nanos:
-            raise budget_exhausted(
-                scope, name, spend, flow.bill.estimate_nanos, now, lowering_hint(flow)
-            )
+        if remaining is not None and remaining < amount:
+            raise budget_exhausted(scope, name, spend, amount, now, lowering_hint(flow))
     # The budget freed up between the check and the explanation: refuse anyway, plainly.
     raise GatewayError(
         429,

@@ -30,7 +30,11 @@ GROUPS = (
     "user",
 )  # and tag:<key>, one row per value of that tag
 TAG_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-COUNT_COLUMNS = USAGE_COLUMNS[:-2]  # all but cost and saved, which are shown in USD
+# All but cost, saved and upstream cost, which are shown in USD.
+COUNT_COLUMNS = USAGE_COLUMNS[:-3]
+# Money, in USD: what the team was charged (its price multiplier applied), what the cache
+# saved, what upstream charged, and the margin between the first and the last.
+MONEY_COLUMNS = ("cost_usd", "saved_usd", "upstream_cost_usd", "margin_usd")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Report:
 
     def as_csv(self) -> str:
         out = io.StringIO()
-        columns = [self.group_by, *COUNT_COLUMNS, "cost_usd", "saved_usd"]
+        columns = [self.group_by, *COUNT_COLUMNS, *MONEY_COLUMNS]
         writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
@@ -120,13 +124,19 @@ async def usage_report(
     raw = await store.usage(where, group_by)
     rows = [_money_view(row, group_by) for row in raw]
     total: dict[str, Any] = {column: sum(row[column] for row in raw) for column in COUNT_COLUMNS}
-    total["cost_usd"] = nanos_to_usd(sum(row["cost_nanos"] for row in raw))
-    total["saved_usd"] = nanos_to_usd(sum(row["saved_nanos"] for row in raw))
+    total.update(_money({c: sum(row[c] for row in raw) for c in USAGE_COLUMNS[-3:]}))
     return Report(group_by, rows, total)
+
+
+def _money(sums: dict[str, int]) -> dict[str, str]:
+    return {
+        "cost_usd": nanos_to_usd(sums["cost_nanos"]),
+        "saved_usd": nanos_to_usd(sums["saved_nanos"]),
+        "upstream_cost_usd": nanos_to_usd(sums["upstream_cost_nanos"]),
+        "margin_usd": nanos_to_usd(sums["cost_nanos"] - sums["upstream_cost_nanos"]),
+    }
 
 
 def _money_view(row: dict[str, Any], group_by: str) -> dict[str, Any]:
     view = {group_by: row[group_by], **{column: row[column] for column in COUNT_COLUMNS}}
-    view["cost_usd"] = nanos_to_usd(row["cost_nanos"])
-    view["saved_usd"] = nanos_to_usd(row["saved_nanos"])
-    return view
+    return {**view, **_money(row)}

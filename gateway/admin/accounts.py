@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from gateway.accounting.chargeback import MAX_MULTIPLIER, multiplier
 from gateway.accounting.periods import Periods, next_reset
 from gateway.accounting.policy import FIELDS as POLICY
 from gateway.accounting.policy import merged, read_policy
@@ -103,7 +104,29 @@ class Limits(BaseModel):
         return changes
 
 
-class TeamCreate(Limits):
+class TeamLimits(Limits):
+    """A team's limits, and its price multiplier (chargeback.py; null: 1)."""
+
+    price_multiplier: Decimal | None = Field(
+        default=None, ge=0, le=MAX_MULTIPLIER, allow_inf_nan=False
+    )
+
+    @field_validator("price_multiplier")
+    @classmethod
+    def _at_most_six_places(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value.as_tuple().exponent < -6:  # type: ignore[operator]
+            raise ValueError("price_multiplier has more than 6 decimal places")
+        return value
+
+    def store_changes(self, policy: str | None = None) -> dict[str, Any]:
+        changes = super().store_changes(policy)
+        if "price_multiplier" in self.model_fields_set:
+            value = self.price_multiplier
+            changes["price_multiplier"] = None if value is None else f"{value.normalize():f}"
+        return changes
+
+
+class TeamCreate(TeamLimits):
     name: str = Field(pattern=NAME_PATTERN)
 
 
@@ -153,6 +176,7 @@ def team_view(team: Team, spend: Spend) -> dict[str, Any]:
         "ipm": team.ipm,
         "policy": read_policy(team.policy),
         "alert_thresholds": _thresholds(team.alert_thresholds),
+        "price_multiplier": f"{multiplier(team).normalize():f}",
         "created_at": team.created_at,
         **spend_view(spend),
     }
@@ -223,6 +247,7 @@ def team_record(team: Team) -> dict[str, Any]:
         "rpm": team.rpm,
         "ipm": team.ipm,
         "policy": read_policy(team.policy),
+        "price_multiplier": team.price_multiplier or "1",
     }
 
 
@@ -256,7 +281,7 @@ async def get_team(store: Store, name: str) -> Team:
 
 
 async def update_team(
-    store: Store, name: str, changes: Limits, *, actor: str = audit.SYSTEM
+    store: Store, name: str, changes: TeamLimits, *, actor: str = audit.SYSTEM
 ) -> Team:
     current = await get_team(store, name)
     team = await store.update_team(name, **changes.store_changes(current.policy))

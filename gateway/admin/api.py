@@ -86,7 +86,7 @@ async def get_team(request: web.Request) -> web.Response:
 
 async def patch_team(request: web.Request) -> web.Response:
     store = request.config_dict[SERVICES].store
-    changes = await _parse(request, accounts.Limits)
+    changes = await _parse(request, accounts.TeamLimits)
     team = await accounts.update_team(
         store, request.match_info["name"], changes, actor=actor(request)
     )

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.accounting.chargeback import charged
 from gateway.accounting.journal import this_process
 from gateway.accounting.periods import Periods
 from gateway.accounting.quota import budget_exhausted
@@ -70,14 +71,14 @@ async def create(request: web.Request) -> web.StreamResponse:
     batch_id = f"batch_gw_{secrets.token_hex(12)}"
     lines = await services.store.file_lines(file.id)
     wanted = await cached_in_index(services, lines) if read else set()
-    held = _estimate(lines, wanted)
+    held = charged(caller.team, _estimate(lines, wanted))
     reservation = await _hold(services, caller, batch_id, file, lines, held)
     try:
         with tempfile.TemporaryDirectory(dir=await _spool(services), prefix="batch-") as directory:
             split = await split_by_cache(services, file, lines, wanted, Path(directory))
-        if _estimate(lines, split.cached) > held:  # the cache gave fewer answers than its index
-            await services.store.drop_hold(reservation)  # promised: hold the rest too
-            held = _estimate(lines, split.cached)
+        if charged(caller.team, _estimate(lines, split.cached)) > held:  # fewer answers than
+            await services.store.drop_hold(reservation)  # its index promised: hold the rest too
+            held = charged(caller.team, _estimate(lines, split.cached))
             reservation = await _hold(services, caller, batch_id, file, lines, held)
         goes_upstream = split.upstream_file_id is not None
         record = BatchRecord(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.accounting.chargeback import charged
 from gateway.accounting.periods import Periods
 from gateway.batch.results import LineCharge, LineResult, Source, line_charge, read_results
 from gateway.batch.upstream_api import UpstreamBatches
@@ -32,7 +33,7 @@ from gateway.money import NANOS_PER_USD
 from gateway.outcome import CacheStatus, Outcome
 from gateway.runtime.services import Services
 from gateway.store.base import CacheEntry, LedgerRow
-from gateway.store.records import BatchFile, BatchLine, BatchRecord
+from gateway.store.records import BatchFile, BatchLine, BatchRecord, Team
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class _Settlement:
         self.services, self.api, self.batch = services, api, batch
         self.directory, self.upstream, self.status = directory, upstream, status
         self.results = _Results()
+        self.team: Team | None = None  # charged at its price multiplier (chargeback.py)
 
     async def run(self) -> None:
         """The rows go in ROWS_AT_ONCE lines at a time (each chunk's answers then fill the
@@ -131,6 +133,8 @@ class _Settlement:
         lines once the batch is marked settled."""
         batch, store = self.batch, self.services.store
         lines = await store.file_lines(batch.input_file_id)
+        key = await store.get_key(batch.key_id)
+        self.team = await store.get_team(key.team_name) if key is not None else None
         await self._read_results()
         tally = _Tally()
         for start in range(0, len(lines), ROWS_AT_ONCE):
@@ -211,7 +215,8 @@ class _Settlement:
                     text_output_tokens=usage.text_output if usage else 0,
                     images=result.images if result is not None else 0,
                     estimate_nanos=line.estimate_nanos,
-                    cost_nanos=charge.cost_nanos,
+                    cost_nanos=charged(self.team, charge.cost_nanos),
+                    upstream_cost_nanos=charge.cost_nanos,
                     saved_nanos=result.saved_nanos if cached and result is not None else 0,
                     latency_ms=0.0,
                     upstream_request_id=result.request_id if result and not cached else None,

@@ -124,7 +124,7 @@ async def save_team(request: web.Request) -> web.StreamResponse:
             )
         else:
             await accounts.update_team(
-                store, name, _limits(form, accounts.Limits), actor=_actor(request)
+                store, name, _limits(form, accounts.TeamLimits), actor=_actor(request)
             )
     except (ValidationError, Conflict, accounts.NotFound) as exc:
         context = await teams(request, error=_form_errors(exc))

@@ -135,9 +135,11 @@ class Result:
     usage: Usage | None = None  # as charged (bounded)
     svg_usage: SvgUsage | None = None
     images: int = 0
-    # A response's two parts (they add up to cost_nanos); None for an images request.
+    # A response's two parts (they add up to upstream_cost_nanos); None for an images request.
     text_cost_nanos: int | None = None
     image_cost_nanos: int | None = None
+    # What upstream charges; cost_nanos is what the team is charged (chargeback.py).
+    upstream_cost_nanos: int = 0
 
 
 class RequestMetrics(Protocol):

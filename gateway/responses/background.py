@@ -21,6 +21,7 @@ import secrets
 import time
 from typing import Any
 
+from gateway.accounting.chargeback import charged
 from gateway.accounting.journal import this_process
 from gateway.accounting.periods import Periods
 from gateway.errors import GatewayError
@@ -31,7 +32,7 @@ from gateway.responses.charge import charge_parts
 from gateway.responses.reading import count_image_calls, image_usage, text_usage
 from gateway.runtime.services import Services
 from gateway.store.base import LedgerRow
-from gateway.store.records import ResponseRecord
+from gateway.store.records import ResponseRecord, Team
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,9 @@ async def settle_response(services: Services, response_id: str, owner: str) -> b
             await store.update_response(response_id, status=status, polled_at=time.time(),
                                         lease_owner=None)  # fmt: skip
             return False
-        await store.record(_row(services, record, answer))
+        key = await store.get_key(record.key_id)
+        team = await store.get_team(key.team_name) if key is not None else None
+        await store.record(_row(services, record, answer, team))
         await store.update_response(response_id, status=status, settled_at=int(time.time()),
                                     lease_owner=None)  # fmt: skip
         return True
@@ -113,7 +116,9 @@ async def _upstream_response(services: Services, response_id: str) -> dict[str, 
     return document
 
 
-def _row(services: Services, record: ResponseRecord, answer: dict[str, Any]) -> LedgerRow:
+def _row(
+    services: Services, record: ResponseRecord, answer: dict[str, Any], team: Team | None
+) -> LedgerRow:
     """The ledger row of a background response that has ended, from its own usage."""
     table = services.prices.table
     text_price, image_price = table.lookup(record.model), table.lookup(record.image_model)
@@ -161,7 +166,8 @@ def _row(services: Services, record: ResponseRecord, answer: dict[str, Any]) -> 
         text_output_tokens=used.text_output,
         images=images,
         estimate_nanos=record.estimate_nanos,
-        cost_nanos=text_nanos + image_nanos,
+        cost_nanos=charged(team, text_nanos + image_nanos),
+        upstream_cost_nanos=text_nanos + image_nanos,
         saved_nanos=0,
         latency_ms=0.0,
         upstream_request_id=None,

@@ -73,6 +73,13 @@ class LedgerRow:
     # `user`.
     tags: str | None = None
     end_user: str | None = None
+    # What upstream charges; cost_nanos is what the team is charged (times its price
+    # multiplier). None: the same as cost_nanos.
+    upstream_cost_nanos: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.upstream_cost_nanos is None:
+            object.__setattr__(self, "upstream_cost_nanos", self.cost_nanos)
 
 
 def orphan_row(
@@ -154,6 +161,7 @@ USAGE_COLUMNS = (
     "text_output_tokens",
     "cost_nanos",
     "saved_nanos",
+    "upstream_cost_nanos",
 )
 
 

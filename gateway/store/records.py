@@ -17,6 +17,7 @@ class Team:
     created_at: str
     policy: str | None = None  # what its keys may ask for, JSON (accounting/policy.py)
     alert_thresholds: str | None = None  # JSON list of fractions; None: 0.8 and 1.0 (alerts/)
+    price_multiplier: str | None = None  # chargeback: what it is charged, times upstream's cost
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,8 +55,9 @@ class SharedSql:
         try:
             row = await self._one(
                 "INSERT INTO teams (name, budget_nanos, budget_period, rpm, ipm, policy,"
-                " alert_thresholds, created_at) VALUES (:name, :budget_nanos, :budget_period,"
-                " :rpm, :ipm, :policy, :alert_thresholds, :created_at)"
+                " alert_thresholds, price_multiplier, created_at) VALUES (:name, :budget_nanos,"
+                " :budget_period, :rpm, :ipm, :policy, :alert_thresholds, :price_multiplier,"
+                " :created_at)"
                 f" RETURNING {TEAM_COLUMNS}",
                 {"name": name, **values, "created_at": now_text()},
             )
@@ -210,7 +211,7 @@ class SharedSql:
         answers; a response's image part under its image model, its text part under its
         text model."""
         rows = await self._all(
-            "SELECT day, model, SUM(COALESCE(image_cost_nanos, cost_nanos)) FROM ledger"
+            "SELECT day, model, SUM(COALESCE(image_cost_nanos, upstream_cost_nanos)) FROM ledger"
             " WHERE day >= :since AND day < :until AND model IS NOT NULL"
             " AND cache_status NOT IN ('hit', 'coalesced') GROUP BY day, model"
             " UNION ALL SELECT day, text_model, SUM(text_cost_nanos) FROM ledger"

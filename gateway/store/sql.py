@@ -12,7 +12,8 @@ from gateway.outcome import sql_refused
 from gateway.store.base import USAGE_COLUMNS, LedgerRow, UsageFilter
 
 TEAM_COLUMNS = (
-    "id, name, budget_nanos, budget_period, rpm, ipm, created_at, policy, alert_thresholds"
+    "id, name, budget_nanos, budget_period, rpm, ipm, created_at, policy, alert_thresholds,"
+    " price_multiplier"
 )
 KEY_COLUMNS = (
     "k.id, k.team_id, t.name, k.name, k.prefix, k.budget_nanos, k.budget_period, k.rpm, k.ipm,"
@@ -22,11 +23,19 @@ KEY_FIELDS = 13  # the columns of KEY_COLUMNS: an ApiKey
 # A key with its team's limits, by hash: ApiKey's columns, then Team's after its id and name.
 KEY_AND_TEAM = (
     f"SELECT {KEY_COLUMNS}, t.budget_nanos, t.budget_period, t.rpm, t.ipm, t.created_at,"
-    " t.policy, t.alert_thresholds"
+    " t.policy, t.alert_thresholds, t.price_multiplier"
     " FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = :hash"
 )
 LIMIT_FIELDS = frozenset(
-    {"budget_nanos", "budget_period", "rpm", "ipm", "policy", "alert_thresholds"}
+    {
+        "budget_nanos",
+        "budget_period",
+        "rpm",
+        "ipm",
+        "policy",
+        "alert_thresholds",
+        "price_multiplier",
+    }
 )
 LEDGER_COLUMNS = tuple(LedgerRow.__dataclass_fields__)
 ORPHAN_COLUMNS = "id, key_id, team_id, amount_nanos, created_at, request_id, endpoint, model"
@@ -148,6 +157,7 @@ def limit_values(limits: dict[str, Any]) -> dict[str, Any]:
         "ipm": None,
         "policy": None,
         "alert_thresholds": None,
+        "price_multiplier": None,
     }
     values.update(limits)
     return values
