@@ -195,9 +195,11 @@ async def reconcile_view(request: web.Request) -> web.Response:
     try:
         tolerance = Decimal(query.get("tolerance", "0.01"))
     except ArithmeticError:
+        tolerance = Decimal(-1)
+    if not tolerance.is_finite() or tolerance < 0:
         raise invalid_request(
-            "'tolerance' is USD.", code="invalid_value", param="tolerance"
-        ) from None
+            "'tolerance' is USD, 0 or more.", code="invalid_value", param="tolerance"
+        )
     services = request.config_dict[SERVICES]
     result = await reconcile(
         services.settings, services.store, since, query.get("until"), tolerance

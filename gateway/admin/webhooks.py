@@ -38,8 +38,12 @@ class WebhookCreate(BaseModel):
 
 
 async def check_url(url: str, allow_private: bool) -> None:
-    parsed = URL(url)
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    try:
+        parsed = URL(url)
+        fits = parsed.scheme in ("http", "https") and bool(parsed.host) and parsed.port
+    except (ValueError, TypeError):
+        fits = False
+    if not fits:
         raise invalid_request(
             "'url' must be an http or https URL.", code="invalid_value", param="url"
         )
@@ -49,7 +53,7 @@ async def check_url(url: str, allow_private: bool) -> None:
         found = await asyncio.get_running_loop().getaddrinfo(
             parsed.host, parsed.port, type=socket.SOCK_STREAM
         )
-    except OSError:
+    except (OSError, UnicodeError, ValueError):
         raise invalid_request(
             f"'url' names a host that does not resolve: {parsed.host}.",
             code="invalid_value",

@@ -47,7 +47,7 @@ _CREATED = {
     "headers": {"x-gateway-cost-usd": {"schema": {"type": "string"}}},
     "content": {
         "application/json": {"schema": _RESPONSE},
-        "text/event-stream": {"schema": {"type": "string"}},
+        "text/event-stream": {},
     },
 }
 _TOOL = {

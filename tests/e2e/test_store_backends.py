@@ -128,6 +128,7 @@ async def test_a_ledger_row_settles_its_hold_and_counts_once(store: Store) -> No
             "text_input_tokens": 3, "cached_text_input_tokens": 0, "image_input_tokens": 0,
             "cached_image_input_tokens": 0, "image_output_tokens": 272,
             "text_output_tokens": 0, "cost_nanos": USD, "saved_nanos": 0,
+            "upstream_cost_nanos": USD,
         }
     ]  # fmt: skip
 
