@@ -126,6 +126,20 @@ def _print_rows(
         print(f"({empty})")
 
 
+def _in_words(view: dict[str, Any]) -> dict[str, Any]:
+    """A team's or key's view as a person reads it in a table: `no budget`, `no limit`,
+    `revoked` or `live`."""
+    shown = dict(view)
+    if shown.get("budget_usd") is None:
+        shown.update(budget_usd="no budget", budget_period="", remaining_usd="")
+    for name in ("rpm", "ipm"):
+        if shown.get(name) is None:
+            shown[name] = "no limit"
+    if "revoked" in shown:
+        shown["revoked"] = "revoked" if shown["revoked"] else "live"
+    return shown
+
+
 TEAM_COLUMNS = (
     "name",
     "budget_usd",
@@ -203,7 +217,14 @@ async def cmd_teams(ns: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps(await accounts.team_view_now(store, team), indent=2))
         else:
             views = [await accounts.team_view_now(store, t) for t in await store.list_teams()]
-            _print_rows(views, TEAM_COLUMNS, empty="no teams yet: gateway teams create NAME")
+            if ns.json:
+                print(json.dumps({"data": views}, indent=2))
+                return 0
+            _print_rows(
+                [_in_words(v) for v in views],
+                TEAM_COLUMNS,
+                empty="no teams yet: gateway teams create NAME",
+            )
         return 0
 
     return await _with_store(settings, work)
@@ -231,9 +252,14 @@ async def cmd_keys(ns: argparse.Namespace, settings: Settings) -> int:
         else:
             keys = await accounts.list_keys(store, ns.team)
             views = [await accounts.key_view_now(store, k) for k in keys]
+            if ns.json:
+                print(json.dumps({"data": views}, indent=2))
+                return 0
             whose = f" for team {ns.team}" if ns.team else ""
             _print_rows(
-                views, KEY_COLUMNS, empty=f"no keys{whose} yet: gateway keys create --team TEAM"
+                [_in_words(v) for v in views],
+                KEY_COLUMNS,
+                empty=f"no keys{whose} yet: gateway keys create --team TEAM",
             )
         return 0
 
@@ -438,9 +464,20 @@ def cmd_config(ns: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# One exit status per kind of outcome, so scripts can tell them apart.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED = 0, 1, 2, 3, 4
+EXIT_CODES_HELP = (
+    "exit status: 0 done; 1 failed (a server that cannot start, a reconciliation that found"
+    " differences); 2 usage error (an option or value that is not valid); 3 not found (a team,"
+    " key or the store itself); 4 refused (a name taken, a revoked key, a team with live keys)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="gateway", description="Caching, cost-accounting proxy for the OpenAI Images API."
+        prog="gateway",
+        description="Caching, cost-accounting proxy for the OpenAI Images API.",
+        epilog=EXIT_CODES_HELP,
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -476,7 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     teams.add_parser("show", help="one team, with its spend (JSON)").add_argument(
         "name", help="the team's name"
     )
-    teams.add_parser("list", help="every team with its budget and spend")
+    teams.add_parser("list", help="every team with its budget and spend").add_argument(
+        "--json", action="store_true", help="JSON, every field"
+    )
     delete = teams.add_parser(
         "delete", help="delete a team (refused while it has live keys); its ledger rows stay"
     )
@@ -495,9 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate", help="a new secret for a key: same id, budgets and history; the old one stops"
     ).add_argument("id", help="key id")
     keys.add_parser("show", help="one key, with its spend (JSON)").add_argument("id", help="key id")
-    keys.add_parser("list", help="keys with their budgets, spend and what is left").add_argument(
-        "--team", help="only this team's keys"
-    )
+    key_list = keys.add_parser("list", help="keys with their budgets, spend and what is left")
+    key_list.add_argument("--team", help="only this team's keys")
+    key_list.add_argument("--json", action="store_true", help="JSON, every field")
 
     usage = commands.add_parser("usage", help="spend and tokens from the ledger")
     usage.add_argument("--team", help="only this team")
@@ -681,18 +720,20 @@ def _main(argv: Sequence[str] | None) -> int:
     missing = _missing_store(ns, settings)
     if missing is not None:
         print(f"error: {missing}", file=sys.stderr)
-        return 1
+        return EXIT_NOT_FOUND
     try:
         return asyncio.run(ASYNC_COMMANDS[ns.command](ns, settings))
     except accounts.NotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_NOT_FOUND
     except (Conflict, accounts.Revoked, accounts.HasLiveKeys) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     except GatewayError as exc:  # a report's bad filter, say
         print(f"error: {exc.message}", file=sys.stderr)
-        return 2
+        if exc.status == 404:
+            return EXIT_NOT_FOUND
+        return EXIT_USAGE if exc.status == 400 else EXIT_FAILED
     except ValidationError as exc:  # an option's value, say --budget-usd -1
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]).replace("_", "-")

@@ -184,7 +184,7 @@ def test_reading_a_store_that_does_not_exist_says_so_and_creates_nothing(
     tmp_path: Path, args: tuple[str, ...]
 ) -> None:
     result = gateway(tmp_path, *args, check=False)
-    assert result.returncode == 1
+    assert result.returncode == 3  # not found
     assert result.stderr.startswith("error: no gateway data at ")
     assert "GATEWAY_DATA_DIR" in result.stderr
     assert not (tmp_path / "data").exists()
@@ -279,3 +279,25 @@ def test_a_start_that_cannot_open_its_store_says_why_in_one_line(
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0].startswith("gateway cannot start: ") and named in lines[0]
     assert "pw-secret" not in result.stderr
+
+
+def test_scripts_can_tell_each_outcome_apart_and_read_json(tmp_path: Path) -> None:
+    gateway(tmp_path, "teams", "create", "t")
+    created = gateway(tmp_path, "keys", "create", "--team", "t").stdout
+    key = created.split("key id: ")[1].split()[0]
+    assert gateway(tmp_path, "teams", "show", "nope", check=False).returncode == 3
+    assert gateway(tmp_path, "keys", "show", "key_nope", check=False).returncode == 3
+    assert gateway(tmp_path, "teams", "create", "t", check=False).returncode == 4  # taken
+    assert (
+        gateway(tmp_path, "teams", "update", "t", "--budget-usd", "-1", check=False).returncode == 2
+    )
+    assert gateway(tmp_path, "usage", "--key", "key_nope", check=False).returncode == 2
+    gateway(tmp_path, "keys", "revoke", key)
+    assert gateway(tmp_path, "keys", "rotate", key, check=False).returncode == 4  # revoked
+    teams = json.loads(gateway(tmp_path, "teams", "list", "--json").stdout)["data"]
+    assert [t["name"] for t in teams] == ["t"] and teams[0]["budget_usd"] is None
+    keys = json.loads(gateway(tmp_path, "keys", "list", "--json").stdout)["data"]
+    assert [k["revoked"] for k in keys] == [True]
+    table = gateway(tmp_path, "keys", "list").stdout
+    assert "no budget" in table and "revoked" in table and "True" not in table
+    assert "3 not found" in gateway(tmp_path, "--help").stdout
