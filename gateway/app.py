@@ -127,6 +127,20 @@ async def to_console(request: web.Request) -> web.StreamResponse:
     raise web.HTTPPermanentRedirect("/console/")
 
 
+async def root(request: web.Request) -> web.StreamResponse:
+    """`/`: the console when it is on; else what this is and where its API is."""
+    if request.app[SERVICES].settings.admin_token is not None:
+        raise web.HTTPFound("/console/")
+    return web.json_response(
+        {
+            "service": "images-gateway",
+            "api": "/v1/images/*",
+            "openapi": "/openapi.json",
+            "console": "off: set GATEWAY_ADMIN_TOKEN",
+        }
+    )
+
+
 async def not_images(request: web.Request) -> web.StreamResponse:
     raise GatewayError(
         404,
@@ -146,6 +160,7 @@ def create_app(settings: Settings, *, worker: bool = False) -> web.Application:
     app[WORKER] = worker
     lifecycle.add_to(app)
     app.add_subapp("/admin", create_admin_app())
+    app.router.add_get("/", root)
     app.router.add_get("/console", to_console)  # before the console's own prefix matches it
     app.add_subapp("/console", create_console_app())
     ops.add_routes(app)

@@ -142,6 +142,7 @@ def create_console_app() -> web.Application:
         autoescape=jinja2.select_autoescape(default=True),
         context_processors=[_context, aiohttp_jinja2.request_processor],
     )
+    aiohttp_jinja2.get_env(console).filters["when"] = pages.when
     console[pages.THUMBNAILS] = Thumbnails()
     add = console.router
     add.add_get("/login", login_page, name="login")

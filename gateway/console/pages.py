@@ -39,6 +39,21 @@ def _services(request: web.Request) -> Any:
     return request.config_dict[SERVICES]
 
 
+def when(value: object) -> str:
+    """A stored moment (ISO 8601 text, or unix seconds) as people read it: `2026-12-06 14:05
+    UTC`; anything else as it is."""
+    if isinstance(value, int | float):
+        moment = dt.datetime.fromtimestamp(value, dt.UTC)
+    else:
+        try:
+            moment = dt.datetime.fromisoformat(str(value))
+        except ValueError:
+            return str(value or "")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _actor(request: web.Request) -> str:
     """Who makes a change through the console, for the audit trail."""
     session = request.get(SESSION)
@@ -270,16 +285,38 @@ async def _image_in(request: web.Request, entry: CacheEntry) -> CachedImage:
     return found
 
 
+# What a thumbnail shows for an answer that holds no image to show (dall-e `url` answers, whose
+# images live upstream for an hour; a body cut short): a labelled placeholder, never a broken
+# image.
+PLACEHOLDER = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="160" height="160" viewBox="0 0 160 160">'
+    '<rect width="160" height="160" fill="#eef1f5"/><text x="80" y="76" font-family="sans-serif"'
+    ' font-size="13" fill="#5a6573" text-anchor="middle">{first}</text><text x="80" y="96"'
+    ' font-family="sans-serif" font-size="13" fill="#5a6573" text-anchor="middle">{second}'
+    "</text></svg>"
+)
+
+
+def _placeholder(first: str, second: str) -> web.Response:
+    svg = PLACEHOLDER.format(first=first, second=second)
+    return web.Response(
+        text=svg, content_type="image/svg+xml", headers={"Cache-Control": "private, max-age=300"}
+    )
+
+
 async def thumbnail(request: web.Request) -> web.Response:
     entry = await _cached_entry(request)
     thumbnails = request.app[THUMBNAILS]
     png = thumbnails.kept(entry.body_sha256)  # made before: the body is not read again
     if png is None:
-        image = await _image_in(request, entry)
+        try:
+            image = await _image_in(request, entry)
+        except web.HTTPNotFound:
+            return _placeholder("image by URL", "(not kept here)")
         try:
             png = await thumbnails.make(entry.body_sha256, image.png)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:  # not an image, or cut short
-            raise web.HTTPNotFound(text="this cached image cannot be read") from exc
+        except (UnidentifiedImageError, OSError, ValueError):  # not an image, or cut short
+            return _placeholder("image cannot", "be read")
     return web.Response(body=png, content_type="image/png",
                         headers={"Cache-Control": "private, max-age=86400"})  # fmt: skip
 

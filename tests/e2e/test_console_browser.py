@@ -133,3 +133,89 @@ async def test_an_operator_runs_a_team_from_the_console(
         await page.wait_for_url("**/console/login")  # signed out (on a busy machine, not at once)
         await page.goto(f"{base}/console/teams")
         assert page.url.endswith("/console/login")
+
+
+PAGES = ("", "teams", "keys", "usage", "images", "batches", "prices", "cache", "audit")
+
+
+async def test_the_console_has_no_rough_edges_at_1280_and_400_px(
+    aiohttp_client: Any,
+    fake_upstream: FakeUpstream,
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(upstream_url=fake_upstream.url, cache_enabled=True)
+    gateway = await aiohttp_client(create_app(settings))
+    base = str(gateway.make_url("")).rstrip("/")
+    screenshots = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tmp_path)
+    await gateway.post("/admin/teams", json={"name": "design", "budget_usd": "1"}, headers=ADMIN)
+    key = await (await gateway.post("/admin/keys", json={"team": "design"}, headers=ADMIN)).json()
+    sdk = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key["key"], max_retries=0)
+    await sdk.images.generate(model="gpt-image-1", prompt="a heron", quality="low")
+    await sdk.images.generate(model="dall-e-3", prompt="a crane", response_format="url")
+    await sdk.close()
+    for width in (1280, 400):
+        async with browser_page(viewport={"width": width, "height": 900}) as page:
+            errors: list[str] = []
+            dialogs: list[str] = []
+
+            def console_error(message: Any, found: list[str] = errors) -> None:
+                if message.type == "error":
+                    found.append(message.text)
+
+            async def confirm(dialog: Any, seen: list[str] = dialogs) -> None:
+                seen.append(dialog.message)
+                await dialog.accept()
+
+            page.on("console", console_error)
+            page.on("dialog", confirm)
+            # `/` leads to the console when it is on.
+            await page.goto(f"{base}/")
+            assert "/console/" in page.url
+            await page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+            await page.get_by_role("button", name="Sign in").click()
+            await page.get_by_role("heading", name="Overview").wait_for()
+            # Every page fits the width: tables scroll inside their box, never the page.
+            for name in PAGES:
+                await page.goto(f"{base}/console/{name}")
+                await page.wait_for_load_state("networkidle")
+                wide = await page.evaluate(
+                    "document.documentElement.scrollWidth - window.innerWidth"
+                )
+                assert wide <= 0, f"/console/{name} scrolls sideways by {wide}px at {width}px"
+            # Charts start at $0.
+            await page.goto(f"{base}/console/")
+            await page.locator(".plot canvas").first.wait_for()
+            lowest = await page.evaluate(
+                "Array.from(document.querySelectorAll('[data-chart]'))"
+                ".filter(e => e.plot).map(e => e.plot.scales.y.min)"
+            )
+            assert lowest and all(value == 0 for value in lowest), lowest
+            await page.screenshot(
+                path=str(screenshots / f"console-overview-{width}.png"), full_page=True
+            )
+            # A form's refusal shows its message next to the form.
+            await page.goto(f"{base}/console/teams")
+            await page.get_by_label("Name").fill("design")  # taken
+            await page.get_by_role("button", name="Create team").click()
+            await page.locator("p.error").wait_for()
+            assert "design" in await page.locator("p.error").inner_text()
+            # The team-name pattern is one the browser can use (no "invalid regular expression").
+            assert not [e for e in errors if "regular expression" in e.lower()], errors
+            # A dall-e `url` answer shows a placeholder, never a broken image.
+            await page.goto(f"{base}/console/images")
+            images = page.locator(".gallery img")
+            await images.first.wait_for()
+            widths = await images.evaluate_all("els => els.map(e => e.naturalWidth)")
+            assert len(widths) == 2 and all(w > 0 for w in widths), widths
+            # Revoking asks first, keeps the list's team filter, and says when, in UTC.
+            await page.goto(f"{base}/console/keys?team=design")
+            if width == 400:
+                await page.get_by_role("button", name="Revoke").click()
+                await page.locator("tr[data-key] .tag.revoked").wait_for()
+                assert any("Revoke" in message for message in dialogs), dialogs
+                assert "team=design" in page.url
+                assert "UTC" in await page.locator("tr[data-key] .tag.revoked").inner_text()
+            await page.screenshot(
+                path=str(screenshots / f"console-keys-{width}.png"), full_page=True
+            )

@@ -125,7 +125,7 @@ async def test_the_prices_page_shows_the_table_in_force(console: Any) -> None:
     assert "Batch share" in page and '<td class="num">0.5</td>' in page
 
 
-async def test_a_truncated_cached_image_is_a_404_thumbnail_not_a_500(
+async def test_a_truncated_cached_image_is_a_placeholder_thumbnail_not_a_500(
     aiohttp_client: Any, scripted_upstream: ScriptedUpstream, make_settings: Callable[..., Settings]
 ) -> None:
     picture = io.BytesIO()
@@ -149,7 +149,9 @@ async def test_a_truncated_cached_image_is_a_404_thumbnail_not_a_500(
     page = await (await console.get("/console/images")).text()
     (thumbnail,) = re.findall(r'src="(/console/images/[^"/]+/thumbnail.png)"', page)
     response = await console.get(thumbnail)
-    assert response.status == 404  # not a 500: the image cannot be read, so there is none
+    # Not a 500, nor a broken image: a placeholder that says the image cannot be read.
+    assert response.status == 200 and response.content_type == "image/svg+xml"
+    assert "cannot" in await response.text()
 
 
 async def test_the_batches_page_lists_each_batch_with_its_lines_and_money(console: Any) -> None:

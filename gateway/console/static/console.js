@@ -11,16 +11,21 @@
       var data = JSON.parse(el.dataset.chart);
       var xs = data.labels.map(function (_, i) { return i; });
       var ys = data.values.map(Number);
-      var width = Math.max(280, el.clientWidth || 560);
-      new uPlot({
+      var width = Math.max(260, Math.min(el.clientWidth || 560, window.innerWidth - 40));
+      el.plot = new uPlot({
         width: width,
         height: 200,
         legend: { show: false },
         cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: false } },
+        // Money from $0; half a step of room at each end so the edge bars are whole.
+        scales: {
+          x: { time: false, range: function (u, min, max) { return [min - 0.5, max + 0.5]; } },
+          y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } },
+        },
         axes: [
-          { values: function (u, ticks) { return ticks.map(function (t) { return short(data.labels[t]); }); } },
-          { values: function (u, ticks) { return ticks.map(function (t) { return "$" + t; }); }, size: 60 },
+          { incrs: [1], space: 50,
+            values: function (u, ticks) { return ticks.map(function (t) { return short(data.labels[t]); }); } },
+          { values: function (u, ticks) { return ticks.map(function (t) { return "$" + (+t.toPrecision(3)); }); }, size: 64 },
         ],
         series: [
           {},
@@ -45,6 +50,16 @@
     var text = document.querySelector(button.dataset.copy).textContent.trim();
     navigator.clipboard.writeText(text).then(function () { button.textContent = "Copied"; },
       function () { button.textContent = "Select and copy"; });
+  });
+
+  // A form's refusal (a 4xx with the page and its message) is shown like any answer: htmx
+  // would otherwise drop it and the operator would see nothing happen.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var status = event.detail.xhr.status;
+    if (status >= 400 && status < 500 && event.detail.xhr.responseText) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
   });
 
   document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
