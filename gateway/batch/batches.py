@@ -124,7 +124,7 @@ async def _create_request(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid_request("The body must be a JSON object.", code="invalid_json")
     endpoint = body.get("endpoint")
-    if endpoint not in IMAGE_URLS:
+    if not isinstance(endpoint, str) or endpoint not in IMAGE_URLS:
         raise invalid_request(
             f"This gateway runs image batches only ({' or '.join(IMAGE_URLS)}), not"
             f" {str(endpoint)[:100]!r}.",

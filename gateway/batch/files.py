@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.accounting.policy import check, read_policy
 from gateway.batch.caller import Caller, caller_of, page_size
@@ -97,7 +98,8 @@ async def _read_upload(request: web.Request, path: Path, limit: int) -> tuple[st
         )
     try:
         purpose, filename = await _read_parts(await request.multipart(), path, limit)
-    except (ValueError, AssertionError, RuntimeError, KeyError) as exc:  # aiohttp's parse errors
+    except (ValueError, AssertionError, RuntimeError, KeyError, HttpProcessingError) as exc:
+        # aiohttp's parse errors: a malformed part, a bad part header
         raise invalid_request(
             f"The multipart body cannot be read ({type(exc).__name__}).", code="invalid_multipart"
         ) from None

@@ -129,7 +129,7 @@ def _check_line(
     if line.get("method") != "POST":
         raise invalid_request("'method' must be \"POST\".", code="invalid_value")
     line_url = line.get("url")
-    if line_url not in IMAGE_URLS:
+    if not isinstance(line_url, str) or line_url not in IMAGE_URLS:
         raise invalid_request(
             f"'url' {line_url!r} is not an image endpoint: a batch through this gateway holds"
             f" {' or '.join(IMAGE_URLS)} lines.",

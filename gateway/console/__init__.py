@@ -164,6 +164,7 @@ def create_console_app() -> web.Application:
     add.add_get("/images/{key}/full", pages.full_image, name="full_image")
     add.add_get("/prices", _template("prices.html", pages.prices), name="prices")
     add.add_get("/batches", _template("batches.html", pages.batches), name="batches")
+    add.add_get("/alerts", _template("alerts.html", pages.alerts), name="alerts")
     add.add_get("/audit", _template("audit.html", pages.audit_page), name="audit")
     add.add_get("/cache", _template("cache.html", pages.cache), name="cache")
     add.add_post("/cache/purge", pages.purge_cache, name="purge_cache")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 import gateway.console.figures as figures
 from gateway.accounting.usage_report import GROUPS, usage_report
 from gateway.admin import accounts, audit
+from gateway.alerts.thresholds import thresholds_of
 from gateway.batch.batches import present
 from gateway.console.session import SESSION
 from gateway.console.side_by_side import side_by_side
@@ -161,15 +162,20 @@ async def keys(
         view["bar"] = budget_bar(view)
     names = [t.name for t in await store.list_teams()]
     return {
-        "page": "keys", "keys": views, "team": team, "teams": names, "error": error,
+        "page": "keys",
+        "keys": views,
+        "team": team,
+        "teams": names,
+        "error": error,
         "issued": issued,
-    }  # fmt: skip
+    }
 
 
 async def _issued(request: web.Request, issued: IssuedKey, what: str) -> web.Response:
     """The page that shows a new secret, once: never stored, never shown again."""
-    context = await keys(request, issued={"secret": issued.secret, "what": what,
-                                          "id": issued.record.id})  # fmt: skip
+    context = await keys(
+        request, issued={"secret": issued.secret, "what": what, "id": issued.record.id}
+    )
     response = aiohttp_jinja2.render_template("keys.html", request, context)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -225,24 +231,30 @@ async def usage(request: web.Request) -> dict[str, Any]:
         error = exc.message
     csv_query = {k: v for k, v in {**filters, "group_by": group_by}.items() if v}
     return {
-        "page": "usage", "filters": filters, "group_by": group_by, "groups": GROUPS,
-        "report": report, "error": error,
+        "page": "usage",
+        "filters": filters,
+        "group_by": group_by,
+        "groups": GROUPS,
+        "report": report,
+        "error": error,
         "points": [(str(row[group_by]), row["cost_usd"]) for row in report.rows] if report else [],
         "csv_url": request.app.router["usage_csv"].url_for().with_query(csv_query),
         "teams": [t.name for t in await _services(request).store.list_teams()],
-    }  # fmt: skip
+    }
 
 
 async def usage_csv(request: web.Request) -> web.Response:
     """The same CSV as `/admin/usage?format=csv` for the same filters."""
     report = await usage_report(
-        _services(request).store, group_by=request.query.get("group_by") or "team",
+        _services(request).store,
+        group_by=request.query.get("group_by") or "team",
         **_usage_filters(request),
-    )  # fmt: skip
+    )
     return web.Response(
-        text=report.as_csv(), content_type="text/csv",
+        text=report.as_csv(),
+        content_type="text/csv",
         headers={"Content-Disposition": 'attachment; filename="usage.csv"'},
-    )  # fmt: skip
+    )
 
 
 async def images(request: web.Request) -> dict[str, Any]:
@@ -255,18 +267,26 @@ async def images(request: web.Request) -> dict[str, Any]:
     newest = await side_by_side(store.cache.recent(t.id, IMAGES_PER_TEAM, now) for t in shown)
     by_team = []
     for team, entries in zip(shown, newest, strict=True):
-        by_team.append({
-            "team": team.name,
-            "entries": [{
-                "key": entry.key, "model": entry.model, "endpoint": entry.endpoint,
-                "cost_usd": nanos_to_usd(entry.cost_nanos),
-                "saved_usd": nanos_to_usd(entry.cost_nanos * entry.hits), "hits": entry.hits,
-                "created_at": dt.datetime.fromtimestamp(entry.created_at, dt.UTC)
-                .strftime("%Y-%m-%d %H:%M UTC"),
-            } for entry in entries],
-        })  # fmt: skip
-    return {"page": "images", "by_team": by_team, "team": wanted,
-            "teams": [t.name for t in listed]}  # fmt: skip
+        by_team.append(
+            {
+                "team": team.name,
+                "entries": [
+                    {
+                        "key": entry.key,
+                        "model": entry.model,
+                        "endpoint": entry.endpoint,
+                        "cost_usd": nanos_to_usd(entry.cost_nanos),
+                        "saved_usd": nanos_to_usd(entry.cost_nanos * entry.hits),
+                        "hits": entry.hits,
+                        "created_at": dt.datetime.fromtimestamp(entry.created_at, dt.UTC).strftime(
+                            "%Y-%m-%d %H:%M UTC"
+                        ),
+                    }
+                    for entry in entries
+                ],
+            }
+        )
+    return {"page": "images", "by_team": by_team, "team": wanted, "teams": [t.name for t in listed]}
 
 
 async def _cached_entry(request: web.Request) -> CacheEntry:
@@ -317,26 +337,33 @@ async def thumbnail(request: web.Request) -> web.Response:
             png = await thumbnails.make(entry.body_sha256, image.png)
         except (UnidentifiedImageError, OSError, ValueError):  # not an image, or cut short
             return _placeholder("image cannot", "be read")
-    return web.Response(body=png, content_type="image/png",
-                        headers={"Cache-Control": "private, max-age=86400"})  # fmt: skip
+    return web.Response(
+        body=png, content_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
+    )
 
 
 async def full_image(request: web.Request) -> web.Response:
     found = await _image_in(request, await _cached_entry(request))
-    return web.Response(body=found.png, content_type=media_type(found.png),
-                        headers={"Cache-Control": "private, max-age=3600"})  # fmt: skip
+    return web.Response(
+        body=found.png,
+        content_type=media_type(found.png),
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
 
 
 async def image_details(request: web.Request) -> dict[str, Any]:
     found = await _image_in(request, await _cached_entry(request))
-    return {"page": "images", "key": request.match_info["key"], "size": found.size,
-            "quality": found.quality}  # fmt: skip
+    return {
+        "page": "images",
+        "key": request.match_info["key"],
+        "size": found.size,
+        "quality": found.quality,
+    }
 
 
 async def prices(request: web.Request) -> dict[str, Any]:
     table = _services(request).prices.table
-    return {"page": "prices", "version": table.version, "path": table.path,
-            "rows": describe(table)}  # fmt: skip
+    return {"page": "prices", "version": table.version, "path": table.path, "rows": describe(table)}
 
 
 async def batches(request: web.Request) -> dict[str, Any]:
@@ -348,17 +375,60 @@ async def batches(request: web.Request) -> dict[str, Any]:
     found = [] if wanted and team_id is None else await store.list_batches(team_id, 200)
     rows = [
         {
-            "id": b.id, "team": teams.get(b.team_id, str(b.team_id)), "key": b.key_id,
-            "status": present(b)["status"], "endpoint": b.endpoint.rsplit("/", 1)[-1],
-            "lines": b.lines, "cached": b.cached_lines, "completed": b.completed_lines,
-            "failed": b.failed_lines, "held": nanos_to_usd(b.held_nanos),
+            "id": b.id,
+            "team": teams.get(b.team_id, str(b.team_id)),
+            "key": b.key_id,
+            "status": present(b)["status"],
+            "endpoint": b.endpoint.rsplit("/", 1)[-1],
+            "lines": b.lines,
+            "cached": b.cached_lines,
+            "completed": b.completed_lines,
+            "failed": b.failed_lines,
+            "held": nanos_to_usd(b.held_nanos),
             "charged": nanos_to_usd(b.charged_nanos) if b.settled_at else "",
             "saved": nanos_to_usd(b.saved_nanos) if b.settled_at else "",
             "created": dt.datetime.fromtimestamp(b.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M"),
         }
         for b in found
-    ]  # fmt: skip
+    ]
     return {"page": "batches", "rows": rows, "teams": sorted(teams.values()), "team": wanted}
+
+
+async def alerts(request: web.Request) -> dict[str, Any]:
+    """Budget alerts: each webhook with its last deliveries, and each team's thresholds."""
+    store = _services(request).store
+    hooks = []
+    for hook_id, url, events, _secret, created_at in await store.list_webhooks():
+        rows = await store.deliveries(hook_id, 10)
+        hooks.append(
+            {
+                "id": hook_id,
+                "url": url,
+                "events": events or "every event",
+                "created_at": created_at,
+                "deliveries": [
+                    {
+                        "event": r[0],
+                        "status": r[2],
+                        "attempts": r[3],
+                        "last": r[5] or r[6] or "",
+                        "type": r[8],
+                    }
+                    for r in rows
+                ],
+            }
+        )
+    teams = [
+        {
+            "name": t.name,
+            "budget": nanos_to_usd(t.budget_nanos) if t.budget_nanos else None,
+            "thresholds": ", ".join(
+                f"{(x * 100).normalize():f}%" for x in thresholds_of(t.alert_thresholds)
+            ),
+        }
+        for t in await store.list_teams()
+    ]
+    return {"page": "alerts", "hooks": hooks, "teams": teams}
 
 
 async def audit_page(request: web.Request) -> dict[str, Any]:
@@ -381,10 +451,12 @@ def _compact(record: dict[str, Any] | None) -> str:
 async def cache(request: web.Request, error: str | None = None) -> dict[str, Any]:
     services = _services(request)
     return {
-        "page": "cache", "stats": await services.cache.stats(), "error": error,
+        "page": "cache",
+        "stats": await services.cache.stats(),
+        "error": error,
         "purged": request.query.get("purged"),
         "teams": [t.name for t in await services.store.list_teams()],
-    }  # fmt: skip
+    }
 
 
 async def purge_cache(request: web.Request) -> web.StreamResponse:

@@ -103,7 +103,7 @@ def _image_tool(tools: Any) -> dict[str, Any]:
         kind = tool.get("type") if isinstance(tool, dict) else None
         if kind == IMAGE_TOOL:
             found = found or tool
-        elif kind not in CLIENT_TOOLS:
+        elif not isinstance(kind, str) or kind not in CLIENT_TOOLS:
             raise invalid_request(
                 f"The tool {str(kind)[:60]!r} is a hosted tool this gateway cannot price; it"
                 f" serves image work: {IMAGE_TOOL!r}, beside function and custom tools.",

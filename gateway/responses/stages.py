@@ -29,7 +29,10 @@ async def inspect_response(flow: Flow) -> None:
         raise invalid_request("The JSON body must be an object.", code="invalid_json")
     flow.params = body.json
     settings = flow.services.settings
-    ask = read_ask(body.json, settings.default_image_tool_model, settings.responses_max_images)
+    try:
+        ask = read_ask(body.json, settings.default_image_tool_model, settings.responses_max_images)
+    except RecursionError:
+        raise invalid_request("The body nests too deeply.", code="invalid_json") from None
     flow.ask, flow.parsed = ask, ask.image
     flow.model, flow.stream, flow.n = ask.model, ask.stream, ask.max_images
 

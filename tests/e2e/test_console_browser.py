@@ -135,7 +135,7 @@ async def test_an_operator_runs_a_team_from_the_console(
         assert page.url.endswith("/console/login")
 
 
-PAGES = ("", "teams", "keys", "usage", "images", "batches", "prices", "cache", "audit")
+PAGES = ("", "teams", "keys", "usage", "images", "batches", "prices", "cache", "alerts", "audit")
 
 
 async def test_the_console_has_no_rough_edges_at_1280_and_400_px(

@@ -91,8 +91,9 @@ async def test_the_cache_is_purged_only_when_confirmed(console: Any) -> None:
 
 async def test_a_rotated_key_shows_its_new_secret_once(console: Any) -> None:
     await console.post("/admin/teams", json={"name": "design"}, headers=ADMIN)
-    created = await (await console.post("/admin/keys", json={"team": "design"},
-                                        headers=ADMIN)).json()  # fmt: skip
+    created = await (
+        await console.post("/admin/keys", json={"team": "design"}, headers=ADMIN)
+    ).json()
     csrf = await sign_in(console)
     response = await console.post(f"/console/keys/{created['id']}/rotate", data={"csrf": csrf})
     page = await response.text()
@@ -159,8 +160,12 @@ async def test_the_batches_page_lists_each_batch_with_its_lines_and_money(consol
     response = await console.post("/admin/keys", json={"team": "cataloguers"}, headers=ADMIN)
     key = (await response.json())["key"]
     sdk = openai.AsyncOpenAI(base_url=str(console.make_url("/v1")), api_key=key, max_retries=0)
-    line = {"custom_id": "1", "method": "POST", "url": "/v1/images/generations",
-            "body": {"model": "gpt-image-1-mini", "prompt": "a mug", "quality": "low"}}  # fmt: skip
+    line = {
+        "custom_id": "1",
+        "method": "POST",
+        "url": "/v1/images/generations",
+        "body": {"model": "gpt-image-1-mini", "prompt": "a mug", "quality": "low"},
+    }
     uploaded = await sdk.files.create(
         file=("in.jsonl", io.BytesIO(json.dumps(line).encode())), purpose="batch"
     )
@@ -180,3 +185,23 @@ async def test_the_batches_page_lists_each_batch_with_its_lines_and_money(consol
     assert cells[9] not in ("", "0.00")  # charged
     other = await (await console.get("/console/batches?team=nobody")).text()
     assert batch.id not in other and "No batches yet." in other
+
+
+async def test_the_alerts_page_shows_webhooks_their_deliveries_and_thresholds(
+    aiohttp_client: Any, fake_upstream: FakeUpstream, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(upstream_url=fake_upstream.url, webhook_allow_private=True)
+    console = await aiohttp_client(create_app(settings))
+    await console.post(
+        "/admin/teams",
+        json={"name": "ops", "budget_usd": "5", "alert_thresholds": ["0.5", "0.9"]},
+        headers=ADMIN,
+    )
+    hook = await (
+        await console.post("/admin/webhooks", json={"url": "http://127.0.0.1:9/x"}, headers=ADMIN)
+    ).json()
+    await sign_in(console)
+    page = await (await console.get("/console/alerts")).text()
+    assert hook["id"] in page and "http://127.0.0.1:9/x" in page and "Nothing sent yet." in page
+    row = re.search(r"<th scope=\"row\">ops</th>(.*?)</tr>", page)
+    assert row is not None and "50%, 90%" in row.group(1)

@@ -59,7 +59,7 @@ def test_the_cli_rotates_a_key(tmp_path: Path) -> None:
     assert new.startswith("sk-gw-") and new != old
     run_cli(tmp_path, "keys", "revoke", key_id)
     refused = run_cli(tmp_path, "keys", "rotate", key_id, check=False)
-    assert refused.returncode == 1 and "revoked" in refused.stderr
+    assert refused.returncode == 4 and "revoked" in refused.stderr  # refused
     assert "Traceback" not in refused.stderr
 
 

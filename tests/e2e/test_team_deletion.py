@@ -54,7 +54,7 @@ def test_delete_a_team_from_the_cli(tmp_path: Path) -> None:
     run_cli(tmp_path, "teams", "create", "t")
     run_cli(tmp_path, "keys", "create", "--team", "t")
     refused = run_cli(tmp_path, "teams", "delete", "t", check=False)
-    assert refused.returncode == 1 and "live key" in refused.stderr
+    assert refused.returncode == 4 and "live key" in refused.stderr  # refused
     assert refused.stderr.count("\n") == 1
     out = run_cli(tmp_path, "teams", "delete", "t", "--force").stdout
     assert "revoked 1 key" in out and "ledger rows stay" in out
