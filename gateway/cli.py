@@ -289,7 +289,12 @@ async def cmd_reconcile(ns: argparse.Namespace, settings: Settings) -> int:
                 ("day", "model", "ledger_usd", "upstream_usd", "difference_usd"),
                 empty=f"no differences beyond ${result['tolerance_usd']}",
             )
-        return 1 if result["differences"] else 0
+            if result["image_differences"]:
+                _print_rows(
+                    result["image_differences"],
+                    ("day", "model", "ledger_images", "upstream_images"),
+                )
+        return 1 if result["differences"] or result["image_differences"] else 0
 
     return await _with_store(settings, work)
 
@@ -409,6 +414,14 @@ def cmd_prices(ns: argparse.Namespace, settings: Settings) -> int:
             f"price file {settings.prices} is valid (version {table.version});"
             f" asked the gateway (pid {pid}) to load it"
         )
+        return 0
+    if ns.json:
+        document = {
+            "path": str(settings.prices),
+            "version": table.version,
+            "models": describe(table),
+        }
+        print(json.dumps(document, indent=2))
         return 0
     print(f"price table {settings.prices}, version {table.version} (USD per 1M tokens)")
     # Fits a 100-column terminal; --wide shows every column.
@@ -607,6 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="show",
         help="show (the default), or check the file and tell the running gateway to load it",
     )
+    prices.add_argument("--json", action="store_true", help="JSON, every column")
     prices.add_argument(
         "--wide", action="store_true", help="every column (per-image prices, aliases, cached rates)"
     )

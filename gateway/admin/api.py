@@ -204,7 +204,9 @@ async def reconcile_view(request: web.Request) -> web.Response:
     result = await reconcile(
         services.settings, services.store, since, query.get("until"), tolerance
     )
-    services.metrics.reconcile_differences.set(len(result["differences"]))
+    services.metrics.reconcile_differences.set(
+        len(result["differences"]) + len(result["image_differences"])
+    )
     return _json(result)
 
 

@@ -452,6 +452,9 @@ class Store(Protocol):
         ...
 
     async def upstream_cost_by_day(self, since: str, until: str) -> list[tuple[str, str, int]]: ...
+    async def upstream_images_by_day(
+        self, since: str, until: str
+    ) -> list[tuple[str, str, int]]: ...
     async def add_audit(
         self,
         *,

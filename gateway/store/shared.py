@@ -221,6 +221,16 @@ class SharedSql:
         )
         return [(row[0], row[1], int(row[2] or 0)) for row in rows]
 
+    async def upstream_images_by_day(self, since: str, until: str) -> list[tuple[str, str, int]]:
+        """Images upstream made, per day and image model (the cache's answers made none)."""
+        rows = await self._all(
+            "SELECT day, model, SUM(images) FROM ledger WHERE day >= :since AND day < :until"
+            " AND model IS NOT NULL AND images > 0 AND cache_status NOT IN ('hit', 'coalesced')"
+            " GROUP BY day, model",
+            {"since": since, "until": until},
+        )
+        return [(row[0], row[1], int(row[2] or 0)) for row in rows]
+
     # The audit trail (admin/audit.py)
 
     async def add_audit(

@@ -301,3 +301,5 @@ def test_scripts_can_tell_each_outcome_apart_and_read_json(tmp_path: Path) -> No
     table = gateway(tmp_path, "keys", "list").stdout
     assert "no budget" in table and "revoked" in table and "True" not in table
     assert "3 not found" in gateway(tmp_path, "--help").stdout
+    prices = json.loads(gateway(tmp_path, "prices", "--json").stdout)
+    assert {"gpt-image-2", "gpt-5"} <= {m["model"] for m in prices["models"]}

@@ -66,7 +66,7 @@ async def test_the_ledger_matches_the_invoice_and_a_double_bill_is_flagged(
         await asyncio.sleep(0.05)
 
     clean = await reconciled(gateway)
-    assert clean["differences"] == [], clean
+    assert clean["differences"] == [] and clean["image_differences"] == [], clean
     assert Decimal(clean["ledger_usd"]) > 0 and clean["compared"] == 3  # mini, 1.5, gpt-5
 
     billed_twice = await sdk.images.with_raw_response.generate(
@@ -74,11 +74,17 @@ async def test_the_ledger_matches_the_invoice_and_a_double_bill_is_flagged(
     )
     flagged = await reconciled(gateway)
     (difference,) = flagged["differences"]
+    (images,) = flagged["image_differences"]
+    assert (images["model"], images["ledger_images"], images["upstream_images"]) == (
+        "gpt-image-1.5",
+        2,
+        3,
+    )
     assert (difference["day"], difference["model"]) == (TODAY, "gpt-image-1.5")
     cost = Decimal(billed_twice.headers["x-gateway-cost-usd"])
     assert abs(-Decimal(difference["difference_usd"]) - cost) < Decimal("0.000001")
     metrics = await (await gateway.get("/metrics")).text()
-    assert "gateway_reconcile_differences 1.0" in metrics
+    assert "gateway_reconcile_differences 2.0" in metrics
 
 
 async def test_the_cli_exits_1_on_a_difference(
