@@ -200,6 +200,32 @@ async def sdk(
     await client.close()
 
 
+MakeSdk = Callable[..., Awaitable[openai.AsyncOpenAI]]
+
+
+@pytest.fixture
+async def team_sdk(
+    gateway: TestClient[web.Request, web.Application], make_key: Callable[..., Any]
+) -> AsyncIterator[MakeSdk]:
+    """The SDK with a fresh key of the named team (created, with `limits` on the key, when
+    new); every SDK made is closed after the test."""
+    made: list[openai.AsyncOpenAI] = []
+
+    async def make(team: str = "team-a", **limits: Any) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(
+            base_url=str(gateway.make_url("/v1")),
+            api_key=await make_key(team, **limits),
+            max_retries=0,
+            timeout=20,
+        )
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.store.records import BatchFile, BatchLine, BatchRecord
+from gateway.store.sql import LEASE, changes_sql
 
 _FILE_COLUMNS = tuple(f.name for f in dataclasses.fields(BatchFile))
 _LINE_COLUMNS = tuple(f.name for f in dataclasses.fields(BatchLine))
@@ -186,23 +187,14 @@ class BatchSql:
         """Whether `owner` now holds the batch's lease (free, run out, or its own already)
         until `now + lease_s`; a settled batch is leased to no one."""
         rows = await self._all(
-            "UPDATE batches SET lease_owner = :owner, lease_until = :until"
-            " WHERE id = :id AND settled_at IS NULL"
-            " AND (lease_owner IS NULL OR lease_owner = :owner OR lease_until < :now)"
-            " RETURNING id",
+            LEASE.format(table="batches"),
             {"id": batch_id, "owner": owner, "until": now + lease_s, "now": now},
         )
         return bool(rows)
 
     async def update_batch(self, batch_id: str, **changes: Any) -> None:
-        unknown = set(changes) - BATCH_CHANGES
-        if unknown:
-            raise TypeError(f"not a batch change: {sorted(unknown)}")
-        assignments = ", ".join(f"{name} = :{name}" for name in changes)
-        await self._all(
-            f"UPDATE batches SET {assignments} WHERE id = :batch_id",
-            {**changes, "batch_id": batch_id},
-        )
+        sql = changes_sql("batches", changes, BATCH_CHANGES)
+        await self._all(sql, {**changes, "row_id": batch_id})
 
     async def finish_batch(self, batch_id: str, now: int, **changes: Any) -> None:
         """The batch is settled: its hold goes, then it is marked so (in this order, a crash in

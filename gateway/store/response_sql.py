@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from gateway.store.records import ResponseRecord
+from gateway.store.sql import LEASE, changes_sql
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(ResponseRecord))
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM responses"
@@ -79,20 +80,11 @@ class ResponseSql:
         self, response_id: str, owner: str, now: float, lease_s: float
     ) -> bool:
         rows = await self._all(
-            "UPDATE responses SET lease_owner = :owner, lease_until = :until"
-            " WHERE id = :id AND settled_at IS NULL"
-            " AND (lease_owner IS NULL OR lease_owner = :owner OR lease_until < :now)"
-            " RETURNING id",
+            LEASE.format(table="responses"),
             {"id": response_id, "owner": owner, "until": now + lease_s, "now": now},
         )
         return bool(rows)
 
     async def update_response(self, response_id: str, **changes: Any) -> None:
-        unknown = set(changes) - _CHANGES
-        if unknown:
-            raise TypeError(f"not a response change: {sorted(unknown)}")
-        assignments = ", ".join(f"{name} = :{name}" for name in changes)
-        await self._all(
-            f"UPDATE responses SET {assignments} WHERE id = :response_id",
-            {**changes, "response_id": response_id},
-        )
+        sql = changes_sql("responses", changes, _CHANGES)
+        await self._all(sql, {**changes, "row_id": response_id})

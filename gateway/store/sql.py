@@ -40,6 +40,26 @@ LIMIT_FIELDS = frozenset(
 LEDGER_COLUMNS = tuple(LedgerRow.__dataclass_fields__)
 ORPHAN_COLUMNS = "id, key_id, team_id, amount_nanos, created_at, request_id, endpoint, model"
 
+# Settling work that outlives a request (a batch, a background response) is leased: to one
+# owner at a time, until the lease runs out (its owner died) or the work is settled.
+LEASE = (
+    "UPDATE {table} SET lease_owner = :owner, lease_until = :until"
+    " WHERE id = :id AND settled_at IS NULL"
+    " AND (lease_owner IS NULL OR lease_owner = :owner OR lease_until < :now)"
+    " RETURNING id"
+)
+
+
+def changes_sql(table: str, changes: dict[str, Any], allowed: frozenset[str]) -> str:
+    """`UPDATE table SET …` of `changes` (only fields in `allowed`; TypeError for others)
+    for the row `:row_id`."""
+    unknown = set(changes) - allowed
+    if unknown:
+        raise TypeError(f"not a change {table} takes: {sorted(unknown)}")
+    assignments = ", ".join(f"{name} = :{name}" for name in changes)
+    return f"UPDATE {table} SET {assignments} WHERE id = :row_id"
+
+
 # A ledger row's tags, one row each (indexed for reports); written again, nothing changes.
 INSERT_TAG = (
     "INSERT INTO ledger_tags (request_id, key, value) VALUES (:request_id, :key, :value)"

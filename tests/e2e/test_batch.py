@@ -10,7 +10,7 @@ import base64
 import datetime as dt
 import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 from gateway.accounting.periods import Periods
 from gateway.batch.settle import settle_batch
 from gateway.runtime.state import SERVICES
-from tests.conftest import FakeUpstream
+from tests.conftest import FakeUpstream, MakeSdk
 from tests.images import png
 
 GEN: Final = "/v1/images/generations"
@@ -76,29 +76,6 @@ async def fake_upstream(simulator: Callable[..., Awaitable[FakeUpstream]]) -> Fa
 @pytest.fixture
 def gateway_overrides() -> dict[str, Any]:
     return {"cache_enabled": True}
-
-
-MakeSdk = Callable[..., Awaitable[openai.AsyncOpenAI]]
-
-
-@pytest.fixture
-async def team_sdk(gateway: Gateway, make_key: Callable[..., Any]) -> AsyncIterator[MakeSdk]:
-    """An SDK with a fresh key of the named team (created with `limits` when new)."""
-    made: list[openai.AsyncOpenAI] = []
-
-    async def make(team: str = "team-a", **limits: Any) -> openai.AsyncOpenAI:
-        client = openai.AsyncOpenAI(
-            base_url=str(gateway.make_url("/v1")),
-            api_key=await make_key(team, **limits),
-            max_retries=0,
-            timeout=20,
-        )
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 async def run_batch(sdk: openai.AsyncOpenAI, *lines: dict[str, Any], **create: Any) -> Any:

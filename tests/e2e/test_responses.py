@@ -7,7 +7,7 @@ cache answering repeated self-contained requests, background responses charged w
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
 
@@ -20,7 +20,7 @@ from gateway.accounting.periods import Periods
 from gateway.app import create_app
 from gateway.runtime.state import SERVICES
 from gateway.settings import Settings
-from tests.conftest import FakeUpstream
+from tests.conftest import FakeUpstream, MakeSdk
 
 Gateway = TestClient[web.Request, web.Application]
 TEXT_MODEL: Final = "gpt-5"
@@ -66,27 +66,6 @@ def expected_parts(response: Any) -> tuple[int, int]:
 @pytest.fixture
 def gateway_overrides() -> dict[str, Any]:
     return {"cache_enabled": True}
-
-
-MakeSdk = Callable[..., Awaitable[openai.AsyncOpenAI]]
-
-
-@pytest.fixture
-async def team_sdk(gateway: Gateway, make_key: Callable[..., Any]) -> AsyncIterator[MakeSdk]:
-    made: list[openai.AsyncOpenAI] = []
-
-    async def make(team: str = "team-a", **limits: Any) -> openai.AsyncOpenAI:
-        client = openai.AsyncOpenAI(
-            base_url=str(gateway.make_url("/v1")),
-            api_key=await make_key(team, **limits),
-            max_retries=0,
-        )
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 async def rows(gateway: Gateway, where: str = "endpoint = 'responses'") -> list[dict[str, Any]]:
