@@ -169,14 +169,8 @@ async def scope_spend(store: Store, scope: str, scope_id: str) -> Spend:
 
 def team_view(team: Team, spend: Spend) -> dict[str, Any]:
     return {
-        "name": team.name,
-        "budget_usd": _money(team.budget_nanos),
-        "budget_period": team.budget_period,
-        "rpm": team.rpm,
-        "ipm": team.ipm,
-        "policy": read_policy(team.policy),
+        **team_record(team),
         "alert_thresholds": _thresholds(team.alert_thresholds),
-        "price_multiplier": f"{multiplier(team).normalize():f}",
         "created_at": team.created_at,
         **spend_view(spend),
     }
@@ -192,18 +186,9 @@ async def key_view_now(store: Store, key: ApiKey) -> dict[str, Any]:
 
 def key_view(key: ApiKey, spend: Spend) -> dict[str, Any]:
     return {
-        "id": key.id,
-        "team": key.team_name,
-        "name": key.name,
-        "prefix": key.prefix,
-        "budget_usd": _money(key.budget_nanos),
-        "budget_period": key.budget_period,
-        "rpm": key.rpm,
-        "ipm": key.ipm,
-        "policy": read_policy(key.policy),
+        **key_record(key),
         "alert_thresholds": _thresholds(key.alert_thresholds),
         "created_at": key.created_at,
-        "revoked": key.revoked,
         "revoked_at": key.revoked_at,
         **spend_view(spend),
     }
@@ -247,7 +232,7 @@ def team_record(team: Team) -> dict[str, Any]:
         "rpm": team.rpm,
         "ipm": team.ipm,
         "policy": read_policy(team.policy),
-        "price_multiplier": team.price_multiplier or "1",
+        "price_multiplier": f"{multiplier(team).normalize():f}",
     }
 
 

@@ -32,7 +32,8 @@ from gateway.store import Store
 log = logging.getLogger(__name__)
 GIVE_UP_S = 24 * 3600.0
 MOST_APART_S = 600.0
-POLL_S = 0.25
+POLL_S = 0.25  # while there is work; idle, the wait doubles up to IDLE_POLL_S
+IDLE_POLL_S = 2.0
 AT_ONCE = 16
 
 
@@ -60,12 +61,17 @@ class Deliverer:
         timeout = aiohttp.ClientTimeout(total=self.settings.webhook_timeout_s)
         self._session = aiohttp.ClientSession(timeout=timeout)
         try:
+            wait = POLL_S
             while True:
                 try:
-                    await self.round()
+                    found = await self.round()
                 except Exception:
                     log.exception("webhook deliveries: a round failed; trying again shortly")
-                await asyncio.sleep(POLL_S)
+                    found = 0
+                # Busy: look again soon. Idle: ask the store less and less often (one query
+                # every IDLE_POLL_S at most, per process).
+                wait = POLL_S if found or self._running else min(wait * 2, IDLE_POLL_S)
+                await asyncio.sleep(wait)
         finally:
             for task in self._running:
                 task.cancel()
@@ -73,14 +79,17 @@ class Deliverer:
                 await asyncio.gather(*self._running, return_exceptions=True)
             await self._session.close()
 
-    async def round(self) -> None:
+    async def round(self) -> int:
+        """Start what is due (as many as there is room for); how many were started."""
         room = AT_ONCE - len(self._running)
         if room <= 0:
-            return
-        for event_id, webhook_id in await self.store.due_deliveries(time.time(), room):
+            return 0
+        due = await self.store.due_deliveries(time.time(), room)
+        for event_id, webhook_id in due:
             task = asyncio.create_task(self.attempt(event_id, webhook_id))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+        return len(due)
 
     async def attempt(self, event_id: str, webhook_id: str) -> None:
         store, now = self.store, time.time()
