@@ -72,3 +72,54 @@ async def test_a_no_cache_request_never_follows_a_twin_in_flight(
     assert await serve_from_cache(fresh) is False
     assert await join_in_flight(fresh) is False  # at once: it does not wait for the twin
     assert isinstance(fresh.leader, Leader) and fresh.leader.inflight is None
+
+
+async def test_a_lookup_that_missed_while_its_twin_was_stored_looks_again(
+    tmp_path: Path, store: Store
+) -> None:
+    """The twin's answer is stored and the twin leaves the registry while the second request
+    reads the store (and reads nothing): the second looks again and is a hit, not a leader."""
+    first = await planned(tmp_path, store)
+    assert await join_in_flight(first) is False and isinstance(first.leader, Leader)
+    second = await planned(tmp_path, store)
+    second.services = first.services
+    cache = first.services.cache
+    assert first.cache is not None and first.leader.inflight is not None
+    inflight, key = first.leader.inflight, first.cache.key
+    real_get = cache.store.cache.get
+    reads = []
+
+    async def read_then_store_the_twin(wanted: str, now: float) -> Any:
+        found = await real_get(wanted, now)
+        reads.append(found)
+        if len(reads) == 1:  # the twin's answer lands just after this read
+            entry = await cache.put(b'{"data": []}', _entry_for(key, first))
+            assert entry is not None
+            cache.in_flight.remove(inflight, entry)
+        return found
+
+    cache.store.cache.get = read_then_store_the_twin
+    assert await serve_from_cache(second) is True
+    assert reads[0] is None and reads[1] is not None
+    assert second.answer.served is CacheStatus.HIT
+
+
+def _entry_for(key: str, flow: Flow) -> Any:
+    import time
+
+    from gateway.cache.files import Written
+    from gateway.store.base import CacheEntry
+
+    assert flow.cache is not None
+    scope = flow.cache.scope
+
+    def entry(written: Written) -> CacheEntry:
+        now = time.time()
+        return CacheEntry(
+            key=key, scope=scope, team_id=TEAM.id,
+            key_id=KEY.id, endpoint="generations", model="gpt-image-1", stream=False,
+            body_sha256=written.sha256, content_type="application/json", headers={},
+            size=written.size, images=1, cost_nanos=3, created_at=now, expires_at=now + 60,
+        )  # fmt: skip
+
+    return entry

@@ -147,6 +147,9 @@ class InFlightRegistry:
 
     def __init__(self) -> None:
         self._by_key: dict[str, InFlight] = {}
+        # How many have been removed: a lookup that missed while this moved may have missed an
+        # entry stored just then (serve_from_cache looks again).
+        self.removed = 0
 
     def claim(self, key: str) -> tuple[InFlight, bool]:
         """The request's InFlight, and whether the caller is its leader."""
@@ -161,6 +164,7 @@ class InFlightRegistry:
         failed); nor, through its mirror, do those of other replicas."""
         if self._by_key.get(inflight.key) is inflight:
             del self._by_key[inflight.key]
+            self.removed += 1
         if inflight.mirror is not None:
             inflight.mirror.closed(stored)
             inflight.mirror = None

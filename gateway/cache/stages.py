@@ -47,13 +47,28 @@ async def plan_cache(flow: Flow) -> None:
     flow.cache = CachePlan(digest, scope, read="no-cache" not in asked)
 
 
+LOOKUPS = 3  # at most, when twins keep ending during the lookups
+
+
 async def serve_from_cache(flow: Flow) -> bool:
-    """A hit is answered from its stored body, charged nothing."""
+    """A hit is answered from its stored body, charged nothing.
+
+    A miss holds until join_in_flight claims the key, with no await in between: a twin that
+    ended and left the in-flight registry while the store was read (its answer stored just
+    after the read) is looked up again, so the request is a hit rather than a second upstream
+    call."""
     plan = flow.cache
     if plan is None or not plan.read:
         return False
-    hit = await flow.services.cache.lookup(plan.key)
-    return hit is not None and serve_stored(flow, hit, CacheStatus.HIT)
+    cache = flow.services.cache
+    for _ in range(LOOKUPS):
+        removed = cache.in_flight.removed
+        hit = await cache.lookup(plan.key)
+        if hit is not None:
+            return serve_stored(flow, hit, CacheStatus.HIT)
+        if cache.in_flight.removed == removed:
+            break
+    return False
 
 
 async def join_in_flight(flow: Flow) -> bool:
