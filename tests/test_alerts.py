@@ -7,9 +7,16 @@ import hashlib
 import hmac
 import json
 from decimal import Decimal
+from typing import Any
 
 from gateway.alerts.delivery import MOST_APART_S, next_try, signature
-from gateway.alerts.thresholds import DEFAULT_THRESHOLDS, check_budgets, thresholds_of
+from gateway.alerts.thresholds import (
+    DEFAULT_THRESHOLDS,
+    BudgetChecks,
+    check_budgets,
+    thresholds_of,
+)
+from gateway.runtime.tasks import Tasks
 from gateway.store import Store
 from tests.factories import team_and_key
 from tests.test_store_accounting import row
@@ -47,3 +54,31 @@ async def test_each_threshold_is_queued_once_per_period(store: Store) -> None:
     assert kinds == {"budget.threshold", "budget.exhausted"}
     events = await store._all("SELECT body FROM webhook_events", {})  # type: ignore[attr-defined]
     assert {json.loads(e[0])["threshold"] for e in events} == {"0.8", "1.0"}
+
+
+async def test_a_keys_checks_are_shared_while_one_waits_and_none_is_missed(store: Store) -> None:
+    """Spends while a check waits share it; a spend once it has started gets its own, which
+    sees that spend."""
+    team_id, key_id = await team_and_key(store, budget_nanos=1_000_000)
+    await store.add_webhook("wh_1", "http://example.com", None, "s" * 16, "now")
+    key, team = await store.get_key(key_id), await store.get_team("design")
+    assert key is not None and team is not None
+    reads = []
+    real_spend = store.spend
+
+    async def counted_spend(*args: Any) -> Any:
+        reads.append(args[0])
+        return await real_spend(*args)
+
+    store.spend = counted_spend  # type: ignore[method-assign, assignment]
+    checks, tasks = BudgetChecks(delay_s=0.05), Tasks()
+    await store.record(row(None, 500_000, team_id=team_id, key_id=key_id))
+    for _ in range(5):
+        checks.spent(store, tasks, key, team)
+    await tasks.settle()
+    assert reads == ["team"]  # one check for the five (the key has no budget of its own)
+    assert await store.deliveries("wh_1", 10) == []
+    await store.record(row(None, 400_000, team_id=team_id, key_id=key_id))
+    checks.spent(store, tasks, key, team)
+    await tasks.settle()
+    assert len(await store.deliveries("wh_1", 10)) == 1  # 0.9 of the team's: the 0.8 event

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.proxy.usage_scan import event_data, scan_file, scan_object
+from gateway.proxy.usage_scan import WHOLE_DECODE_BYTES, event_data, scan_file, scan_object
 
 DECODE = frozenset({"usage", "svg_usage"})
 COUNT = frozenset({"data"})
@@ -20,9 +20,13 @@ JSON_VALUES = st.recursive(
 )
 
 
-@given(st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=6), st.booleans())
-def test_it_agrees_with_json_loads(document: dict[str, Any], pretty: bool) -> None:
+@given(st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=6), st.booleans(), st.booleans())
+def test_it_agrees_with_json_loads(document: dict[str, Any], pretty: bool, large: bool) -> None:
+    """Small documents are decoded whole, large ones walked: both find the same."""
+    if large:
+        document = {"padding": "x" * WHOLE_DECODE_BYTES, **document}
     raw = json.dumps(document, indent=2 if pretty else None).encode()
+    assert len(raw) > WHOLE_DECODE_BYTES or not large
     found = scan_object(raw, decode=frozenset(document), count=COUNT)
     assert found.complete
     expected = {k: v for k, v in document.items() if not (k == "data" and isinstance(v, list))}

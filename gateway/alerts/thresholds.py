@@ -4,11 +4,14 @@ per budget period (the outbox's `dedupe` keeps it once, across replicas too).
 
 What holds: an event says `budget.threshold` (or `budget.exhausted` at 1.0 and above) with the
 budget's figures as they stood; this runs off the request's path (a background task) and a
-failure here costs an alert, never a request.
+failure here costs an alert, never a request. A key's checks are coalesced (BudgetChecks): every
+spend is followed by a check that starts after it, but a busy key's requests share one check per
+CHECK_DELAY_S instead of reading its spend twice each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -20,10 +23,12 @@ from typing import Any
 from gateway.accounting.periods import Periods
 from gateway.money import nanos_to_usd
 from gateway.proxy.flow import Flow
+from gateway.runtime.tasks import Tasks
 from gateway.store import ApiKey, Store, Team
 
 log = logging.getLogger(__name__)
 DEFAULT_THRESHOLDS = (Decimal("0.8"), Decimal("1.0"))
+CHECK_DELAY_S = 0.1  # how long a key's check waits for more of its requests to end
 
 
 def thresholds_of(text: str | None) -> tuple[Decimal, ...]:
@@ -49,16 +54,32 @@ async def alert_on_spend(flow: Flow, error: BaseException | None) -> None:
     if caller.key.budget_nanos is None and caller.team.budget_nanos is None:
         return
     services = flow.services
-    services.tasks.spawn(
-        f"alerts {flow.request_id}", _checked(services.store, caller.key, caller.team)
-    )
+    services.budget_checks.spent(services.store, services.tasks, caller.key, caller.team)
 
 
-async def _checked(store: Store, key: ApiKey, team: Team) -> None:
-    try:
-        await check_budgets(store, key, team)
-    except Exception:
-        log.exception("budget alerts for key %s could not be checked", key.id)
+class BudgetChecks:
+    """One waiting check per key: a key whose requests end while its check waits to start
+    shares that check (it reads the spend after them all); a request that ends once the check
+    has started gets a new one. So no spend goes unchecked, and a busy key costs a check per
+    `delay_s`, not two reads per request."""
+
+    def __init__(self, delay_s: float = CHECK_DELAY_S) -> None:
+        self.delay_s = delay_s
+        self._waiting: dict[str, tuple[ApiKey, Team]] = {}
+
+    def spent(self, store: Store, tasks: Tasks, key: ApiKey, team: Team) -> None:
+        waiting = key.id in self._waiting
+        self._waiting[key.id] = (key, team)  # the newest: its thresholds may have changed
+        if not waiting:
+            tasks.spawn(f"alerts {key.id}", self._check(store, key.id))
+
+    async def _check(self, store: Store, key_id: str) -> None:
+        await asyncio.sleep(self.delay_s)
+        key, team = self._waiting.pop(key_id)
+        try:
+            await check_budgets(store, key, team)
+        except Exception:
+            log.exception("budget alerts for key %s could not be checked", key_id)
 
 
 async def check_budgets(store: Store, key: ApiKey, team: Team) -> int:

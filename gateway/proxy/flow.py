@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from prometheus_client import Counter
 
     from gateway.accounting.journal import LedgerJournal
+    from gateway.alerts.thresholds import BudgetChecks
     from gateway.accounting.quota import Limiter
     from gateway.cache.cache import ResponseCache
     from gateway.cache.objects import ObjectBody
@@ -178,6 +179,8 @@ class Reach(Protocol):
     def health(self) -> WriteHealth: ...
     @property
     def tasks(self) -> Tasks: ...
+    @property
+    def budget_checks(self) -> BudgetChecks: ...
 
 
 class ClientSide(Protocol):

@@ -30,6 +30,9 @@ _CONTAINER_DELIMITER = re.compile(rb'["{}\[\]]')
 # The end of a number or literal.
 _SCALAR_END = re.compile(rb"[,}\]\s]")
 SMALL_MEMBER_BYTES = 1024 * 1024  # a decoded member larger than this is not usage: ignored
+# A whole document this small is decoded at once (json's C scanner is faster than the walk on a
+# few KiB); larger ones are walked, so their images are never decoded.
+WHOLE_DECODE_BYTES = 16 * 1024
 
 
 class _Malformed(Exception):
@@ -61,11 +64,40 @@ def scan_object(
     """Walk the top-level JSON object in `buf[start:end]`: decode the members named in `decode`,
     count the elements of the arrays named in `count`. A later duplicate member wins, as in
     `json.loads`."""
+    end = len(buf) if end is None else end
+    if not span and end - start <= WHOLE_DECODE_BYTES:
+        decoded = _decoded_whole(buf, start, end, decode, count)
+        if decoded is not None:
+            return decoded
     found = ScannedObject()
-    scanner = _Scanner(buf, start, len(buf) if end is None else end)
+    scanner = _Scanner(buf, start, end)
     with contextlib.suppress(_Malformed, IndexError, ValueError, RecursionError):
         scanner.walk(found, decode, count, span)
     return found
+
+
+def _decoded_whole(
+    buf: Buffer, start: int, end: int, decode: frozenset[str], count: frozenset[str]
+) -> ScannedObject | None:
+    """What the walk would find, from a small document decoded whole; None when it is not a
+    whole JSON object (the walk then reads what it can)."""
+    try:
+        document = json.loads(bytes(buf[start:end]))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    return ScannedObject(
+        members={
+            name: document[name]
+            for name in decode
+            if name in document and not (name in count and isinstance(document[name], list))
+        },
+        counts={
+            name: len(value) for name in count if isinstance(value := document.get(name), list)
+        },
+        complete=True,
+    )
 
 
 def scan_file(path: Path, *, decode: frozenset[str], count: frozenset[str]) -> ScannedObject:

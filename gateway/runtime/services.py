@@ -17,6 +17,7 @@ from gateway.accounting.heartbeats import Heartbeats
 from gateway.accounting.journal import LedgerJournal, this_process
 from gateway.accounting.quota import Limiter, RateLimiter
 from gateway.admin.guard import AuthThrottle
+from gateway.alerts.thresholds import BudgetChecks
 from gateway.cache.cache import ResponseCache
 from gateway.metrics import Metrics
 from gateway.pricing import PriceBook, PriceError
@@ -49,6 +50,7 @@ class Services:
     auth_throttle: AuthThrottle  # wrong admin credentials per client address
     tasks: Tasks  # the one owner of background work (detached requests, cache stores, ...)
     heartbeats: Heartbeats  # this process's, in the store: holds of silent ones are settled
+    budget_checks: BudgetChecks  # budget alerts, checked once for many requests of a key
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Services:
@@ -76,6 +78,7 @@ class Services:
             auth_throttle=AuthThrottle(metrics.admin_auth_failed),
             tasks=Tasks(),
             heartbeats=Heartbeats(store, this_process()),
+            budget_checks=BudgetChecks(),
         )
 
     def reload_prices(self) -> bool:
