@@ -38,6 +38,7 @@ from gateway.store.sql import (
     usage_rows,
 )
 from gateway.store.sqlite_cache import SqliteCacheIndex
+from gateway.store.sqlite_trips import SharedTrips, Statement
 from gateway.store.webhook_sql import WebhookSql
 
 # One statement, so the check and the hold are one atomic step: SQLite runs one writer at a time,
@@ -78,6 +79,7 @@ class SqliteStore(SharedSql, BatchSql, ResponseSql, WebhookSql):
         self.timeout_s = timeout_s
         self.migrations_dir = migrations_dir
         self._db: aiosqlite.Connection | None = None
+        self._trips: SharedTrips | None = None
         self._checkpointer: aiosqlite.Connection | None = None
         self._bulk: aiosqlite.Connection | None = None
         self._cache = SqliteCacheIndex(self)
@@ -102,6 +104,7 @@ class SqliteStore(SharedSql, BatchSql, ResponseSql, WebhookSql):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._trips = SharedTrips(self._db)
         if self.path != ":memory:":  # every process on this database shares the key generation
             generation = await asyncio.to_thread(Generation, Path(f"{self.path}-keys"))
             self._keys = KeyCache(generation)
@@ -126,7 +129,7 @@ class SqliteStore(SharedSql, BatchSql, ResponseSql, WebhookSql):
         self._checkpointer = self._bulk = None
         if self._db is not None:
             await self._db.close()
-            self._db = None
+            self._db = self._trips = None
 
     async def checkpoint(self) -> None:
         """Copy the WAL into the database from a connection of its own (PASSIVE: it never waits
@@ -138,9 +141,20 @@ class SqliteStore(SharedSql, BatchSql, ResponseSql, WebhookSql):
             await self._checkpointer.execute("PRAGMA busy_timeout = 1000")
         await self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
+    @property
+    def trips(self) -> SharedTrips:
+        if self._trips is None:
+            raise RuntimeError("store is not connected")
+        return self._trips
+
     async def _all(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Any]:
-        """Run `sql` and fetch every row in one trip to the connection's thread."""
-        return list(await self.db.execute_fetchall(sql, params))
+        """Run `sql` and fetch every row, in a trip to the connection's thread shared with the
+        statements of other requests (sqlite_trips.py)."""
+        return await self.trips.run(sql, params)
+
+    async def _all_in_one_trip(self, statements: list[Statement]) -> list[list[Any]]:
+        """Several statements, one after the other, in one trip; each runs alone."""
+        return await self.trips.run_all(statements)
 
     async def _one(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Any:
         rows = await self._all(sql, params)
@@ -261,9 +275,8 @@ class SqliteStore(SharedSql, BatchSql, ResponseSql, WebhookSql):
 
     async def record(self, row: LedgerRow) -> None:
         values = {column: getattr(row, column) for column in LEDGER_COLUMNS}
-        await self._all(_RECORD, values)
-        if row.tags:
-            await self.db.executemany(INSERT_TAG, tag_rows([row]))
+        tags: list[Statement] = [(INSERT_TAG, tag) for tag in tag_rows([row])]
+        await self._all_in_one_trip([(_RECORD, values), *tags])
 
     async def record_many(self, rows: list[LedgerRow]) -> None:
         await self._many(_RECORD, [{c: getattr(r, c) for c in LEDGER_COLUMNS} for r in rows])

@@ -12,6 +12,8 @@ from gateway.store.base import CacheEntry, CacheStats
 if TYPE_CHECKING:
     import aiosqlite
 
+    from gateway.store.sqlite_trips import Statement
+
 
 class Queries(Protocol):
     """What the index uses of the SQLite store (sqlite.py): its one connection and its
@@ -21,6 +23,7 @@ class Queries(Protocol):
     def db(self) -> aiosqlite.Connection: ...
     async def _all(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Any]: ...
     async def _one(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Any: ...
+    async def _all_in_one_trip(self, statements: list[Statement]) -> list[list[Any]]: ...
 
 
 _ENTRY_COLUMNS = tuple(CacheEntry.__dataclass_fields__)  # the last one, `body`, is the inline body
@@ -71,13 +74,15 @@ class SqliteCacheIndex:
 
     async def put_many(self, entries: list[CacheEntry]) -> int:
         """One statement for the batch (one commit, whatever its size), then the bodies' total
-        size after it. (Not by RETURNING: on a view, a row's RETURNING is read before that
-        row's INSTEAD OF trigger has run, so it misses the last body.)"""
+        size after it, in the same trip. (Not by RETURNING: on a view, a row's RETURNING is read
+        before that row's INSTEAD OF trigger has run, so it misses the last body.)"""
         latest = {entry.key: entry for entry in entries}  # a key twice: the last one counts
         rows = ", ".join(f"({', '.join('?' * len(_ENTRY_COLUMNS))})" for _ in latest)
         values = [value for entry in latest.values() for value in _row(entry)]
-        await self._store._all(_PUT.format(rows=rows), tuple(values))
-        return await self.used_bytes()
+        _, used = await self._store._all_in_one_trip(
+            [(_PUT.format(rows=rows), tuple(values)), (_LIVE_BODY_BYTES, ())]
+        )
+        return int(used[0][0])
 
     async def touch(self, hits: dict[str, tuple[int, float]]) -> None:
         if hits:
