@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     # The longest a Redis call may wait; past it the process goes on without Redis for a while.
     redis_timeout_s: float = Field(default=0.25, gt=0)
+    # The most connections a process opens to Redis (calls, followers' reads, the listener).
+    redis_max_connections: int = Field(default=64, ge=4, le=10_000)
     # While Redis cannot be reached: count limits in each process (`local`) or not at all.
     redis_limits_on_failure: Literal["local", "open"] = "local"
     # Where ledger rows wait while the store cannot take them (None: <data dir>/journal). On a

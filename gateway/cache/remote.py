@@ -102,7 +102,9 @@ class RemoteFlights:
         self.link = link
         self.redis: Any = link.redis  # calls: each bounded by the link's timeout
         # A follower's reads block for up to READ_BLOCK_MS by design: connections of their own.
-        self.reader: Any = link.blocking_client(read_timeout_s=READ_BLOCK_MS / 1000 + 5)
+        self.reader: Any = link.blocking_client(
+            read_timeout_s=READ_BLOCK_MS / 1000 + 5, connections=link.reader_connections
+        )
         self._if_ours = self.redis.register_script(_IF_OURS)
         self._if_watched = self.redis.register_script(_IF_WATCHED)
         self._origin = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"

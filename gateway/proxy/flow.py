@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from prometheus_client import Counter
 
     from gateway.accounting.journal import LedgerJournal
-    from gateway.alerts.thresholds import BudgetChecks
     from gateway.accounting.quota import Limiter
+    from gateway.alerts.thresholds import BudgetChecks
     from gateway.cache.cache import ResponseCache
     from gateway.cache.objects import ObjectBody
     from gateway.cache.policy import CachePlan

@@ -13,6 +13,9 @@ What holds:
   `degraded`) are always current, whether or not requests come.
 - Blocking reads (a follower waiting on another replica's stream, the change listener) use
   connections of their own, so they never hold the shared pool nor trip the breaker by waiting.
+- A process never opens more than `max_connections` (GATEWAY_REDIS_MAX_CONNECTIONS) to Redis:
+  one for the change listener, a quarter of the rest for followers' blocking reads, the others
+  for calls. Past its pool's size a caller waits for a connection rather than opening one.
 """
 
 from __future__ import annotations
@@ -28,9 +31,8 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 PROBE_S = 1.0
-# Connections in the shared pool: requests past it wait (within CONNECT_S) for one, rather than
-# each opening its own under a burst.
-MAX_CONNECTIONS = 64
+MAX_CONNECTIONS = 64  # GATEWAY_REDIS_MAX_CONNECTIONS' default
+FEWEST_CONNECTIONS = 4  # a call, two blocking readers and the listener
 CONNECT_S = 1.0
 FAILURES_TO_OPEN = 2
 T = TypeVar("T")
@@ -45,17 +47,29 @@ def _ignore(up: bool) -> None:
     pass
 
 
+def split_connections(most: int) -> tuple[int, int]:
+    """(calls, blocking readers) out of `most` connections, one kept for the listener."""
+    most = max(most, FEWEST_CONNECTIONS)
+    readers = max(2, (most - 1) // 4)
+    return most - 1 - readers, readers
+
+
 class RedisLink:
     def __init__(
-        self, url: str, timeout_s: float, on_state: Callable[[bool], None] = _ignore
+        self,
+        url: str,
+        timeout_s: float,
+        on_state: Callable[[bool], None] = _ignore,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.url = url
         self.timeout_s = timeout_s
         self.on_state = on_state
+        calls, self.reader_connections = split_connections(max_connections)
         connect_s = max(CONNECT_S, timeout_s)
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
-            max_connections=MAX_CONNECTIONS,
+            max_connections=calls,
             timeout=connect_s,  # waiting for a pooled connection
             socket_connect_timeout=connect_s,
             socket_timeout=timeout_s,
@@ -72,11 +86,18 @@ class RedisLink:
     def up(self) -> bool:
         return self.problem is None
 
-    def blocking_client(self, read_timeout_s: float | None) -> Any:
-        """A client of its own for reads that block on purpose (they wait longer than calls)."""
-        return aioredis.Redis.from_url(
-            self.url, socket_connect_timeout=self.timeout_s, socket_timeout=read_timeout_s
+    def blocking_client(self, read_timeout_s: float | None, connections: int = 1) -> Any:
+        """A client of its own for reads that block on purpose (they wait longer than calls),
+        with at most `connections`: a reader past them waits for one (as long as a read may
+        block) rather than opening another."""
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=connections,
+            timeout=None if read_timeout_s is None else read_timeout_s + CONNECT_S,
+            socket_connect_timeout=max(CONNECT_S, self.timeout_s),
+            socket_timeout=read_timeout_s,
         )
+        return aioredis.Redis(connection_pool=pool)
 
     async def call(self, make: Callable[[], Awaitable[T]]) -> T:
         """`await make()` within the timeout; RedisUnavailable at once while the breaker is

@@ -102,6 +102,7 @@ def redis_link_for(settings: Settings, metrics: Metrics) -> RedisLink | None:
         settings.redis_url.get_secret_value(),
         settings.redis_timeout_s,
         on_state=metrics.redis_up.set,
+        max_connections=settings.redis_max_connections,
     )
 
 

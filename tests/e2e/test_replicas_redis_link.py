@@ -10,8 +10,15 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis.asyncio as aioredis
 
-from gateway.replicas.redis_link import FAILURES_TO_OPEN, PROBE_S, RedisLink, RedisUnavailable
+from gateway.replicas.redis_link import (
+    FAILURES_TO_OPEN,
+    PROBE_S,
+    RedisLink,
+    RedisUnavailable,
+    split_connections,
+)
 from tests.redis_server import RedisServer
 
 # Starts the servers it tests itself (or needs no fixture's database): run once, not again on
@@ -73,4 +80,28 @@ async def test_a_redis_that_refuses_connections_fails_the_start_check(
             await link.check()
         assert time.monotonic() - started < 3
     finally:
+        await link.close()
+
+
+async def test_connections_stay_within_the_setting_however_many_wait(
+    redis_server: RedisServer,
+) -> None:
+    """40 calls and 20 blocking reads at once: each pool keeps to its share of
+    max_connections, and the waiting ones are served in turn."""
+    calls, readers = split_connections(8)
+    assert (calls, readers) == (5, 2)
+    link = RedisLink(redis_server.url, timeout_s=2.0, max_connections=8)
+    reader = link.blocking_client(read_timeout_s=3.0, connections=link.reader_connections)
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        waited = await asyncio.gather(
+            *(link.call(lambda: link.redis.blpop(["nothing"], timeout=0.1)) for _ in range(40)),
+            *(reader.xread({"nothing": "$"}, block=100) for _ in range(20)),
+        )
+        assert waited == [None] * 40 + [[]] * 20
+        connected = len(await admin.client_list()) - 1  # idle pooled ones stay: the peak
+        assert 2 <= connected <= calls + readers
+    finally:
+        await admin.aclose()
+        await reader.aclose()
         await link.close()
