@@ -71,6 +71,10 @@ HEARTBEAT_S = 1.0
 LEAD_TTL_MS = 4000
 STREAM_TTL_S = 60
 READ_BLOCK_MS = 1000
+_NOTHING = object()  # no item (as None ends a mirror's queue)
+# How long a whole answer's ending waits to go with the claim's release: the closing comes once
+# the answer is stored, and stores are batched every BATCH_DELAY_S (0.05 s).
+CLOSING_WAIT_S = 0.25
 # Claims a key only while it is still this flight's (a late heartbeat or release must not touch
 # the claim of the flight after it).
 _IF_OURS = """
@@ -277,8 +281,13 @@ class _Mirror:
         redis, stream = self.remote.redis, FLIGHT + self.flight
         keys = [stream, WATCH + self.flight, LEAD + self.key]
         released = False
+        later: Any = _NOTHING  # an item read ahead, handled next
         try:
-            while (fields := await self._queue.get()) is not None:
+            while True:
+                fields = await self._queue.get() if later is _NOTHING else later
+                later = _NOTHING
+                if fields is None:
+                    break
                 if fields["t"] == "closed":
                     # Watchers that came after the answer was written learn it is in the cache
                     # (those that have their ending read no further); the claim goes.
@@ -290,9 +299,16 @@ class _Mirror:
                     continue
                 if fields["t"] == "end" and not self._streaming:
                     pairs = [item for pair in fields.items() for item in pair]
+                    # The closing follows within moments (once the answer is stored): one call
+                    # writes the ending and releases the claim. A watcher then has its ending,
+                    # and a request that comes after finds the entry committed.
+                    later = await self._next_within(CLOSING_WAIT_S)
+                    closing = isinstance(later, dict) and later["t"] == "closed"
                     await self.remote._if_watched(
-                        keys=keys, args=[self.flight, STREAM_TTL_S, "0", *pairs]
+                        keys=keys, args=[self.flight, STREAM_TTL_S, "1" if closing else "0", *pairs]
                     )
+                    if closing:
+                        released, later = True, _NOTHING
                     continue
                 async with redis.pipeline(transaction=False) as pipe:
                     pipe.xadd(stream, fields)
@@ -305,6 +321,13 @@ class _Mirror:
             if not released:
                 with contextlib.suppress(RedisError, OSError):
                     await self.remote._if_ours(keys=[LEAD + self.key], args=[self.flight, "0"])
+
+    async def _next_within(self, seconds: float) -> Any:
+        """The next item if it comes within `seconds`, else _NOTHING (it stays queued)."""
+        try:
+            return await asyncio.wait_for(self._queue.get(), seconds)
+        except TimeoutError:
+            return _NOTHING
 
     async def _beat(self) -> None:
         with contextlib.suppress(RedisError, OSError):

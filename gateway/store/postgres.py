@@ -120,6 +120,13 @@ def _ledger_values(row: LedgerRow) -> dict[str, Any]:
     return values
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A connection goes back to the pool as it is (asyncpg has rolled back a transaction left
+    open): the store leaves nothing else behind (no LISTEN, no cursor, advisory locks and
+    `unbounded`'s settings undone by their owners), so the default reset's round trip on every
+    release (`RESET ALL`, `UNLISTEN *`, ...) buys nothing."""
+
+
 class BoundedPool:
     """asyncpg's pool, with the wait for a connection bounded as well as the statement (its own
     `fetch` and friends wait for a connection as long as it takes)."""
@@ -135,10 +142,16 @@ class BoundedPool:
     async def unbounded(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection for work that may rightly take long (migrations, `gateway db copy`):
         the server's lock and statement timeouts are lifted until it goes back to the pool
-        (whose reset restores them)."""
+        (then restored)."""
         async with self.acquire() as conn:
             await conn.execute("SET statement_timeout = 0; SET lock_timeout = 0")
-            yield conn
+            try:
+                yield conn
+            finally:  # back to the values the connection was opened with
+                try:
+                    await conn.execute("RESET statement_timeout; RESET lock_timeout")
+                except Exception:
+                    conn.terminate()  # its settings are unknown: never reused
 
     @property
     def _wait(self) -> float:
@@ -215,6 +228,7 @@ class PostgresStore(SharedSql, BatchSql, ResponseSql, WebhookSql):
             max_size=self.pool_size,
             timeout=self.timeout_s,  # connecting
             server_settings={"lock_timeout": millis, "statement_timeout": millis},
+            reset=_keep_session,
         )
         self._pool = BoundedPool(pool, self.timeout_s)
 

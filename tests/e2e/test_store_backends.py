@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from gateway.accounting.periods import Periods
@@ -269,3 +270,23 @@ async def test_the_newest_fresh_entries_of_a_team_come_first_without_bodies(stor
     assert [(e.key, e.body) for e in mine] == [("new", None), ("old", None)]
     everyone = await store.cache.recent(None, 2, now=2.5)
     assert [e.key for e in everyone] == ["new", "theirs"]
+
+
+async def test_pooled_postgres_connections_keep_their_timeouts_after_long_work(
+    postgres_server: Any,
+) -> None:
+    """Connections go back to the pool without a reset round trip; the long work of `unbounded`
+    (migrations, db copy) puts the timeouts back itself, so the next user is bounded again."""
+    from gateway.store.postgres import PostgresStore
+
+    store = PostgresStore(await postgres_server.new_database(), pool_size=1, timeout_s=2.5)
+    await store.connect()
+    try:
+        async with store.pool.unbounded() as conn:
+            assert await conn.fetchval("SHOW statement_timeout") == "0"
+        assert await store.pool.fetchval("SHOW statement_timeout") == "2500ms"
+        assert await store.pool.fetchval("SHOW lock_timeout") == "2500ms"
+        with pytest.raises(asyncpg.QueryCanceledError):  # bounded again, on the same connection
+            await store.pool.fetchval("SELECT pg_sleep(4)")
+    finally:
+        await store.close()
