@@ -5,7 +5,9 @@ fsynced, or changed by hand)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+from typing import Any
 
 from gateway.cache.files import BodyFiles
 
@@ -46,3 +48,39 @@ async def test_a_torn_or_changed_body_is_never_served_and_a_new_store_repairs_it
     repaired.close()
     files.path(sha256).write_bytes(data[:-1])  # cut short
     assert await files.open_verified(sha256, len(data)) is None
+
+
+async def test_a_verified_body_is_kept_open_until_it_is_removed_or_changed(
+    tmp_path: Path,
+) -> None:
+    """The second hit opens nothing on a thread; the handles share the body at explicit
+    offsets; a body removed, or written over, is opened (and hashed) again."""
+    files, data, sha256 = stored(tmp_path)
+    opened: list[str] = []
+    real_open = files._open_verified
+
+    def counted(sha: str, size: int) -> Any:
+        opened.append(sha)
+        return real_open(sha, size)
+
+    files._open_verified = counted  # type: ignore[method-assign, assignment]
+    first = await files.open_verified(sha256, len(data))
+    second = await files.open_verified(sha256, len(data))
+    assert first is not None and second is not None and opened == [sha256]
+    assert os.pread(second.fileno(), len(data), 0) == data
+    first.close()
+    assert os.pread(second.fileno(), len(data), 0) == data  # its own descriptor
+    second.close()
+    files.path(sha256).unlink()
+    assert await files.open_verified(sha256, len(data)) is None and len(opened) == 2
+    (written,) = files.name_all([data])
+    assert written is not None
+    kept = await files.open_verified(sha256, len(data))
+    assert kept is not None and len(opened) == 3
+    kept.close()
+    path = files.path(sha256)
+    written_at = path.stat().st_mtime_ns
+    path.write_bytes(data.replace(b"eA", b"eB"))  # in place: same inode, new bytes
+    os.utime(path, ns=(written_at, written_at + 10**9))  # later, past the clock's granularity
+    assert await files.open_verified(sha256, len(data)) is None and len(opened) == 4
+    files.close()

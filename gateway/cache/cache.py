@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,8 +141,8 @@ class ResponseCache:
         file = await self.files.open_verified(entry.body_sha256, entry.size)
         if file is None:
             return None
-        try:
-            return await asyncio.to_thread(file.read)
+        try:  # at offset 0: the handle may share its position with a hit being served
+            return await asyncio.to_thread(os.pread, file.fileno(), entry.size, 0)
         finally:
             file.close()
 
@@ -250,6 +251,7 @@ class ResponseCache:
     async def close(self) -> None:
         await self.drain()
         await self._flush_hits()
+        self.files.close()
         if self.remote is not None:
             await self.remote.close()
         if self.objects is not None:

@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ from typing import BinaryIO
 
 CHUNK = 1024 * 1024
 STALE_TMP_S = 3600.0  # a partial write this old in a shared directory was left by a dead process
+# Verified body files kept open (least recently served go first): a hit then needs no open() on
+# a worker thread, only an fstat and a dup here.
+KEPT_OPEN = 128
 SEND_CHUNK = 256 * 1024  # per read when sendfile is missing: 100 hits in flight hold ~25 MiB
 
 
@@ -47,6 +51,7 @@ class BodyFiles:
         # sha256 → (inode, size, mtime_ns) of the file as last hashed: trusted while unchanged.
         self._verified: dict[str, tuple[int, int, int]] = {}
         self._parents: set[Path] = set()  # bodies/xx/ directories known to exist
+        self._kept: OrderedDict[str, int] = OrderedDict()  # sha256 → fd of a verified body
 
     def prepare(self, *, empty_tmp: bool = True, shared: bool = False) -> None:
         """Create the directories and drop partial writes a dead process left (blocking: call at
@@ -78,20 +83,64 @@ class BodyFiles:
         return Tee(fd, Path(name))
 
     async def open_verified(self, sha256: str, size: int) -> BinaryIO | None:
-        """The body file open for reading, or None when it is missing or not what its name says."""
-        return await asyncio.to_thread(self._open_verified, sha256, size)
+        """The body file open for reading, or None when it is missing or not what its name says.
+
+        The handle may share its file offset with other readers of the same body: read it at
+        explicit offsets (sendfile, `os.pread`), never by position. A body kept open is served
+        while its file is still there and unchanged since it was hashed (same inode, size and
+        mtime); else it is opened (and hashed) again."""
+        kept = self._kept_open(sha256, size)
+        if kept is not None:
+            return kept
+        handle = await asyncio.to_thread(self._open_verified, sha256, size)
+        if handle is not None and sha256 not in self._kept:
+            self._kept[sha256] = os.dup(handle.fileno())
+            while len(self._kept) > KEPT_OPEN:
+                os.close(self._kept.popitem(last=False)[1])
+        return handle
+
+    def _kept_open(self, sha256: str, size: int) -> BinaryIO | None:
+        fd = self._kept.get(sha256)
+        if fd is None:
+            return None
+        st = os.fstat(fd)  # of an open descriptor: no path lookup, nothing to wait on
+        if (
+            st.st_nlink == 0
+            or st.st_size != size
+            or self._verified.get(sha256)
+            != (
+                st.st_ino,
+                st.st_size,
+                st.st_mtime_ns,
+            )
+        ):
+            self._forget(sha256)  # removed, or changed since it was hashed: opened again
+            return None
+        self._kept.move_to_end(sha256)
+        return os.fdopen(os.dup(fd), "rb")
+
+    def _forget(self, sha256: str) -> None:
+        self._verified.pop(sha256, None)
+        fd = self._kept.pop(sha256, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close the bodies kept open."""
+        while self._kept:
+            os.close(self._kept.popitem()[1])
 
     async def remove(self, hashes: Iterable[str]) -> None:
         hashes = list(hashes)
         paths = [self.path(sha256) for sha256 in hashes]
         for sha256 in hashes:
-            self._verified.pop(sha256, None)
+            self._forget(sha256)
         if paths:
             await asyncio.to_thread(_unlink_all, paths)
 
     async def is_intact(self, sha256: str, size: int) -> bool:
         """Rehash the file (whatever was verified before)."""
-        self._verified.pop(sha256, None)
+        self._forget(sha256)
         handle = await self.open_verified(sha256, size)
         if handle is None:
             return False

@@ -17,6 +17,7 @@ the request is reported.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -209,7 +210,7 @@ class Client:
             if isinstance(body, ObjectBody):
                 await body.close()
             elif not isinstance(body, bytes | SpooledBody):
-                await asyncio.to_thread(body.close)
+                body.close()  # a cached body's duplicate descriptor: nothing to flush
 
     async def _send_body(self, response: web.StreamResponse, body: WholeBody, size: int) -> None:
         if isinstance(body, bytes):
@@ -238,10 +239,11 @@ class Client:
             return
         except NotImplementedError:
             pass
-        remaining = size
-        while remaining > 0:
-            chunk = await asyncio.to_thread(body.read, min(SEND_CHUNK, remaining))
+        offset = 0  # read at explicit offsets: the handle may share its position (files.py)
+        while offset < size:
+            length = min(SEND_CHUNK, size - offset)
+            chunk = await asyncio.to_thread(os.pread, body.fileno(), length, offset)
             if not chunk:
                 raise ConnectionResetError("the cached body shrank while it was sent")
             await response.write(chunk)
-            remaining -= len(chunk)
+            offset += len(chunk)
