@@ -14,7 +14,7 @@ from gateway.outcome import CacheStatus
 from gateway.proxy import pipeline
 from gateway.proxy.flow import Caller, Flow
 from gateway.store import Store
-from tests.factories import KEY, TEAM, make_flow, with_cache
+from tests.factories import KEY, TEAM, make_flow, team_and_key, with_cache
 
 BODY = {"model": "gpt-image-1", "prompt": "a kite", "size": "1024x1024", "quality": "low"}
 
@@ -83,24 +83,30 @@ async def test_a_lookup_that_missed_while_its_twin_was_stored_looks_again(
     assert await join_in_flight(first) is False and isinstance(first.leader, Leader)
     second = await planned(tmp_path, store)
     second.services = first.services
+    _, key_id = await team_and_key(store)  # a caller the store knows: its hold can be made
+    known_key, known_team = await store.get_key(key_id), await store.get_team("design")
+    assert known_key is not None and known_team is not None
+    second.caller = Caller(known_key, known_team)
     cache = first.services.cache
     assert first.cache is not None and first.leader.inflight is not None
     inflight, key = first.leader.inflight, first.cache.key
-    real_get = cache.store.cache.get
+    real_lookup = cache.store.lookup_or_reserve
     reads = []
 
-    async def read_then_store_the_twin(wanted: str, now: float) -> Any:
-        found = await real_get(wanted, now)
+    async def read_then_store_the_twin(wanted: str, now: float, hold: Any) -> Any:
+        found = await real_lookup(wanted, now, hold)
         reads.append(found)
-        if len(reads) == 1:  # the twin's answer lands just after this read
-            entry = await cache.put(b'{"data": []}', _entry_for(key, first))
-            assert entry is not None
-            cache.in_flight.remove(inflight, entry)
+        # The twin's answer lands just after this read.
+        entry = await cache.put(b'{"data": []}', _entry_for(key, first))
+        assert entry is not None
+        cache.in_flight.remove(inflight, entry)
         return found
 
-    cache.store.cache.get = read_then_store_the_twin
+    cache.store.lookup_or_reserve = read_then_store_the_twin
     assert await serve_from_cache(second) is True
-    assert reads[0] is None and reads[1] is not None
+    ((entry, held),) = reads
+    assert entry is None and held is not None  # a miss, and its hold, in one trip
+    assert second.bill.reservation_id == held  # settled by its ledger row
     assert second.answer.served is CacheStatus.HIT
 
 

@@ -24,13 +24,13 @@ async def db() -> AsyncIterator[aiosqlite.Connection]:
 
 
 def counting(trips: SharedTrips) -> list[int]:
-    """The number of statements of each trip, as the trips are made."""
+    """The number of senders' jobs in each trip, as the trips are made."""
     sizes: list[int] = []
     real = trips._trip
 
-    async def trip(statements: Any) -> list[Any]:
-        sizes.append(len(statements))
-        return await real(statements)
+    async def trip(jobs: Any) -> Any:
+        sizes.append(len(jobs))
+        return await real(jobs)
 
     trips._trip = trip  # type: ignore[method-assign]
     return sizes
@@ -65,7 +65,7 @@ async def test_statements_sent_together_make_one_trip(db: aiosqlite.Connection) 
     trips = SharedTrips(db)
     sizes = counting(trips)
     rows = await trips.run_all([("INSERT INTO t (n) VALUES (7)", ()), ("SELECT n FROM t", ())])
-    assert rows == [[], [(7,)]] and sizes == [2]
+    assert rows == [[], [(7,)]] and sizes == [1]
     with pytest.raises(sqlite3.IntegrityError):  # the first error, once all have run
         await trips.run_all(
             [("INSERT INTO t (n) VALUES (7)", ()), ("INSERT INTO t VALUES (8)", ())]
@@ -83,3 +83,14 @@ async def test_a_cancelled_sender_leaves_the_others_served(db: aiosqlite.Connect
     left.cancel()
     assert await first == [(1,)] and await kept == [(4,)]
     assert await trips.run("SELECT count(*) FROM t WHERE n = 4") == [(1,)]
+
+
+async def test_a_lookup_and_what_follows_a_miss_in_one_trip(db: aiosqlite.Connection) -> None:
+    """With until_rows, what follows the first statement that returns rows is not run."""
+    trips = SharedTrips(db)
+    sizes = counting(trips)
+    find = ("SELECT n FROM t WHERE n = 5", ())
+    make = ("INSERT INTO t (n) VALUES (5) RETURNING n", ())
+    assert await trips.run_all([find, make], until_rows=True) == [[], [(5,)]]  # a miss: made
+    assert await trips.run_all([find, make], until_rows=True) == [[(5,)], None]  # found: not
+    assert sizes == [1, 1]  # one trip each (one job of two statements)

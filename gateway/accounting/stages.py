@@ -23,6 +23,7 @@ from gateway.pricing import (
     Usage,
 )
 from gateway.proxy.flow import Flow
+from gateway.store.base import Hold
 
 log = logging.getLogger(__name__)
 
@@ -67,41 +68,52 @@ async def check_rate_limits(flow: Flow) -> None:
         flow.rate_headers.update(headers)
 
 
-async def reserve_budget(flow: Flow) -> None:
-    """The request's hold is in the store before anything goes upstream: the estimate, held
-    against the key's and the team's budgets (or a 429 says which one cannot pay). A hold is
-    written even where no budget applies, so that a crash always leaves a record to settle as
-    `orphaned`; a store that cannot take it refuses the request (503 `storage_unavailable`)."""
+def hold_for(flow: Flow) -> Hold:
+    """The request's hold: its estimate, in what the team is charged, named by the request
+    (should the client leave while it is made, the hold is made all the same, and the
+    request's ledger row, written on its way out, settles it by name)."""
     assert flow.caller is not None
     key, team = flow.caller.key, flow.caller.team
-    services = flow.services
-    store = services.store
     now = dt.datetime.now(dt.UTC)
-    periods = Periods.at(now)
-    # A store that cannot take it raises: the pipeline answers 503 before anything went upstream.
-    amount = charged(team, flow.bill.estimate_nanos)  # in what the team is charged
-    flow.bill.reservation_id = await store.reserve(
+    return Hold(
         key_id=key.id,
         team_id=team.id,
-        amount_nanos=amount,
-        periods=periods,
+        amount_nanos=charged(team, flow.bill.estimate_nanos),
+        periods=Periods.at(now),
         now=now.timestamp(),
-        ttl_s=services.settings.reservation_ttl_s,
-        # Named by its request: should the client leave while this runs, the hold is made all
-        # the same, and the request's ledger row (written on its way out) settles it by name.
+        ttl_s=flow.services.settings.reservation_ttl_s,
         request_id=flow.request_id,
         owner=this_process(),
         endpoint=flow.endpoint.name,
         model=flow.model,
     )
+
+
+async def reserve_budget(flow: Flow) -> None:
+    """The request's hold is in the store before anything goes upstream: the estimate, held
+    against the key's and the team's budgets (or a 429 says which one cannot pay). A hold is
+    written even where no budget applies, so that a crash always leaves a record to settle as
+    `orphaned`; a store that cannot take it refuses the request (503 `storage_unavailable`).
+    A miss's hold may have been made with its cache lookup (serve_from_cache): then it is kept."""
+    if flow.bill.reservation_id is not None:
+        return
+    assert flow.caller is not None
+    key, team = flow.caller.key, flow.caller.team
+    services = flow.services
+    store = services.store
+    hold = hold_for(flow)
+    # A store that cannot take it raises: the pipeline answers 503 before anything went upstream.
+    flow.bill.reservation_id = await store.reserve(**hold.terms())
     services.health.store_wrote()
     if flow.bill.reservation_id is not None:
         return
+    amount, periods, now = hold.amount_nanos, hold.periods, hold.now
     for scope, scope_id, name in (("key", key.id, key.id), ("team", str(team.id), team.name)):
-        spend = await store.spend(scope, scope_id, periods, now.timestamp())
+        spend = await store.spend(scope, scope_id, periods, now)
         remaining = spend.remaining_nanos
         if remaining is not None and remaining < amount:
-            raise budget_exhausted(scope, name, spend, amount, now, lowering_hint(flow))
+            at = dt.datetime.fromtimestamp(now, dt.UTC)
+            raise budget_exhausted(scope, name, spend, amount, at, lowering_hint(flow))
     # The budget freed up between the check and the explanation: refuse anyway, plainly.
     raise GatewayError(
         429,

@@ -30,7 +30,7 @@ from gateway.cache.objects import ObjectBodies, ObjectBody, ObjectStoreUnavailab
 from gateway.money import nanos_to_usd
 from gateway.settings import Settings
 from gateway.store import Store
-from gateway.store.base import CacheEntry
+from gateway.store.base import CacheEntry, Hold
 
 if TYPE_CHECKING:
     from gateway.cache.remote import RemoteFlights
@@ -101,6 +101,12 @@ class ResponseCache:
         """The fresh entry for `key` with its body open, counted as a hit; or None."""
         entry = await self.store.cache.get(key, time.time())
         return None if entry is None else await self.open(entry)
+
+    async def lookup_or_hold(self, key: str, hold: Hold) -> tuple[Hit | None, int | None]:
+        """`lookup`, and on a miss `hold` reserved in the same trip to the store: (the hit or
+        None, the reservation's id or None)."""
+        entry, held = await self.store.lookup_or_reserve(key, time.time(), hold)
+        return (None if entry is None else await self.open(entry)), held
 
     async def open(self, entry: CacheEntry) -> Hit | None:
         """The entry with its body open, counted as a hit; None (and the entry dropped) when

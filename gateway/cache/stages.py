@@ -5,7 +5,9 @@ leader that goes upstream (see leader.py)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
+from gateway.accounting.stages import hold_for
 from gateway.cache.inflight import Abandoned, Ending, Failed, InFlight, Reply, Stored, StreamEnd
 from gateway.cache.key import KeyRequest, cache_key
 from gateway.cache.leader import Leader
@@ -14,6 +16,7 @@ from gateway.cache.serve import fail_as_leader_did, follow_stream, serve_reply, 
 from gateway.outcome import CacheStatus, Outcome
 from gateway.proxy.flow import Flow
 
+log = logging.getLogger(__name__)
 LARGE_BODY = 256 * 1024  # canonicalising a body this large is done on a thread
 
 
@@ -51,7 +54,8 @@ LOOKUPS = 3  # at most, when twins keep ending during the lookups
 
 
 async def serve_from_cache(flow: Flow) -> bool:
-    """A hit is answered from its stored body, charged nothing.
+    """A hit is answered from its stored body, charged nothing. A miss has its hold made in the
+    same trip to the store (reserve_budget keeps it, or refuses when it could not be made).
 
     A miss holds until join_in_flight claims the key, with no await in between: a twin that
     ended and left the in-flight registry while the store was read (its answer stored just
@@ -61,14 +65,16 @@ async def serve_from_cache(flow: Flow) -> bool:
     if plan is None or not plan.read:
         return False
     cache = flow.services.cache
-    for _ in range(LOOKUPS):
+    removed = cache.in_flight.removed
+    hit, flow.bill.reservation_id = await cache.lookup_or_hold(plan.key, hold_for(flow))
+    if flow.bill.reservation_id is not None:
+        flow.services.health.store_wrote()
+    for _ in range(LOOKUPS - 1):
+        if hit is not None or cache.in_flight.removed == removed:
+            break
         removed = cache.in_flight.removed
         hit = await cache.lookup(plan.key)
-        if hit is not None:
-            return serve_stored(flow, hit, CacheStatus.HIT)
-        if cache.in_flight.removed == removed:
-            break
-    return False
+    return hit is not None and serve_stored(flow, hit, CacheStatus.HIT)
 
 
 async def join_in_flight(flow: Flow) -> bool:
@@ -89,9 +95,25 @@ async def join_in_flight(flow: Flow) -> bool:
         if leading or not plan.read or inflight is tried:
             flow.leader = Leader(cache, plan.key, inflight if leading else None)
             return False
+        _drop_hold(flow)  # a follower spends nothing while it waits
         if await _follow(flow, inflight):
             return True
         tried = inflight  # its leader gave up, or its outcome could not be used: try again
+
+
+def _drop_hold(flow: Flow) -> None:
+    """The hold made with the lookup goes, in the background (should the follower go upstream
+    after all, reserve_budget makes a new one). Its ledger row would settle it anyway."""
+    held, flow.bill.reservation_id = flow.bill.reservation_id, None
+    if held is not None:
+        flow.services.tasks.spawn(f"drop hold {held}", _dropped(flow, held))
+
+
+async def _dropped(flow: Flow, held: int) -> None:
+    try:
+        await flow.services.store.drop_hold(held)
+    except Exception:  # the hold stays until the request's ledger row settles it by name
+        log.warning("a follower's hold %d stays until its ledger row", held, exc_info=True)
 
 
 def _complete(ending: Ending | None) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.accounting.periods import Periods
@@ -24,6 +24,25 @@ if TYPE_CHECKING:
 
 class Conflict(Exception):
     """A unique name or key is already taken."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A request's hold: what `Store.reserve` takes."""
+
+    key_id: str
+    team_id: int
+    amount_nanos: int
+    periods: Periods
+    now: float
+    ttl_s: float
+    request_id: str | None = None
+    owner: str | None = None
+    endpoint: str | None = None
+    model: str | None = None
+
+    def terms(self) -> dict[str, Any]:
+        return {spec.name: getattr(self, spec.name) for spec in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +382,14 @@ class Store(Protocol):
     ) -> int | None:
         """Hold `amount_nanos` against the key's and the team's budgets, atomically: the id of
         the reservation, or None when either budget (spent + reserved + amount) would pass."""
+        ...
+
+    async def lookup_or_reserve(
+        self, key: str, now: float, hold: Hold
+    ) -> tuple[CacheEntry | None, int | None]:
+        """The fresh cache entry for `key`; or, when there is none, `hold` reserved (its id,
+        or None when a budget cannot hold it): a miss's lookup and hold, in one trip where
+        the engine allows."""
         ...
 
     async def spend(self, scope: str, scope_id: str, periods: Periods, now: float) -> Spend:

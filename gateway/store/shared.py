@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.accounting.periods import Periods
-from gateway.store.base import Conflict, Spend
+from gateway.store.base import CacheEntry, Conflict, Hold, Spend
 from gateway.store.key_cache import KeyCache
 from gateway.store.records import ApiKey, Team
 from gateway.store.sql import (
@@ -47,6 +47,14 @@ class SharedSql:
 
     async def _all(self, sql: str, params: dict[str, Any]) -> list[Any]:
         raise NotImplementedError
+
+    async def lookup_or_reserve(
+        self, key: str, now: float, hold: Hold
+    ) -> tuple[CacheEntry | None, int | None]:
+        entry = await self.cache.get(key, now)  # type: ignore[attr-defined]
+        if entry is not None:
+            return entry, None
+        return None, await self.reserve(**hold.terms())  # type: ignore[attr-defined]
 
     # Teams
 

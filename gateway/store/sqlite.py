@@ -17,6 +17,8 @@ from gateway.accounting.periods import Periods
 from gateway.store.base import (
     COPIED_TABLES,
     TOTALS_SQL,
+    CacheEntry,
+    Hold,
     LedgerRow,
     UsageFilter,
     orphan_row,
@@ -37,7 +39,7 @@ from gateway.store.sql import (
     usage_query,
     usage_rows,
 )
-from gateway.store.sqlite_cache import SqliteCacheIndex
+from gateway.store.sqlite_cache import CACHE_GET, SqliteCacheIndex, cache_entry
 from gateway.store.sqlite_trips import SharedTrips, Statement
 from gateway.store.webhook_sql import WebhookSql
 
@@ -65,6 +67,22 @@ _RECORD = (
     f" VALUES ({', '.join(':' + c for c in LEDGER_COLUMNS)})"
     " ON CONFLICT (request_id) DO NOTHING"
 )
+
+
+def _reserve_params(hold: Hold) -> dict[str, Any]:
+    return {
+        "key_id": hold.key_id,
+        "team_id": hold.team_id,
+        "amount": hold.amount_nanos,
+        "created_at": now_text(),
+        "expires_at": hold.now + hold.ttl_s,
+        "now": hold.now,
+        "request_id": hold.request_id,
+        "owner": hold.owner,
+        "endpoint": hold.endpoint,
+        "model": hold.model,
+        **hold.periods.sql_case(),
+    }
 
 
 class SqliteStore(SharedSql, BatchSql, ResponseSql, WebhookSql):
@@ -255,23 +273,21 @@ class SqliteStore(SharedSql, BatchSql, ResponseSql, WebhookSql):
         endpoint: str | None = None,
         model: str | None = None,
     ) -> int | None:
-        row = await self._one(
-            _RESERVE,
-            {
-                "key_id": key_id,
-                "team_id": team_id,
-                "amount": amount_nanos,
-                "created_at": now_text(),
-                "expires_at": now + ttl_s,
-                "now": now,
-                "request_id": request_id,
-                "owner": owner,
-                "endpoint": endpoint,
-                "model": model,
-                **periods.sql_case(),
-            },
-        )
+        hold = Hold(key_id, team_id, amount_nanos, periods, now, ttl_s, request_id, owner,
+                    endpoint, model)  # fmt: skip
+        row = await self._one(_RESERVE, _reserve_params(hold))
         return None if row is None else int(row[0])
+
+    async def lookup_or_reserve(
+        self, key: str, now: float, hold: Hold
+    ) -> tuple[CacheEntry | None, int | None]:
+        """One trip: the lookup, and the hold only when it found nothing."""
+        found, held = await self.trips.run_all(
+            [(CACHE_GET, (key, now)), (_RESERVE, _reserve_params(hold))], until_rows=True
+        )
+        if found:
+            return cache_entry(found[0]), None
+        return None, int(held[0][0]) if held else None
 
     async def record(self, row: LedgerRow) -> None:
         values = {column: getattr(row, column) for column in LEDGER_COLUMNS}

@@ -31,7 +31,7 @@ _ENTRY_COLUMNS = tuple(CacheEntry.__dataclass_fields__)  # the last one, `body`,
 # upserted (not INSERT OR REPLACE: a replacing insert deletes the old row without firing its
 # delete triggers, and the triggers keep the cache's size).
 _PUT = f"INSERT INTO cache_puts ({', '.join(_ENTRY_COLUMNS)}) VALUES {{rows}}"
-_GET = (
+CACHE_GET = (
     f"SELECT {', '.join('e.' + c for c in _ENTRY_COLUMNS[:-1])}, b.data"
     " FROM cache_entries e JOIN cache_bodies b ON b.sha256 = e.body_sha256"
     " WHERE e.key = ? AND e.expires_at > ?"
@@ -54,7 +54,7 @@ def _row(entry: CacheEntry) -> list[Any]:
     return [values[column] for column in _ENTRY_COLUMNS]
 
 
-def _entry(row: Any) -> CacheEntry:
+def cache_entry(row: Any) -> CacheEntry:
     values = dict(zip(_ENTRY_COLUMNS, row, strict=True))
     values["stream"] = bool(values["stream"])
     values["headers"] = json.loads(values["headers"])
@@ -66,8 +66,8 @@ class SqliteCacheIndex:
         self._store = store
 
     async def get(self, key: str, now: float) -> CacheEntry | None:
-        row = await self._store._one(_GET, (key, now))
-        return None if row is None else _entry(row)
+        row = await self._store._one(CACHE_GET, (key, now))
+        return None if row is None else cache_entry(row)
 
     async def put(self, entry: CacheEntry) -> int:
         return await self.put_many([entry])
@@ -189,4 +189,4 @@ class SqliteCacheIndex:
         team = "" if team_id is None else " AND team_id = ?"
         params = (now, *(() if team_id is None else (team_id,)), limit)
         rows = await self._store._all(_RECENT.format(team=team), params)
-        return [_entry((*row, None)) for row in rows]
+        return [cache_entry((*row, None)) for row in rows]

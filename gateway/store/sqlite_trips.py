@@ -1,13 +1,13 @@
-"""Trips to SQLite's thread, shared: statements that concurrent requests send while a trip is
-under way go together in the next one (group execution, as a database groups commits).
+"""Trips to SQLite's thread, shared: what concurrent requests send while a trip is under way
+goes together in the next one (group execution, as a database groups commits).
 
 aiosqlite runs every statement on the connection's own thread; each trip costs a wake-up of that
-thread and one of the event loop, more CPU than a small statement itself. Alone, a statement
-makes its trip at once (no added wait); under load, the statements that queued up during a trip
-make the next trip together, however many there are.
+thread and one of the event loop, more CPU than a small statement itself. Alone, a sender's
+statements make their trip at once (no added wait); under load, whatever queued up during a trip
+makes the next trip together, however much there is.
 
 What holds: each statement still runs alone in autocommit, atomically, in the order sent, and
-gets its own rows or its own exception; a batch's failure never changes another statement's
+its sender gets its own rows or its own exception; one sender's failure never changes another's
 outcome. One trip is under way at a time (the connection has one thread anyway).
 """
 
@@ -22,17 +22,28 @@ import aiosqlite
 
 Params = tuple[Any, ...] | dict[str, Any]
 Statement = tuple[str, Params]
+# A sender's statements, and whether to stop at the first that returns rows (a lookup, then
+# what to do only when it found nothing).
+Job = tuple[Sequence[Statement], bool]
+# Per statement: its rows, the exception it raised, or None when it did not run.
+Results = list[Any]
 
 
-def _run(conn: sqlite3.Connection, statements: Sequence[Statement]) -> list[Any]:
-    """On the connection's thread: each statement's rows, or the exception it raised."""
-    results: list[Any] = []
-    for sql, params in statements:
-        try:
-            results.append(conn.execute(sql, params).fetchall())
-        except Exception as exc:  # the statement's own outcome, handed to its sender
-            results.append(exc)
-    return results
+def _run(conn: sqlite3.Connection, jobs: Sequence[Job]) -> list[Results]:
+    """On the connection's thread: each job's results, in order."""
+    done: list[Results] = []
+    for statements, until_rows in jobs:
+        results: Results = []
+        for sql, params in statements:
+            if until_rows and results and results[-1]:
+                results.append(None)  # an earlier statement found rows: not run
+                continue
+            try:
+                results.append(conn.execute(sql, params).fetchall())
+            except Exception as exc:  # the statement's own outcome, handed to its sender
+                results.append(exc)
+        done.append(results)
+    return done
 
 
 class SharedTrips:
@@ -41,31 +52,29 @@ class SharedTrips:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
         self._busy = False  # a trip is under way
-        self._queued: list[tuple[Statement, asyncio.Future[list[Any]]]] = []
+        self._queued: list[tuple[Job, asyncio.Future[Results]]] = []
         self._drain: asyncio.Task[None] | None = None
 
     async def run(self, sql: str, params: Params = ()) -> list[Any]:
         """The rows of `sql`, run in the next trip."""
         (rows,) = await self.run_all([(sql, params)])
-        return rows
+        return rows  # type: ignore[no-any-return]
 
-    async def run_all(self, statements: Sequence[Statement]) -> list[list[Any]]:
-        """Each statement's rows, the statements run one after the other in one trip; the
-        first exception among them is raised (after all have run)."""
+    async def run_all(
+        self, statements: Sequence[Statement], *, until_rows: bool = False
+    ) -> Results:
+        """Each statement's rows, the statements run one after the other in one trip (with
+        `until_rows`, those after the first that returns rows are not run: None). The first
+        exception among them is raised (after all have run)."""
+        job: Job = (statements, until_rows)
         if self._busy:
-            loop = asyncio.get_running_loop()
-            waiting = [(statement, loop.create_future()) for statement in statements]
-            self._queued += waiting
-            results = []
-            for _, future in waiting:
-                try:
-                    results.append(await future)
-                except Exception as exc:
-                    results.append(exc)
+            future: asyncio.Future[Results] = asyncio.get_running_loop().create_future()
+            self._queued.append((job, future))
+            results = await future
         else:
             self._busy = True
             try:
-                results = await self._trip(statements)
+                (results,) = await self._trip([job])
             finally:
                 self._next()
         for result in results:
@@ -73,9 +82,9 @@ class SharedTrips:
                 raise result
         return results
 
-    async def _trip(self, statements: Sequence[Statement]) -> list[Any]:
+    async def _trip(self, jobs: list[Job]) -> list[Results]:
         conn = self._db._conn  # aiosqlite's own connection, used on its own thread only
-        return list(await self._db._execute(_run, conn, list(statements)))  # type: ignore[no-untyped-call]
+        return list(await self._db._execute(_run, conn, jobs))  # type: ignore[no-untyped-call]
 
     def _next(self) -> None:
         """After a trip: what queued meanwhile goes in a trip of its own, from a task (the
@@ -90,25 +99,19 @@ class SharedTrips:
             while self._queued:
                 batch, self._queued = self._queued, []
                 try:
-                    results = await self._trip([statement for statement, _ in batch])
-                except BaseException as exc:  # the trip itself failed (or was cancelled)
-                    results = [exc] * len(batch)
-                    if isinstance(exc, asyncio.CancelledError):
-                        self._settle(batch, results)
-                        raise
-                self._settle(batch, results)
+                    done = await self._trip([job for job, _ in batch])
+                except asyncio.CancelledError:
+                    for _, future in batch:
+                        future.cancel()
+                    raise
+                except Exception as exc:  # the trip itself failed
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), results in zip(batch, done, strict=True):
+                    if not future.done():  # else its sender was cancelled
+                        future.set_result(results)
         finally:
             self._busy = False
             self._drain = None
-
-    @staticmethod
-    def _settle(
-        batch: list[tuple[Statement, asyncio.Future[list[Any]]]], results: list[Any]
-    ) -> None:
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():  # its sender was cancelled
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)

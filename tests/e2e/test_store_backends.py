@@ -290,3 +290,23 @@ async def test_pooled_postgres_connections_keep_their_timeouts_after_long_work(
             await store.pool.fetchval("SELECT pg_sleep(4)")
     finally:
         await store.close()
+
+
+async def test_a_miss_is_held_with_its_lookup_and_a_hit_holds_nothing(store: Store) -> None:
+    from gateway.store.base import Hold
+
+    team_id, key_id = await team_and_key(store, budget_nanos=10 * USD)
+    now = dt.datetime.now(dt.UTC)
+
+    def hold(amount: int, request_id: str) -> Hold:
+        return Hold(key_id, team_id, amount, Periods.at(now), now.timestamp(), 60.0, request_id)
+
+    entry, held = await store.lookup_or_reserve("k1", now.timestamp(), hold(3 * USD, "req_a"))
+    assert entry is None and held is not None  # a miss: held
+    entry, refused = await store.lookup_or_reserve("k1", now.timestamp(), hold(8 * USD, "req_b"))
+    assert entry is None and refused is None  # 3 + 8 > 10: not held
+    await store.cache.put_many([cache_entry("k1", "ab" * 32, 9, body=b'{"a": 1}')])
+    entry, none = await store.lookup_or_reserve("k1", now.timestamp(), hold(1 * USD, "req_c"))
+    assert entry is not None and entry.key == "k1" and none is None  # a hit: nothing held
+    spend = await store.spend("team", str(team_id), Periods.at(now), now.timestamp())
+    assert spend.reserved_nanos == 3 * USD
