@@ -274,40 +274,49 @@ def run_hits(ns: argparse.Namespace, old: Path, tmp: Path) -> dict[str, Any]:
         wait_ready(upstream, None)
         request = json.dumps({"model": "gpt-image-1", "prompt": "a fox", "quality": "low"})
         targets: dict[str, Target] = {}
+        pids: dict[str, int] = {}
         for name, cwd in (("before", old), ("now", ROOT)):
             server, key = start_gateway(f"hit-{name}", tmp, f"{upstream.base_url}/v1", cwd)
             servers.append(server)
             headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
             url = f"{server.base_url}/v1/images/generations"
             targets[name] = Target(name, "POST", url, headers, request.encode())
+            pids[name] = server.pid
         with nginx(tmp, upstream.port, body_path) as static:
             targets = {
                 "nginx": Target("nginx", "GET", f"{static.base_url}/file", {}, b""),
                 **targets,
             }
-            return asyncio.run(hits(targets, ns))
+            return asyncio.run(hits(targets, {"nginx": static.pid, **pids}, ns))
     finally:
         for server in reversed(servers):
             stop_server(server)
 
 
-async def hits(targets: dict[str, Target], ns: argparse.Namespace) -> dict[str, Any]:
+async def hits(
+    targets: dict[str, Target], pids: dict[str, int], ns: argparse.Namespace
+) -> dict[str, Any]:
     for target in targets.values():  # the first request of each gateway is the miss that stores
         await hit_throughput(target, 1, 0.5)
     await asyncio.sleep(0.5)
     for target in targets.values():
         await hit_throughput(target, ns.hit_concurrency, 1.0)  # warm-up
     rounds: dict[str, list[float]] = {name: [] for name in targets}
+    cpu, served = dict.fromkeys(targets, 0.0), dict.fromkeys(targets, 0)
     for index in range(ns.rounds):
         order = list(targets.values())
         for target in order if index % 2 == 0 else reversed(order):
+            before = tree_cpu(pids[target.name])
             rate = await hit_throughput(target, ns.hit_concurrency, ns.hit_seconds)
+            cpu[target.name] += tree_cpu(pids[target.name]) - before
+            served[target.name] += int(rate["requests"])
             rounds[target.name].append(rate["rps"])
     rps = {name: round(statistics.median(values), 1) for name, values in rounds.items()}
     return {
         "body_mib": ns.hit_mib,
         "concurrency": ns.hit_concurrency,
         "rps": rps,
+        "cpu_ms_per_hit": {name: round(cpu[name] / served[name] * 1000, 3) for name in targets},
         "of_nginx": {k: round(v / rps["nginx"], 3) for k, v in rps.items() if k != "nginx"},
     }
 
@@ -567,8 +576,9 @@ def print_table(result: dict[str, Any]) -> None:
         rps = hits["rps"]
         rows.append((f"hits {hits['body_mib']} MB c={hits['concurrency']} (rps)",
                      f"{rps['nginx']}", f"{rps['before']}", f"{rps['now']}"))  # fmt: skip
-        share = hits["of_nginx"]
+        share, cpu = hits["of_nginx"], hits["cpu_ms_per_hit"]
         rows.append(("  of nginx", "1", f"{share['before']}", f"{share['now']}"))
+        rows.append(("  CPU per hit (ms)", f"{cpu['nginx']}", f"{cpu['before']}", f"{cpu['now']}"))
     if streams := result.get("streams"):
         before, now = streams["before"], streams["now"]
         late = (before["lateness_ms"]["p99"], now["lateness_ms"]["p99"])

@@ -71,7 +71,7 @@ async def test_a_complete_body_is_shared_at_once_then_stored_and_closed(
     assert reply.cost_nanos == flow.result.cost_nanos
     # Until it is stored, identical requests still join (and are served the reply).
     assert flow.services.cache.in_flight.claim(inflight.key) == (inflight, False)
-    await flow.services.tasks.settle()
+    await flow.services.cache.drain()  # stored: the in-flight entry closes with it
     hit = await flow.services.cache.lookup(inflight.key)
     assert hit is not None and hit.entry.cost_nanos == flow.result.cost_nanos
     assert flow.services.cache.in_flight.claim(inflight.key)[1]  # closed: a new claim leads

@@ -93,7 +93,10 @@ class Leader:
             await self._close(None)
             return
         stored = self.cache.put(body, self._entry_maker(flow, body))
-        flow.services.tasks.spawn(f"cache-store {self.key[:12]}", self._close_when(stored))
+        if self.tee is None:  # nothing to wait on once it is stored: no task of its own
+            stored.add_done_callback(self._settle_when_stored)
+        else:
+            flow.services.tasks.spawn(f"cache-store {self.key[:12]}", self._close_when(stored))
 
     def _published(self, flow: Flow, error: BaseException | None) -> Ending | None:
         """What the followers get now (None: nothing until the answer is stored)."""
@@ -179,12 +182,19 @@ class Leader:
         finally:
             await self._close(entry)
 
-    async def _close(self, stored: CacheEntry | None) -> None:
+    def _settle_when_stored(self, stored: asyncio.Future[CacheEntry | None]) -> None:
+        self._settle(None if stored.cancelled() else stored.result())
+
+    def _settle(self, stored: CacheEntry | None) -> None:
         """Followers still waiting are served from `stored` (or go on alone); new twins no
-        longer join; the tee closes once its readers are done."""
+        longer join."""
         inflight = self.inflight
         if inflight is not None:
             inflight.end(Stored(stored) if stored is not None else Abandoned())
             self.cache.in_flight.remove(inflight, stored)
+
+    async def _close(self, stored: CacheEntry | None) -> None:
+        """`_settle`, then the tee closes once its readers are done."""
+        self._settle(stored)
         if self.tee is not None:
             await self.tee.release()
