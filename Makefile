@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 SERVING := $(VENV)/.installed-serving
 DEVELOPMENT := $(VENV)/.installed-development
 
-.PHONY: run test lint typecheck pytest pytest-postgres layout promtool test-servers screenshots bench clean
+.PHONY: run test lint typecheck pytest pytest-postgres layout promtool test-servers screenshots bench bench-deps bench-speed clean
 
 $(BIN)/python:
 	@echo "== creating $(VENV) (a virtual environment for this project; nothing system-wide)"
@@ -92,6 +92,16 @@ screenshots: $(DEVELOPMENT) test-servers
 
 bench: $(DEVELOPMENT)
 	$(BIN)/python bench/run_all.py
+
+# What bench/speed.py and bench/replicas.py start throwaway copies of: the test servers, and
+# nginx (the reference proxy and static file server).
+bench-deps: test-servers
+	@deploy/install-nginx || true
+
+# Issue 27's table: this tree beside an older revision (REV) and nginx, in one run.
+REV ?= b7f0090
+bench-speed: $(DEVELOPMENT) bench-deps
+	$(BIN)/python bench/speed.py --rev $(REV)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -553,7 +553,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             result[part] = runs[part](ns, old, Path(tmp_name) / part)
             print(f"{part}: {json.dumps(result[part], indent=1)}", flush=True)
     print_table(result)
-    write_result("speed", result)
+    # A partial run (--only) has its own file: it never overwrites the whole table.
+    name = "speed" if sorted(ns.only) == sorted(runs) else "speed-" + "-".join(ns.only)
+    write_result(name + ("-quick" if ns.quick else ""), result)
     return result
 
 
