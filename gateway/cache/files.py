@@ -104,16 +104,8 @@ class BodyFiles:
         if fd is None:
             return None
         st = os.fstat(fd)  # of an open descriptor: no path lookup, nothing to wait on
-        if (
-            st.st_nlink == 0
-            or st.st_size != size
-            or self._verified.get(sha256)
-            != (
-                st.st_ino,
-                st.st_size,
-                st.st_mtime_ns,
-            )
-        ):
+        unchanged = self._verified.get(sha256) == (st.st_ino, st.st_size, st.st_mtime_ns)
+        if st.st_nlink == 0 or st.st_size != size or not unchanged:
             self._forget(sha256)  # removed, or changed since it was hashed: opened again
             return None
         self._kept.move_to_end(sha256)
