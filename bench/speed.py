@@ -63,6 +63,7 @@ from common import (
     write_result,
 )
 from cpu import unique_generation
+from replicas import cpu_seconds as tree_cpu  # a process and its workers or backends
 
 sys.path.insert(0, str(ROOT))
 from tests.postgres_server import PostgresServer  # the throwaway servers the tests use
@@ -76,18 +77,6 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 # Processes and their CPU.
-
-
-def tree_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process and its live children (workers, PG backends)."""
-    process = psutil.Process(pid)
-    times = process.cpu_times()
-    total = times.user + times.system + times.children_user + times.children_system
-    for child in process.children(recursive=True):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child_times = child.cpu_times()
-            total += child_times.user + child_times.system
-    return total
 
 
 def gateway_env(name: str, tmp: Path, upstream: str, cwd: Path, **extra: str) -> dict[str, str]:
