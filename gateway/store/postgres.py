@@ -34,6 +34,8 @@ from gateway.accounting.periods import Periods
 from gateway.store.base import (
     COPIED_TABLES,
     TOTALS_SQL,
+    CacheEntry,
+    Hold,
     LedgerRow,
     UsageFilter,
     orphan_row,
@@ -41,7 +43,7 @@ from gateway.store.base import (
 from gateway.store.batch_sql import BatchSql
 from gateway.store.key_cache import Generation, KeyCache
 from gateway.store.migrations import MIGRATIONS_DIR, pending_migrations
-from gateway.store.postgres_cache import PostgresCacheIndex
+from gateway.store.postgres_cache import GET_ENTRY, PostgresCacheIndex, entry_from_row
 from gateway.store.response_sql import ResponseSql
 from gateway.store.shared import SharedSql
 from gateway.store.sql import (
@@ -86,6 +88,14 @@ WITH row AS (
     {ADD_TO_DAILY}
 )
 SELECT COUNT(*) FROM row
+"""
+# The cache lookup, and only when it finds nothing the hold (`gateway_reserve`): one round trip
+# for a miss. The first column is the hold's id (NULL on a hit, or when a budget cannot hold it).
+_GET_OR_RESERVE = f"""
+WITH hit AS ({GET_ENTRY})
+SELECT (SELECT gateway_reserve($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+        WHERE NOT EXISTS (SELECT 1 FROM hit)) AS held, hit.*
+FROM (SELECT 1) AS one LEFT JOIN hit ON TRUE
 """
 BULK_ROWS = 500  # rows written in one transaction by _many
 _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)\b")
@@ -352,6 +362,33 @@ class PostgresStore(SharedSql, BatchSql, ResponseSql, WebhookSql):
             periods_now["month"],
         )
         return None if reservation is None else int(reservation)
+
+    async def lookup_or_reserve(
+        self, key: str, now: float, hold: Hold
+    ) -> tuple[CacheEntry | None, int | None]:
+        """One round trip: the lookup, and the hold only when it found nothing."""
+        day, week, month = (hold.periods.sql_case()[p] for p in ("day", "week", "month"))
+        row = await self.pool.fetchrow(
+            _GET_OR_RESERVE,
+            key,
+            float(now),
+            hold.key_id,
+            hold.team_id,
+            hold.amount_nanos,
+            now_text(),
+            float(hold.now + hold.ttl_s),
+            float(hold.now),
+            hold.request_id,
+            hold.owner,
+            hold.endpoint,
+            hold.model,
+            day,
+            week,
+            month,
+        )
+        if row[1] is not None:  # the entry's key: a hit
+            return entry_from_row(tuple(row)[1:]), None
+        return None, None if row[0] is None else int(row[0])
 
     async def record(self, row: LedgerRow) -> None:
         await self._all(_RECORD, _ledger_values(row))

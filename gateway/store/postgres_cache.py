@@ -38,7 +38,7 @@ _PUT_ENTRY = (
     " ON CONFLICT (key) DO UPDATE SET"
     f" {', '.join(f'{c} = excluded.{c}' for c in _ENTRY_COLUMNS if c != 'key')}"
 )
-_GET = (
+GET_ENTRY = (
     f"SELECT {', '.join('e.' + c for c in _ENTRY_COLUMNS)}, b.data"
     " FROM cache_entries e JOIN cache_bodies b ON b.sha256 = e.body_sha256"
     " WHERE e.key = $1 AND e.expires_at > $2"
@@ -63,7 +63,7 @@ def _row(entry: CacheEntry) -> list[Any]:
     return [values[column] for column in _ENTRY_COLUMNS]
 
 
-def _entry(row: Any) -> CacheEntry:
+def entry_from_row(row: Any) -> CacheEntry:
     values = dict(zip((*_ENTRY_COLUMNS, "body"), row, strict=True))
     values["headers"] = json.loads(values["headers"])
     values["body"] = None if values["body"] is None else bytes(values["body"])
@@ -75,8 +75,8 @@ class PostgresCacheIndex:
         self._store = store
 
     async def get(self, key: str, now: float) -> CacheEntry | None:
-        row = await self._store.pool.fetchrow(_GET, key, float(now))
-        return None if row is None else _entry(row)
+        row = await self._store.pool.fetchrow(GET_ENTRY, key, float(now))
+        return None if row is None else entry_from_row(row)
 
     async def put(self, entry: CacheEntry) -> int:
         return await self.put_many([entry])
@@ -194,4 +194,4 @@ class PostgresCacheIndex:
 
     async def recent(self, team_id: int | None, limit: int, now: float) -> list[CacheEntry]:
         rows = await self._store.pool.fetch(_RECENT, float(now), team_id, limit)
-        return [_entry((*row, None)) for row in rows]
+        return [entry_from_row((*row, None)) for row in rows]
