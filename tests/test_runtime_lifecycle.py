@@ -40,6 +40,7 @@ async def test_a_resource_that_fails_to_open_closes_those_opened_before_it(
     async def store_closes() -> None:
         closed.append("store")
 
+    real_closes = (services.cache.close, services.store.close)
     monkeypatch.setattr(services.upstream, "start", upstream_fails)
     monkeypatch.setattr(services.cache, "close", cache_closes)
     monkeypatch.setattr(services.store, "close", store_closes)
@@ -49,6 +50,8 @@ async def test_a_resource_that_fails_to_open_closes_those_opened_before_it(
     assert closed == []
     await runner.cleanup()  # as web.run_app does when its start fails
     assert closed == ["cache", "store"]
+    for close in real_closes:  # nothing of this test outlives it (its store's thread)
+        await close()
 
 
 async def test_background_work_is_waited_for_then_everything_closes(tmp_path: Path) -> None:
