@@ -29,10 +29,10 @@ class Usage:
     text_output: int
 
     def __post_init__(self) -> None:
-        for item in fields(self):
-            value = getattr(self, item.name)
+        for name in _COUNTS:  # made for every request: the names once, not fields() each time
+            value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"usage {item.name} must be a whole number >= 0, not {value!r}")
+                raise ValueError(f"usage {name} must be a whole number >= 0, not {value!r}")
 
     def bounded(self) -> tuple[Usage, bool]:
         """This usage with every count at most MAX_TOKENS, and whether any was past it."""
@@ -101,6 +101,9 @@ class Usage:
             image_output=out_image,
             text_output=out_text,
         )
+
+
+_COUNTS = tuple(item.name for item in fields(Usage))
 
 
 def stream_usage(usages: list[Usage]) -> Usage:
