@@ -138,6 +138,9 @@ def make_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..
             "spool_threshold_bytes": 64 * 1024,
             "upstream_read_timeout_s": 5,
             "upstream_connect_timeout_s": 2,
+            # A database call that waits this long on this shared, loaded machine is a slow
+            # moment, not what a test asks about (the tests of a sick store set their own).
+            "database_timeout_s": 15,
             # Most tests count the calls that reach upstream, so they repeat identical requests
             # on purpose; the cache tests (test_cache_*.py) turn it on.
             "cache_enabled": False,
